@@ -1,0 +1,46 @@
+"""The one interface every membership-inference attack implements.
+
+Lifecycle: construct with a settings dataclass, a device and a seed; `fit` once on the labelled
+shadow difference vectors and the *unlabelled* target vectors; then `predict_proba`. Target
+membership labels are never an argument of anything here: only the metrics read them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
+
+from dlmia.device import resolve_device
+
+FloatArray = npt.NDArray[np.float32]
+LabelArray = npt.NDArray[np.int64]
+
+
+class Attack(ABC):
+    """A membership classifier over difference vectors; higher probability = more likely member.
+
+    After `fit`, `info` holds what a result row should record beyond the metrics (stage timings,
+    training losses, counts); it must be JSON-serialisable.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any = None, *, device: str = "auto", seed: int = 0) -> None:
+        self.config = config if config is not None else self.Config()
+        self.device = resolve_device(device)
+        self.seed = seed
+        self.info: dict[str, Any] = {}
+
+    @abstractmethod
+    def fit(
+        self, shadow_vectors: FloatArray, shadow_labels: LabelArray, target_vectors: FloatArray
+    ) -> Self:
+        """Train on shadow vectors (n_s, d) with labels (n_s,) in {0, 1}; target vectors (n_t, d) unlabelled."""
+
+    @abstractmethod
+    def predict_proba(self, vectors: FloatArray) -> npt.NDArray[np.float64]:
+        """(n,) member probabilities in [0, 1] for vectors (n, d)."""

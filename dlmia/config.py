@@ -1,0 +1,131 @@
+"""Strict construction of typed, frozen settings dataclasses from plain mappings.
+
+Every settings object in dlmia is a frozen dataclass with defaults. Grid files, `--set key=value`
+options and Tune configs are plain mappings; `build` turns one into a dataclass and refuses
+unknown keys and wrong types with a `ConfigError` naming the key path and what is allowed.
+Precedence is always: dataclass defaults < grid file < `--set` on the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, TypeVar, get_args, get_origin
+
+import yaml
+
+from dlmia.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def build(cls: type[T], values: Mapping[str, Any] | None, where: str = "") -> T:
+    """Build dataclass `cls` from `values`, checking every key and type.
+
+    Args:
+        cls: a dataclass type whose fields all have defaults or appear in `values`.
+        values: the settings to apply over the defaults (None means all defaults).
+        where: the key path of `values` in its file, used in error messages (e.g. `attack.dlmia`).
+    """
+    values = dict(values or {})
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{_path(where, unknown[0])}: unknown key; allowed keys are {', '.join(sorted(fields))}"
+        )
+    kwargs = {name: _coerce(hints[name], value, _path(where, name)) for name, value in values.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
+
+
+def replace(obj: T, overrides: Mapping[str, Any], where: str = "") -> T:
+    """A copy of dataclass `obj` with `overrides` applied, checked like `build`."""
+    merged = {**as_dict(obj), **overrides}
+    return build(type(obj), merged, where)
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass as a plain (JSON- and YAML-friendly) dict, nested dataclasses included."""
+    return dataclasses.asdict(obj)
+
+
+def parse_assignments(assignments: list[str] | None) -> dict[str, Any]:
+    """Parse `key=value` strings (from `--set`) into a dict; values are read as YAML scalars."""
+    parsed: dict[str, Any] = {}
+    for item in assignments or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+    return parsed
+
+
+def _path(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    """Check `value` against type `hint`, converting where it is lossless (int -> float, list -> tuple)."""
+    origin = get_origin(hint)
+    if origin is typing.Literal:
+        allowed = get_args(hint)
+        if value not in allowed:
+            raise ConfigError(f"{where}: {value!r} is not allowed; use one of {', '.join(map(str, allowed))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _coerce(option, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches no allowed type")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = get_args(hint)
+        item_hint = args[0] if args else Any
+        items = [_coerce(item_hint, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or hint is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(hint):
+        if dataclasses.is_dataclass(value):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return build(hint, value, where)
+    if hint is Any:
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if isinstance(hint, type) and not isinstance(value, hint):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value

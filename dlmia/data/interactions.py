@@ -1,0 +1,63 @@
+"""`Interactions`: a loaded dataset, one row per interaction, ids mapped to contiguous integers."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from dlmia.data.histories import Histories, IntArray
+
+
+@dataclass(frozen=True, eq=False)
+class Interactions:
+    """Implicit feedback: user `users[j]` interacted with item `items[j]` at `times[j]`.
+
+    Attributes:
+        name: the dataset's name (`ml-1m`, `synthetic`, or the file path it came from).
+        users: (nnz,) int64 user index in [0, n_users).
+        items: (nnz,) int64 item index in [0, n_items).
+        times: (nnz,) int64 timestamps, or None when the source has none (file order is time order).
+        user_ids: (n_users,) the raw id of each user index (the kept id map).
+        item_ids: (n_items,) the raw id of each item index.
+    """
+
+    name: str
+    users: IntArray
+    items: IntArray
+    times: IntArray | None
+    user_ids: npt.NDArray[np.generic]
+    item_ids: npt.NDArray[np.generic]
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def n_interactions(self) -> int:
+        return len(self.items)
+
+    def histories(self) -> Histories:
+        """All users' histories, each sorted by time (stable: ties keep file order)."""
+        keys = (self.users,) if self.times is None else (self.times, self.users)
+        order = np.lexsort(keys)  # primary key last: user, then time
+        counts = np.bincount(self.users, minlength=self.n_users)
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        times = None if self.times is None else self.times[order]
+        return Histories(
+            indptr, self.items[order], self.n_items, np.arange(self.n_users, dtype=np.int64), times
+        )
+
+    def fingerprint(self) -> str:
+        """A content hash of the interactions (for cache keys): same data, same fingerprint."""
+        digest = hashlib.sha256()
+        for array in (self.users, self.items, self.times if self.times is not None else np.zeros(0)):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update(str((self.n_users, self.n_items)).encode())
+        return digest.hexdigest()[:16]

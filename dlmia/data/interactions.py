@@ -31,6 +31,35 @@ class Interactions:
     user_ids: npt.NDArray[np.generic]
     item_ids: npt.NDArray[np.generic]
 
+    @classmethod
+    def from_raw(
+        cls,
+        name: str,
+        raw_users: npt.ArrayLike,
+        raw_items: npt.ArrayLike,
+        times: npt.ArrayLike | None = None,
+    ) -> Interactions:
+        """Map raw user and item ids to contiguous ints in order of first appearance, keeping the maps.
+
+        Args:
+            name: the dataset's name.
+            raw_users: (nnz,) raw user id of each interaction (ints or strings, no missing values).
+            raw_items: (nnz,) raw item id of each interaction.
+            times: (nnz,) integer timestamps, or None.
+        """
+        import pandas as pd  # imported here so that `import dlmia` stays light
+
+        users, user_ids = pd.factorize(np.asarray(raw_users))
+        items, item_ids = pd.factorize(np.asarray(raw_items))
+        return cls(
+            name,
+            users.astype(np.int64),
+            items.astype(np.int64),
+            None if times is None else np.asarray(times, dtype=np.int64),
+            np.asarray(user_ids),
+            np.asarray(item_ids),
+        )
+
     @property
     def n_users(self) -> int:
         return len(self.user_ids)

@@ -1,0 +1,153 @@
+"""The `dlmia` command line: one cell, data fetching (and, from the tune package, grids).
+
+Every user error ends as one line on stderr and exit code 2; the last line on stdout of
+`dlmia cell` is one JSON object with the metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from dlmia import config as cfg
+from dlmia.attacks import ATTACKS
+from dlmia.cell import CellConfig, run_cell
+from dlmia.errors import ConfigError, DlmiaError
+from dlmia.recommenders import RECOMMENDERS
+from dlmia.sides import DatasetSpec, SideSpec
+
+log = logging.getLogger("dlmia")
+
+
+def parse_side(text: str, option: str) -> tuple[str, str]:
+    """Split `DATASET:RECOMMENDER` (the dataset may be a path) and check the recommender name."""
+    dataset, sep, recommender = text.rpartition(":")
+    if not sep or not dataset or not recommender:
+        raise ConfigError(f"{option} {text!r}: expected DATASET:RECOMMENDER, e.g. ml-1m:lfm")
+    if recommender not in RECOMMENDERS:
+        known = ", ".join(sorted(RECOMMENDERS))
+        raise ConfigError(f"{option} {text!r}: unknown recommender {recommender!r}; known: {known}")
+    return dataset, recommender
+
+
+def cell_config(args: argparse.Namespace) -> CellConfig:
+    """The typed cell configuration the `cell` command's options describe."""
+    if args.attack not in ATTACKS:
+        raise ConfigError(f"--attack {args.attack!r}: unknown attack; known: {', '.join(sorted(ATTACKS))}")
+    if args.k < 1:
+        raise ConfigError(f"--k {args.k}: must be a positive list length")
+    sides = {}
+    for role in ("shadow", "target"):
+        dataset, recommender = parse_side(getattr(args, role), f"--{role}")
+        data = cfg.build(
+            DatasetSpec,
+            {"name": dataset, "data_root": args.data_root or "", "split": {"seed": args.seed}},
+        )
+        data = cfg.replace(data, {"vectors": cfg.replace(data.vectors, {"seed": args.seed, "device": args.device})})
+        sides[role] = SideSpec(
+            dataset=data,
+            role=role,  # type: ignore[arg-type]
+            recommender=recommender,
+            settings=cfg.parse_assignments(getattr(args, f"{role}_set")),
+            k=args.k,
+            nonmember_lists=args.nonmember_lists,
+            center=args.center,
+            exclude_seen=args.exclude_seen,
+            seed=args.seed,
+            device=args.device,
+        )
+    return CellConfig(
+        shadow=sides["shadow"],
+        target=sides["target"],
+        attack=args.attack,
+        attack_settings=cfg.parse_assignments(args.set),
+        seed=args.seed,
+        device=args.device,
+    )
+
+
+def command_cell(args: argparse.Namespace) -> int:
+    """Run one cell and print its metrics; with --out, write the result row and per-user scores."""
+    from dlmia.results import result_row, write_cell
+
+    config = cell_config(args)
+    result = run_cell(config)
+    row = result_row(config, result)
+    if args.out:
+        for path in write_cell(args.out, row, result):
+            log.info("wrote %s", path)
+    summary: dict[str, Any] = {
+        **{k: v for k, v in row.items() if k not in ("config", "details", "attack_settings")},
+        "attack_settings": json.loads(row["attack_settings"]),
+        "stage_seconds": {
+            key: value for key, value in result.info["attack"].items() if key.endswith("seconds")
+        },
+    }
+    print(json.dumps(summary, default=str))
+    return 0
+
+
+def command_fetch(args: argparse.Namespace) -> int:
+    """Download a public dataset into a folder (the only command that uses the network)."""
+    from dlmia.data.fetch import fetch
+
+    path = fetch(args.name, args.to, progress=sys.stderr.isatty())
+    print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dlmia", description=__doc__.splitlines()[0])
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings on stderr")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    cell = commands.add_parser("cell", help="attack one (shadow, target) pair and print metrics")
+    cell.add_argument("--shadow", required=True, help="DATASET:RECOMMENDER, e.g. ml-1m:lfm")
+    cell.add_argument("--target", required=True, help="DATASET:RECOMMENDER, e.g. ml-1m:itemcf")
+    cell.add_argument("--attack", default="biased", help="biased or dlmia")
+    cell.add_argument("--data-root", help="folder dataset names resolve under (default: $DLMIA_DATA_ROOT or ./data)")
+    cell.add_argument("--seed", type=int, default=0, help="seed of the split, recommenders and attack")
+    cell.add_argument("--nonmember-lists", default="popular", choices=["popular", "popular-random", "model"])
+    cell.add_argument("--k", type=int, default=100, help="length of the top-k lists")
+    cell.add_argument("--center", default="uniform", choices=["uniform", "rank"])
+    cell.add_argument("--exclude-seen", action="store_true", help="drop seen items from member lists")
+    cell.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    cell.add_argument("--set", action="append", metavar="KEY=VALUE", help="attack setting (repeatable)")
+    cell.add_argument("--shadow-set", action="append", metavar="KEY=VALUE", help="shadow recommender setting")
+    cell.add_argument("--target-set", action="append", metavar="KEY=VALUE", help="target recommender setting")
+    cell.add_argument("--out", help="folder for result.parquet and scores.parquet")
+    cell.set_defaults(run=command_cell)
+
+    data = commands.add_parser("data", help="dataset utilities").add_subparsers(dest="data_command", required=True)
+    fetch = data.add_parser("fetch", help="download ml-1m, amazon-beauty or amazon-digital-music")
+    fetch.add_argument("name", choices=["ml-1m", "amazon-beauty", "amazon-digital-music"])
+    fetch.add_argument("--to", required=True, help="destination folder (a data root)")
+    fetch.set_defaults(run=command_fetch)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `dlmia` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.run(args))
+    except DlmiaError as exc:
+        print(f"dlmia: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dlmia: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Result rows: one flat, typed record per (cell, attack, seed), plus the per-user scores.
+
+The row carries everything needed to read it later without the run: which datasets,
+recommenders, settings and seeds produced it, every metric, timings, versions and host.
+Nested settings are stored as JSON strings so every row of every grid shares one schema.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+import dlmia
+from dlmia.cell import CellConfig, CellResult
+from dlmia.io import write_parquet
+
+
+@lru_cache(maxsize=1)
+def versions() -> dict[str, str]:
+    """The versions that produced a result: dlmia, its git commit (if any), torch, numpy, python."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(dlmia.__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "dlmia_version": dlmia.__version__,
+        "git_commit": commit or "unknown",
+        "torch_version": torch.__version__,
+        "numpy_version": np.__version__,
+        "python_version": platform.python_version(),
+    }
+
+
+def result_row(config: CellConfig, result: CellResult, status: str = "ok") -> dict[str, Any]:
+    """One flat record of a finished cell: identity, metrics, settings (JSON), timings, provenance."""
+    info = result.info
+    row: dict[str, Any] = {
+        "shadow_dataset": config.shadow.dataset.name,
+        "shadow_recommender": config.shadow.recommender,
+        "target_dataset": config.target.dataset.name,
+        "target_recommender": config.target.recommender,
+        "attack": config.attack,
+        "seed": config.seed,
+        "status": status,
+        **{k: v for k, v in result.metrics.items() if np.isscalar(v)},
+        "n_shadow": info["n_shadow"],
+        "n_target": info["n_target"],
+        "seconds": info.get("seconds", info["attack_seconds"]),
+        "attack_seconds": info["attack_seconds"],
+        "shadow_zero_vectors": info.get("shadow_side", {}).get("n_zero_vectors"),
+        "target_zero_vectors": info.get("target_side", {}).get("n_zero_vectors"),
+        "config": json.dumps(dataclasses.asdict(config), default=str, sort_keys=True),
+        "attack_settings": json.dumps(info["attack_settings"], default=str, sort_keys=True),
+        "details": json.dumps({k: v for k, v in info.items() if k != "attack_settings"}, default=str),
+        "host": platform.node(),
+        **versions(),
+    }
+    return row
+
+
+def scores_frame(result: CellResult) -> pd.DataFrame:
+    """Per-target-user member scores and true labels (for ROC curves)."""
+    return pd.DataFrame({"user": result.users, "label": result.labels, "score": result.scores})
+
+
+def write_cell(out_dir: str | Path, row: dict[str, Any], result: CellResult) -> list[Path]:
+    """Write `result.parquet` (the row) and `scores.parquet` under `out_dir`, each atomically."""
+    out = Path(out_dir)
+    return [
+        write_parquet(scores_frame(result), out / "scores.parquet"),
+        write_parquet(pd.DataFrame([row]), out / "result.parquet"),
+    ]

@@ -1,0 +1,165 @@
+"""Datasets and sides: everything one role (shadow or target) of a cell needs, as pure functions.
+
+A *side* is (dataset, role, recommender, settings, seed): its recommender is trained on the
+members of that role's user part, serves top-k lists to members (the model) and non-members
+(the non-member policy), and the adversary turns each user's visible history and list into a
+difference vector. Sides are independent of the attack, so the grid runner trains each once
+and shares it between every cell that uses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from dlmia.errors import ConfigError
+from dlmia.data.filtering import FilterConfig, kcore
+from dlmia.data.histories import Histories
+from dlmia.data.sources import default_data_root, default_filter, load_dataset
+from dlmia.data.splits import SplitConfig, member_halves, split_users
+from dlmia.data.synthetic import SyntheticConfig
+from dlmia.nonmember import nonmember_lists
+from dlmia.recommenders import make_recommender
+from dlmia.vectors import ItemVectorConfig, ItemVectors, difference_vectors, fit_item_vectors
+
+log = logging.getLogger(__name__)
+
+Role = Literal["shadow", "target"]
+NonmemberPolicy = Literal["popular", "popular-random", "model"]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How a dataset is loaded, filtered, split and vectorised."""
+
+    name: str = "synthetic"  # ml-1m, amazon-beauty, amazon-digital-music, synthetic, or a file path
+    data_root: str = ""  # folder the names resolve under; "" = DLMIA_DATA_ROOT or ./data
+    filter: FilterConfig | None = None  # None = the dataset's default thresholds
+    split: SplitConfig = field(default_factory=SplitConfig)  # three-way user split and its seed
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # used when name == synthetic
+    vectors: ItemVectorConfig = field(default_factory=ItemVectorConfig)  # the item-vector LFM
+
+
+@dataclass(frozen=True)
+class SideSpec:
+    """One trained recommender side: the unit of work the grid runner caches and shares."""
+
+    dataset: DatasetSpec
+    role: Role
+    recommender: str  # a name from dlmia.recommenders.RECOMMENDERS
+    settings: dict[str, Any] = field(default_factory=dict)  # the recommender's settings overrides
+    k: int = 100  # length of every top-k list
+    nonmember_lists: NonmemberPolicy = "popular"  # how non-members get their lists (method.md 1)
+    center: Literal["uniform", "rank"] = "uniform"  # recommendation centre of the difference vector
+    exclude_seen: bool = False  # drop seen items from member lists (the paper keeps them)
+    seed: int = 0  # recommender training, member halves and list randomness
+    device: str = "auto"
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedDataset:
+    """A loaded, filtered and split dataset with its item vectors."""
+
+    spec: DatasetSpec
+    histories: Histories  # all users, rows = dataset user index
+    parts: dict[str, npt.NDArray[np.int64]]  # vectorization / shadow / target user indices
+    item_vectors: ItemVectors
+    fingerprint: str  # content hash of the filtered interactions
+    stats: dict[str, Any]  # sizes and timings, for result rows
+
+
+@dataclass(frozen=True, eq=False)
+class SideOutput:
+    """What a cell needs from a side: labelled difference vectors, plus provenance."""
+
+    vectors: npt.NDArray[np.float32]  # (n_users, d) difference vectors, members first
+    labels: npt.NDArray[np.int64]  # (n_users,) 1 = member, 0 = non-member
+    users: npt.NDArray[np.int64]  # (n_users,) dataset user index of each row
+    info: dict[str, Any]  # counts, timings, recommender utility
+
+
+def prepare_dataset(spec: DatasetSpec) -> PreparedDataset:
+    """Load, filter and split `spec`'s dataset, and fit item vectors on its vectorization part."""
+    started = time.perf_counter()
+    data_root = Path(spec.data_root) if spec.data_root else default_data_root()
+    raw = load_dataset(spec.name, data_root, synthetic=spec.synthetic, seed=spec.split.seed)
+    loaded = time.perf_counter()
+    filtered = kcore(raw, spec.filter or default_filter(spec.name), source=spec.name)
+    histories = filtered.histories()
+    parts = split_users(filtered.n_users, spec.split)
+    split_done = time.perf_counter()
+    item_vectors = fit_item_vectors(histories.rows(parts["vectorization"]), spec.vectors)
+    done = time.perf_counter()
+    stats = {
+        "n_users": filtered.n_users,
+        "n_items": filtered.n_items,
+        "n_interactions": filtered.n_interactions,
+        "n_items_with_vector": int(item_vectors.has_vector.sum()),
+        "load_seconds": loaded - started,
+        "filter_split_seconds": split_done - loaded,
+        "item_vector_seconds": done - split_done,
+    }
+    log.info("dataset %s: %s", spec.name, stats)
+    return PreparedDataset(spec, histories, parts, item_vectors, filtered.fingerprint(), stats)
+
+
+def build_side(data: PreparedDataset, spec: SideSpec) -> SideOutput:
+    """Train `spec`'s recommender on its members, serve lists, and build difference vectors."""
+    if spec.k > data.histories.n_items:
+        raise ConfigError(
+            f"k={spec.k} is larger than the catalogue of {spec.dataset.name} "
+            f"({data.histories.n_items} items after filtering); use a smaller k"
+        )
+    started = time.perf_counter()
+    members, nonmembers = member_halves(data.parts[spec.role], spec.seed, spec.role)
+    users = np.concatenate([members, nonmembers])
+    labels = np.concatenate([np.ones(len(members)), np.zeros(len(nonmembers))]).astype(np.int64)
+    recommender = make_recommender(
+        spec.recommender, spec.settings, device=spec.device, seed=spec.seed
+    ).fit(data.histories.rows(members))
+    fitted = time.perf_counter()
+
+    visible = recommender.training_prefix(data.histories.rows(users))  # what the adversary sees
+    member_view, nonmember_view = visible.rows(labels == 1), visible.rows(labels == 0)
+    member_lists = recommender.recommend(member_view, spec.k, exclude_seen=spec.exclude_seen)
+    other_lists = nonmember_lists(
+        spec.nonmember_lists, nonmember_view, spec.k, seed=spec.seed, recommender=recommender
+    )
+    lists = np.concatenate([member_lists.numpy(), other_lists.numpy()])
+    listed = time.perf_counter()
+
+    vectors, n_zero = difference_vectors(data.item_vectors, visible, lists, spec.center)
+    done = time.perf_counter()
+    info = {
+        "n_members": len(members),
+        "n_nonmembers": len(nonmembers),
+        "n_zero_vectors": int(n_zero),
+        "recommender_hr_at_10": holdout_hit_rate(recommender, data.histories.rows(nonmembers)),
+        "fit_seconds": fitted - started,
+        "recommend_seconds": listed - fitted,
+        "vector_seconds": done - listed,
+        "recommender_settings": dataclasses.asdict(recommender.config),
+    }
+    log.info("side %s/%s/%s: %s", spec.dataset.name, spec.role, spec.recommender, info)
+    return SideOutput(vectors, labels, users, info)
+
+
+def holdout_hit_rate(recommender: Any, histories: Histories, k: int = 10) -> float:
+    """HR@k of the next item after each user's history minus its last item (a utility check).
+
+    Measured on non-members, whom the recommender never trained on, so it reads as the model's
+    quality for new users; seen items are excluded from the ranking.
+    """
+    has_two = histories.lengths >= 2
+    if not has_two.any():
+        return float("nan")
+    held = histories.rows(has_two)
+    lists = recommender.recommend(held.drop_last(1), k, exclude_seen=True).numpy()
+    return float((lists == held.last_items()[:, None]).any(axis=1).mean())

@@ -1,0 +1,23 @@
+"""Shared fixtures: the optional real data folder, and a quiet Ray environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data beside the checkout; the test is skipped where it is absent (a user's clone)."""
+    if not (SHARED_DATA / "ml-1m" / "ratings.dat").exists():
+        pytest.skip("../shared/data is absent")
+    return SHARED_DATA

@@ -1,0 +1,124 @@
+"""Downloads against a local HTTP server: success, checksum/size failures leave nothing behind."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dlmia.data import fetch as fetch_module
+from dlmia.data.fetch import REMOTE_FILES, RemoteFile, destination, fetch
+from dlmia.data.sources import DATASETS, load_dataset
+from dlmia.errors import ConfigError, DataError
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base's name)
+        pass
+
+
+@pytest.fixture
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
+    """A local HTTP server on an ephemeral port serving folder `tmp_path/served`."""
+    for proxy in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)  # talk to 127.0.0.1 directly
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(QuietHandler, directory=str(served))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/data", served
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def served_zip(served: Path) -> bytes:
+    """Write a small ml-1m.zip under `served/data/` and return its bytes."""
+    (served / "data").mkdir(exist_ok=True)
+    path = served / "data" / "ml-1m.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("ml-1m/ratings.dat", "1::10::5::97830\n1::20::3::97831\n2::10::4::97832\n")
+    return path.read_bytes()
+
+
+def expect(monkeypatch: pytest.MonkeyPatch, md5: str | None, size: int | None) -> None:
+    url = REMOTE_FILES["ml-1m"].url
+    monkeypatch.setitem(fetch_module.REMOTE_FILES, "ml-1m", RemoteFile(url, md5, size))
+
+
+def test_fetch_downloads_checks_and_is_loadable(
+    server: tuple[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base_url, served = server
+    payload = served_zip(served)
+    expect(monkeypatch, hashlib.md5(payload).hexdigest(), len(payload))
+    root = tmp_path / "root"
+    path = fetch("ml-1m", root, base_url=base_url, progress=True)
+    assert path == root / "ml-1m" / "ml-1m.zip" and path.read_bytes() == payload
+    assert sorted(p.name for p in path.parent.iterdir()) == ["ml-1m.zip"]  # no temp file left
+    assert "ml-1m.zip: 100%" in capsys.readouterr().err  # plain progress off a terminal
+    data = load_dataset("ml-1m", root)
+    assert (data.n_users, data.n_items, data.n_interactions) == (2, 2, 3)
+    # A second call finds the checked file and does not download again.
+    (served / "data" / "ml-1m.zip").unlink()
+    assert fetch("ml-1m", root, base_url=base_url, progress=False) == path
+
+
+def test_checksum_mismatch_leaves_nothing(
+    server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base_url, served = server
+    payload = served_zip(served)
+    expect(monkeypatch, "0" * 32, len(payload))
+    root = tmp_path / "root"
+    actual = hashlib.md5(payload).hexdigest()
+    with pytest.raises(DataError, match=f"MD5 is {actual}, expected 0{{32}}; nothing was saved"):
+        fetch("ml-1m", root, base_url=base_url, progress=False)
+    assert not root.exists()
+
+
+def test_size_mismatch_keeps_an_existing_folder_clean(
+    server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base_url, served = server
+    payload = served_zip(served)
+    expect(monkeypatch, None, len(payload) + 1)
+    (tmp_path / "root" / "ml-1m").mkdir(parents=True)
+    with pytest.raises(DataError, match="nothing was saved"):
+        fetch("ml-1m", tmp_path / "root", base_url=base_url, progress=False)
+    assert list((tmp_path / "root" / "ml-1m").iterdir()) == []
+
+
+def test_http_error_leaves_nothing(server: tuple[str, Path], tmp_path: Path) -> None:
+    base_url, _ = server  # serves nothing: 404
+    url = r"http://127\.0\.0\.1:\d+/data/ml-1m\.zip"
+    with pytest.raises(DataError, match=f"could not download {url}: HTTP Error 404"):
+        fetch("ml-1m", tmp_path / "root", base_url=base_url, progress=False)
+    assert not (tmp_path / "root").exists()
+
+
+def test_unknown_name_lists_fetchable_ones(tmp_path: Path) -> None:
+    known = "ml-1m, amazon-beauty, amazon-digital-music"
+    with pytest.raises(ConfigError, match=f"fetchable datasets are {known}"):
+        fetch("synthetic", tmp_path)
+
+
+def test_published_checksum_and_destinations_are_where_loading_looks(tmp_path: Path) -> None:
+    assert REMOTE_FILES["ml-1m"].md5 == "c4d9eecfca2ab87c1945afe126590906"
+    assert REMOTE_FILES["ml-1m"].size == 5917549
+    for name in REMOTE_FILES:
+        relative = destination(name, tmp_path).relative_to(tmp_path).as_posix()
+        assert relative in DATASETS[name].files

@@ -1,0 +1,245 @@
+"""Loaders and dataset names: formats, id maps, time order, error messages, the real files."""
+
+from __future__ import annotations
+
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dlmia.data.filtering import kcore
+from dlmia.data.loaders import detect_format, load_amazon_ratings, load_file, load_ml1m, load_table
+from dlmia.data.sources import DATASETS, default_data_root, default_filter, load_dataset
+from dlmia.data.splits import SplitConfig, split_users
+from dlmia.errors import ConfigError, DataError
+
+ML1M_LINES = [
+    "10::3186::4::978300019",
+    "10::1270::5::978300055",
+    "7::3186::3::978200000",
+    "10::1721::4::978299000",  # earlier than the two before it: order must come from time
+    "7::1::5::978100000",
+]
+AMAZON_LINES = [
+    "A01247753D6GFZD87MUV8,B0009N35D2,5.0,1388102400",
+    "A3JM6GV9MNOF9X,0558925278,3.0,1355443200",
+    "A01247753D6GFZD87MUV8,0558925278,4.0,1300000000",
+]
+
+
+def write(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_ml1m_dat_maps_ids_in_first_appearance_order(tmp_path: Path) -> None:
+    data = load_ml1m(write(tmp_path / "ratings.dat", ML1M_LINES))
+    assert data.user_ids.tolist() == [10, 7]
+    assert data.item_ids.tolist() == [3186, 1270, 1721, 1]
+    assert data.users.tolist() == [0, 0, 1, 0, 1]
+    assert data.items.tolist() == [0, 1, 0, 2, 3]
+    assert data.times is not None and data.times[0] == 978300019
+    assert data.users.dtype == np.int64 and data.items.dtype == np.int64
+
+
+def test_histories_are_in_time_order(tmp_path: Path) -> None:
+    histories = load_ml1m(write(tmp_path / "ratings.dat", ML1M_LINES)).histories()
+    # user 10 (row 0): 1721 @978299000, 3186 @978300019, 1270 @978300055 -> items 2, 0, 1
+    assert histories.sequence(0).tolist() == [2, 0, 1]
+    assert histories.sequence(1).tolist() == [3, 0]
+    assert histories.times is not None
+    assert (np.diff(histories.times[histories.indptr[0] : histories.indptr[1]]) > 0).all()
+
+
+def test_ml1m_zip_is_read_without_extracting(tmp_path: Path) -> None:
+    archive = tmp_path / "ml-1m.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ml-1m/ratings.dat", "\n".join(ML1M_LINES) + "\n")
+        zf.writestr("ml-1m/movies.dat", "1::Toy Story (1995)::Animation\n")
+    data = load_ml1m(archive)
+    plain = load_ml1m(write(tmp_path / "ratings.dat", ML1M_LINES))
+    assert data.fingerprint() == plain.fingerprint()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ml-1m.zip", "ratings.dat"]
+
+
+@pytest.mark.parametrize(
+    ("lines", "number", "shown"),
+    [
+        (ML1M_LINES[:2] + ["abc"] + ML1M_LINES[2:], 3, "'abc'"),
+        (ML1M_LINES[:3] + ["", "1::2::3"], 5, "'1::2::3'"),  # blank lines still count
+        (["1::2::x::4"], 1, "'1::2::x::4'"),
+        (ML1M_LINES[:1] + ["1\t2\t3\t4"], 2, "'1\\t2\\t3\\t4'"),
+        (ML1M_LINES[:1] + ["1::2::3::4::5"], 2, "'1::2::3::4::5'"),
+    ],
+)
+def test_ml1m_malformed_line_is_named(
+    tmp_path: Path, lines: list[str], number: int, shown: str
+) -> None:
+    path = write(tmp_path / "ratings.dat", lines)
+    with pytest.raises(DataError) as err:
+        load_ml1m(path)
+    assert str(err.value) == (
+        f"{path} line {number}: expected UserID::MovieID::Rating::Timestamp, got {shown}"
+    )
+
+
+def test_ml1m_malformed_line_in_zip_names_the_member(tmp_path: Path) -> None:
+    archive = tmp_path / "ml-1m.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ml-1m/ratings.dat", "1::2::3::4\nbad line\n")
+    with pytest.raises(DataError, match=r"ml-1m\.zip:ml-1m/ratings\.dat line 2: expected"):
+        load_ml1m(archive)
+
+
+def test_empty_and_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="holds no interactions"):
+        load_ml1m(write(tmp_path / "ratings.dat", [""]))
+    missing = tmp_path / "nowhere" / "ratings.dat"
+    for loader in (load_ml1m, load_amazon_ratings, load_table, load_file):
+        with pytest.raises(DataError, match=f"{missing}: does not exist"):
+            loader(missing)
+    with pytest.raises(DataError, match="not a readable zip"):
+        load_ml1m(write(tmp_path / "broken.zip", ["not a zip"]))
+
+
+def test_amazon_ratings_keep_string_ids(tmp_path: Path) -> None:
+    data = load_amazon_ratings(write(tmp_path / "ratings_Beauty.csv", AMAZON_LINES))
+    assert data.user_ids.tolist() == ["A01247753D6GFZD87MUV8", "A3JM6GV9MNOF9X"]
+    assert data.item_ids.tolist() == ["B0009N35D2", "0558925278"]  # leading zero kept
+    assert data.users.tolist() == [0, 1, 0] and data.items.tolist() == [0, 1, 1]
+    assert data.times is not None and data.times.tolist() == [1388102400, 1355443200, 1300000000]
+    assert data.histories().sequence(0).tolist() == [1, 0]  # 2011 before 2013
+
+
+@pytest.mark.parametrize("bad", ["user,item,rating,timestamp", "A1,B2,5.0", "A1,B2,5.0,12,extra"])
+def test_amazon_malformed_line_is_named(tmp_path: Path, bad: str) -> None:
+    path = write(tmp_path / "r.csv", AMAZON_LINES[:1] + [bad] if "extra" in bad else [bad])
+    number = 2 if "extra" in bad else 1
+    with pytest.raises(DataError) as err:
+        load_amazon_ratings(path)
+    assert str(err.value) == (
+        f"{path} line {number}: expected user,item,rating,timestamp (no header), got {bad!r}"
+    )
+
+
+def test_tsv_with_header_and_no_time(tmp_path: Path) -> None:
+    data = load_table(write(tmp_path / "interactions.tsv", ["user\titem", "5\t1", "5\t6", "3\t1"]))
+    assert data.times is None
+    assert data.user_ids.tolist() == [5, 3] and data.item_ids.tolist() == [1, 6]
+    assert data.histories().sequence(0).tolist() == [0, 1]  # file order
+
+
+def test_csv_columns_found_by_common_spellings(tmp_path: Path) -> None:
+    lines = ["userId,movieId,rating,timestamp", "u1,m1,4,30", "u2,m1,3,10", "u1,m2,5,20"]
+    data = load_table(write(tmp_path / "ratings.csv", lines))
+    assert data.user_ids.tolist() == ["u1", "u2"] and data.item_ids.tolist() == ["m1", "m2"]
+    assert data.histories().sequence(0).tolist() == [1, 0]
+
+
+def test_explicit_columns_and_dates(tmp_path: Path) -> None:
+    lines = ["who;what;when", "a;x;2020-01-02", "a;y;2020-01-01"]
+    data = load_table(write(tmp_path / "log.txt", lines), "who", "what", "when")
+    assert data.times is not None and data.times.tolist() == [1577923200, 1577836800]
+    with pytest.raises(DataError, match="no column 'whom'; the columns are who, what, when"):
+        load_table(tmp_path / "log.txt", user_col="whom")
+    with pytest.raises(DataError, match="no user column among who, what, when; name it user_col="):
+        load_table(tmp_path / "log.txt")
+
+
+def test_table_empty_value_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "t.csv", ["user,item", "1,2", "", "3,"])
+    with pytest.raises(DataError, match=r"t\.csv line 4: 'item' is empty"):
+        load_table(path)
+
+
+def test_parquet(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"user_id": [9, 9, 4], "item_id": ["a", "b", "a"], "ts": [3, 1, 2]})
+    frame.to_parquet(tmp_path / "t.parquet")
+    data = load_table(tmp_path / "t.parquet")
+    assert data.user_ids.tolist() == [9, 4] and data.item_ids.tolist() == ["a", "b"]
+    assert data.times is not None and data.times.tolist() == [3, 1, 2]
+    assert data.histories().sequence(0).tolist() == [1, 0]
+    assert load_file(tmp_path / "t.parquet").fingerprint() == data.fingerprint()
+
+
+def test_format_detection(tmp_path: Path) -> None:
+    assert detect_format(write(tmp_path / "a.dat", ML1M_LINES)) == "ml1m"
+    assert detect_format(write(tmp_path / "b.csv", AMAZON_LINES)) == "amazon"
+    assert detect_format(write(tmp_path / "c.csv", ["user,item", "1,2"])) == "table"
+    assert detect_format(write(tmp_path / "d.tsv", ["user\titem", "1\t2"])) == "table"
+
+
+def test_load_dataset_by_name_and_by_path(tmp_path: Path) -> None:
+    (tmp_path / "ml-1m").mkdir()
+    write(tmp_path / "ml-1m" / "ratings.dat", ML1M_LINES)
+    data = load_dataset("ml-1m", tmp_path)
+    assert data.name == "ml-1m" and data.n_interactions == len(ML1M_LINES)
+    beauty = write(tmp_path / "beauty.csv", AMAZON_LINES)
+    by_path = load_dataset(str(beauty), tmp_path / "elsewhere")
+    assert by_path.item_ids.tolist() == ["B0009N35D2", "0558925278"]
+    assert load_dataset("beauty.csv", tmp_path).fingerprint() == by_path.fingerprint()
+    synthetic = load_dataset("synthetic", tmp_path / "elsewhere", seed=3)
+    assert synthetic.name == "synthetic" and synthetic.n_users > 0
+
+
+def test_zip_at_the_root_is_found(tmp_path: Path) -> None:
+    with zipfile.ZipFile(tmp_path / "ml-1m.zip", "w") as zf:
+        zf.writestr("ml-1m/ratings.dat", "\n".join(ML1M_LINES))
+    assert load_dataset("ml-1m", tmp_path).n_users == 2
+
+
+def test_unknown_name_lists_known_names(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_dataset("ml-20m", tmp_path)
+    for name in DATASETS:
+        assert name in str(err.value)
+    assert "path of a data file" in str(err.value)
+
+
+def test_known_name_with_missing_file_says_how_to_fetch(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as err:
+        load_dataset("amazon-beauty", tmp_path)
+    message = str(err.value)
+    assert str(tmp_path / "amazon-beauty" / "ratings_Beauty.csv") in message
+    assert f"dlmia data fetch amazon-beauty --to {tmp_path}" in message
+    assert "--data-root" in message
+
+
+def test_default_data_root_and_filters(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DLMIA_DATA_ROOT", raising=False)
+    assert default_data_root() == Path("data")
+    monkeypatch.setenv("DLMIA_DATA_ROOT", "/x/y")
+    assert default_data_root() == Path("/x/y")
+    assert (default_filter("ml-1m").min_user, default_filter("ml-1m").min_item) == (5, 5)
+    assert default_filter("amazon-digital-music").min_item == 1
+    assert default_filter("some/file.csv") == default_filter("amazon-beauty")
+
+
+@pytest.mark.shared_data
+def test_real_ml1m_loads_fast_with_known_counts(shared_data: Path) -> None:
+    start = time.perf_counter()
+    data = load_dataset("ml-1m", shared_data)
+    elapsed = time.perf_counter() - start
+    filtered = kcore(data, default_filter("ml-1m"))
+    parts = split_users(filtered.n_users, SplitConfig())
+    assert (data.n_users, data.n_items, data.n_interactions) == (4008, 3413, 669756)
+    assert sum(len(p) for p in parts.values()) == filtered.n_users
+    histories = filtered.histories()
+    assert histories.times is not None
+    same_user = np.diff(histories.row_of_entries()) == 0
+    assert (np.diff(histories.times)[same_user] >= 0).all()
+    assert (filtered.n_users, filtered.n_items, filtered.n_interactions) == (4008, 3333, 669492)
+    assert elapsed < 2.0, f"loading took {elapsed:.2f} s"
+
+
+@pytest.mark.shared_data
+def test_real_digital_music_default_filter_keeps_the_data(shared_data: Path) -> None:
+    if not (shared_data / "amazon-digital-music" / "interactions.tsv").is_file():
+        pytest.skip("no amazon-digital-music/interactions.tsv in the shared data")
+    data = load_dataset("amazon-digital-music", shared_data)
+    assert (data.n_users, data.n_items, data.n_interactions) == (5270, 206381, 277011)
+    filtered = kcore(data, default_filter("amazon-digital-music"))
+    assert (filtered.n_users, filtered.n_items, filtered.n_interactions) == (5270, 206381, 277011)

@@ -50,7 +50,8 @@ def attack_metrics(
         `threshold`, and `fp_allowed_at_*` / `tp_at_*` for each low-FPR point.
 
     Raises:
-        ValueError: mismatched lengths, labels outside {0, 1}, one class only, scores outside [0, 1].
+        ValueError: mismatched lengths, labels outside {0, 1}, one class only, or scores
+            outside [0, 1].
         TrainingError: a non-finite probability (the attack diverged).
     """
     y, p = _checked(labels, proba)
@@ -71,7 +72,7 @@ def attack_metrics(
     }
     fps, tps = _operating_points(y, p)
     for suffix, limit in LOW_FPR_POINTS:
-        allowed = math.floor(limit * n_neg + 1e-9)  # the epsilon absorbs e.g. 0.01 * 300 = 2.999...
+        allowed = math.floor(limit * n_neg + 1e-9)  # epsilon: 0.29 * 100 is 28.999...
         found = int(tps[fps <= allowed].max())  # (0, 0) is always an operating point
         result[f"tpr_at_{suffix}_fpr"] = found / n_pos
         result[f"fp_allowed_at_{suffix}_fpr"] = allowed

@@ -123,7 +123,7 @@ class FusedMLPSGD:
             weight, _, _, weight_grad, bias_grad = self.layers[i]
             torch.mm(delta.t(), activations[i], out=weight_grad)
             torch.sum(delta, dim=0, out=bias_grad)
-            if i:  # back through the ReLU that made activations[i]
+            if i:  # back through the ReLU that made activations[i]: zero where it output 0
                 delta = torch.ops.aten.threshold_backward(delta.mm(weight), activations[i], 0.0)
         if self.grad_clip is not None:
             scale = self.grad_clip / (torch.linalg.vector_norm(self.grad) + 1e-6)

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from dlmia.errors import ConfigError
 from dlmia.data.filtering import FilterConfig, kcore
@@ -130,9 +131,14 @@ def build_side(data: PreparedDataset, spec: SideSpec) -> SideOutput:
     member_view, nonmember_view = visible.rows(labels == 1), visible.rows(labels == 0)
     member_lists = recommender.recommend(member_view, spec.k, exclude_seen=spec.exclude_seen)
     other_lists = nonmember_lists(
-        spec.nonmember_lists, nonmember_view, spec.k, seed=spec.seed, recommender=recommender
+        spec.nonmember_lists,
+        nonmember_view,
+        spec.k,
+        seed=spec.seed,
+        recommender=recommender,
+        exclude_seen=spec.exclude_seen,
     )
-    lists = np.concatenate([member_lists.numpy(), other_lists.numpy()])
+    lists = torch.cat([member_lists, other_lists])  # (n_users, k), members first
     listed = time.perf_counter()
 
     vectors, n_zero = difference_vectors(data.item_vectors, visible, lists, spec.center)

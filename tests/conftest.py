@@ -10,7 +10,9 @@ import torch
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# One thread: the suite's tensors are small, and on a loaded 2-core machine two threads per
+# process make loops of small operations many times slower.
+torch.set_num_threads(1)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -18,6 +18,9 @@ from dlmia.device import resolve_device
 from dlmia.errors import ConfigError
 
 
+SCORE_BUDGET = 64 * 2**20  # floats in one batch of scores (256 MiB in float32)
+
+
 class Recommender(ABC):
     """A top-k recommender over a fixed catalogue of `n_items` items.
 
@@ -58,7 +61,7 @@ class Recommender(ABC):
 
     @torch.no_grad()
     def recommend(
-        self, histories: Histories, k: int, exclude_seen: bool = False, batch_size: int = 1024
+        self, histories: Histories, k: int, exclude_seen: bool = False, batch_size: int | None = None
     ) -> torch.Tensor:
         """(n_users, k) LongTensor on the CPU of ranked item ids for every row of `histories`.
 
@@ -66,12 +69,14 @@ class Recommender(ABC):
             histories: the users' visible histories (see `training_prefix`).
             k: list length; must not exceed the catalogue.
             exclude_seen: drop items already in the user's history from the list.
-            batch_size: users scored per tensor operation.
+            batch_size: users scored per tensor operation; default: as many as keep one
+                (batch, n_items) score matrix near 64M floats, at most 1024.
         """
         if self.n_items is None:
             raise RuntimeError(f"{self.name}: recommend() called before fit()")
         if k > self.n_items:
             raise ConfigError(f"k={k} is larger than the catalogue ({self.n_items} items)")
+        batch_size = batch_size or max(1, min(1024, SCORE_BUDGET // self.n_items))
         lists = []
         for start in range(0, histories.n_users, batch_size):
             batch = histories.rows(range(start, min(start + batch_size, histories.n_users)))

@@ -1,0 +1,133 @@
+"""Attack quality and stage timings on real data: Biased, DL-MIA and its ablations.
+
+Prints (1) the stage timings of one seed (load, filter/split, item vectors, each side's fit,
+recommend and vectors, each attack's fit) and (2) per cell and attack the mean and standard
+deviation over seeds of ROC AUC and balanced accuracy, beside the paper's number (a balanced
+accuracy, the paper's "AUC"). Sides are built once per seed and shared by every cell.
+
+    .venv/bin/python bench/cells.py                        # issue 2: the four ML-1M cells, Biased
+    .venv/bin/python bench/cells.py --preset dlmia         # issue 3: + cross-dataset, DL-MIA, ablations
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from analysis.paper import paper_table
+from dlmia.cell import attack_cell
+from dlmia.data.splits import SplitConfig
+from dlmia.sides import DatasetSpec, SideSpec, build_side, prepare_dataset
+from dlmia.vectors import ItemVectorConfig
+
+ATTACK_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "biased": ("biased", {}),
+    "dlmia": ("dlmia", {}),
+    "no-encoder": ("dlmia", {"use_encoder": False}),
+    "no-weights": ("dlmia", {"use_weights": False}),
+    "no-align": ("dlmia", {"lambda_align": 0.0}),
+    "no-pseudo": ("dlmia", {"use_pseudo_labels": False}),
+}
+ML = [("ml-1m", "itemcf"), ("ml-1m", "lfm")]
+MUSIC = [("amazon-digital-music", "itemcf"), ("amazon-digital-music", "lfm")]
+PRESETS = {
+    "biased": (list(itertools.product(ML, ML)), ["biased"]),
+    "dlmia": (
+        list(itertools.product(ML, ML)) + list(itertools.product(ML, MUSIC)) + list(itertools.product(MUSIC, ML)),
+        list(ATTACK_VARIANTS),
+    ),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="biased")
+    parser.add_argument("--attacks", nargs="+", choices=sorted(ATTACK_VARIANTS), help="override the preset's")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    cells, attacks = PRESETS[args.preset]
+    attacks = args.attacks or attacks
+
+    rows, timings = [], []
+    for seed in args.seeds:
+        datasets = {
+            name: prepare_dataset(dataset_spec(name, args.data_root, seed, args.device))
+            for name in sorted({d for cell in cells for d, _ in cell})
+        }
+        sides = {}
+        for role, index in (("shadow", 0), ("target", 1)):
+            for dataset, recommender in sorted({cell[index] for cell in cells}):
+                spec = SideSpec(datasets[dataset].spec, role, recommender, seed=seed, device=args.device)
+                sides[role, dataset, recommender] = build_side(datasets[dataset], spec)
+        for (shadow, target), attack in itertools.product(cells, attacks):
+            name, settings = ATTACK_VARIANTS[attack]
+            result = attack_cell(
+                sides[("shadow", *shadow)], sides[("target", *target)], name, settings, seed, args.device
+            )
+            rows.append({"shadow": "/".join(shadow), "target": "/".join(target), "attack": attack,
+                         "seed": seed, **result.metrics, "attack_seconds": result.info["attack_seconds"]})
+        if seed == args.seeds[0]:
+            timings = stage_timings(datasets, sides, rows)
+    print("\nStage timings (seed %d)" % args.seeds[0])
+    print(pd.DataFrame(timings).to_string(index=False))
+    print("\nAttack quality: mean ± std over seeds", args.seeds)
+    print(summary(pd.DataFrame(rows)).to_string(index=False))
+
+
+def dataset_spec(name: str, data_root: str, seed: int, device: str) -> DatasetSpec:
+    """The dataset as `dlmia cell --seed` prepares it: split and item vectors seeded by `seed`."""
+    return DatasetSpec(
+        name=name,
+        data_root=data_root,
+        split=SplitConfig(seed=seed),
+        vectors=ItemVectorConfig(seed=seed, device=device),
+    )
+
+
+def stage_timings(datasets: dict, sides: dict, rows: list[dict]) -> list[dict[str, Any]]:
+    """One row per stage of the first seed: what took how long, and on how many users."""
+    out = []
+    for name, data in datasets.items():
+        for stage in ("load_seconds", "filter_split_seconds", "item_vector_seconds"):
+            out.append({"stage": f"{name}: {stage.removesuffix('_seconds')}", "seconds": data.stats[stage],
+                        "users": data.stats["n_users"]})
+    for (role, dataset, recommender), side in sides.items():
+        n = side.info["n_members"] + side.info["n_nonmembers"]
+        for stage in ("fit_seconds", "recommend_seconds", "vector_seconds"):
+            out.append({"stage": f"{dataset}/{role}/{recommender}: {stage.removesuffix('_seconds')}",
+                        "seconds": side.info[stage], "users": n})
+    frame = pd.DataFrame(rows)
+    for attack, group in frame.groupby("attack"):
+        out.append({"stage": f"attack {attack}: fit+predict (mean per cell)",
+                    "seconds": group["attack_seconds"].mean(), "users": int(group["n_members"].iloc[0] * 2)})
+    return out
+
+
+def summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std per cell and attack, with the paper's balanced accuracy beside ours."""
+    paper = paper_table()
+    paper["shadow"] = paper["shadow_dataset"] + "/" + paper["shadow_recommender"]
+    paper["target"] = paper["target_dataset"] + "/" + paper["target_recommender"]
+    grouped = frame.groupby(["shadow", "target", "attack"], sort=False).agg(
+        roc_auc=("roc_auc", "mean"), roc_auc_std=("roc_auc", "std"),
+        bal_acc=("balanced_accuracy", "mean"), bal_acc_std=("balanced_accuracy", "std"),
+        seconds=("attack_seconds", "mean"),
+    ).reset_index()
+    grouped = grouped.merge(paper[["shadow", "target", "auc_biased", "auc_dlmia"]], how="left")
+    grouped["paper_bal_acc"] = grouped.apply(
+        lambda r: r["auc_biased"] if r["attack"] == "biased" else r["auc_dlmia"], axis=1
+    )
+    return grouped.drop(columns=["auc_biased", "auc_dlmia"]).round(3)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""Label-free criteria for choosing DL-MIA's settings across runs (method.md section 8).
+
+Held-out shadow users cannot see the shadow-to-target shift, so a trial is scored by three
+criteria that read the shadow labels and the *unlabelled* target vectors only:
+
+- shadow validation: ROC AUC and log-loss of the fitted attack on the shadow users `fit` held
+  out (DLMIAAttack.held_out), against their true labels;
+- reverse validation: a fresh logistic-regression head is fit on the target vectors with the
+  attack's own hard pseudo-labels, then scored (ROC AUC) on the held-out shadow users with their
+  true labels: if what the attack believes about the target also holds on the shadow, the
+  beliefs transfer;
+- residual discrepancy: the MMD between shadow and target invariant latents (posterior means,
+  each coordinate standardised with pooled statistics, so a shrunken latent does not look
+  aligned), with the attack's own kernel bandwidths, divided by their count (range [0, 2]).
+
+`objective` combines them into one scalar (higher is better), so ASHA can rank trials. The
+default weights (`SelectionConfig`) are a prior, not yet calibrated: method.md asks for the
+combination that, on the ML-1M and Digital Music cells, picks best by target metrics measured
+afterwards; bench/search.py is where that is measured, and the weights change only from there.
+Target membership labels are not an argument of anything in this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from dlmia.attacks.dlmia import DLMIAAttack
+from dlmia.attacks.dlmia.attack import Scaler, Side, cpu_threads
+from dlmia.attacks.dlmia.encoder import mmd
+from dlmia.attacks.dlmia.model import DLMIAModel
+from dlmia.errors import ConfigError
+from dlmia.seeding import numpy_rng
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """Weights of the label-free objective: w_shadow*AUC_val + w_reverse*AUC_rev - w_mmd*MMD."""
+
+    w_shadow: float = 1.0  # weight of the held-out shadow ROC AUC
+    w_reverse: float = 1.0  # weight of the reverse-validation ROC AUC
+    w_mmd: float = 1.0  # weight of the residual invariant-latent discrepancy (in [0, 2])
+    max_mmd_samples: int = 1000  # per side; MMD memory is quadratic in the sample count
+    reverse_c: float = 1.0  # inverse L2 strength of the reverse-validation logistic head
+
+    def __post_init__(self) -> None:
+        for key in ("w_shadow", "w_reverse", "w_mmd"):
+            if getattr(self, key) < 0:
+                value = getattr(self, key)
+                raise ConfigError(f"search.selection.{key}: must be >= 0, got {value}")
+        if self.max_mmd_samples < 2 or self.reverse_c <= 0:
+            raise ConfigError(
+                "search.selection: need max_mmd_samples >= 2 and reverse_c > 0, got "
+                f"{self.max_mmd_samples}, {self.reverse_c}"
+            )
+
+
+def _fitted(attack: DLMIAAttack) -> tuple[DLMIAModel, Scaler, npt.NDArray[np.bool_]]:
+    if attack.model is None or attack.scaler is None or attack.held_out is None:
+        raise RuntimeError("selection criteria need a fitted DLMIAAttack")
+    return attack.model, attack.scaler, attack.held_out
+
+
+def side_proba(
+    attack: DLMIAAttack, vectors: npt.NDArray[np.float32], side: Side
+) -> npt.NDArray[np.float64]:
+    """(n,) member probabilities of vectors (n, d) from `side` (the norm feature's statistics)."""
+    model, scaler, _ = _fitted(attack)
+    x = torch.from_numpy(scaler.vectors(vectors)).to(attack.device)
+    norm = scaler.norm(vectors, side)
+    norm_t = None if norm is None else torch.from_numpy(norm).to(attack.device)
+    with cpu_threads(attack.config.cpu_threads, attack.device):
+        proba = model.proba(x, norm_t)
+    return proba.double().cpu().numpy()  # type: ignore[no-any-return]
+
+
+def invariant_latents(
+    attack: DLMIAAttack, vectors: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """(n, latent_inv) invariant posterior means of vectors (n, d); the standardised vectors
+    (n, d) themselves for the no-encoder ablation."""
+    model, scaler, _ = _fitted(attack)
+    x = scaler.vectors(vectors)
+    if model.vae is None:
+        return x
+    with torch.no_grad(), cpu_threads(attack.config.cpu_threads, attack.device):
+        mu = model.vae.encode(torch.from_numpy(x).to(attack.device)).mu_inv
+    return mu.cpu().numpy()  # type: ignore[no-any-return]
+
+
+def _auc(labels: npt.NDArray[np.int64], scores: npt.NDArray[np.float64]) -> float:
+    return float(roc_auc_score(labels, scores)) if len(np.unique(labels)) == 2 else float("nan")
+
+
+def shadow_validation(
+    attack: DLMIAAttack,
+    shadow_vectors: npt.NDArray[np.float32],
+    shadow_labels: npt.NDArray[np.int64],
+) -> dict[str, float]:
+    """ROC AUC and mean log-loss on the shadow users the fit held out (nan when none)."""
+    _, _, held = _fitted(attack)
+    if not held.any():
+        return {"shadow_val_auc": float("nan"), "shadow_val_loss": float("nan")}
+    labels = shadow_labels[held]
+    proba = np.clip(side_proba(attack, shadow_vectors[held], "shadow"), 1e-7, 1 - 1e-7)  # (n_val,)
+    loss = -np.mean(np.where(labels == 1, np.log(proba), np.log(1 - proba)))
+    return {"shadow_val_auc": _auc(labels, proba), "shadow_val_loss": float(loss)}
+
+
+def reverse_validation(
+    attack: DLMIAAttack,
+    shadow_vectors: npt.NDArray[np.float32],
+    shadow_labels: npt.NDArray[np.int64],
+    target_vectors: npt.NDArray[np.float32],
+    config: SelectionConfig,
+) -> float:
+    """ROC AUC on the held-out shadow users of a logistic head fit on the target's invariant
+    latents with the attack's own pseudo-labels; 0.5 when the pseudo-labels are one class."""
+    _, _, held = _fitted(attack)
+    pseudo = (side_proba(attack, target_vectors, "target") >= 0.5).astype(np.int64)  # (n_t,)
+    if not held.any() or len(np.unique(pseudo)) < 2:
+        return 0.5
+    head = LogisticRegression(C=config.reverse_c, max_iter=500)
+    head.fit(invariant_latents(attack, target_vectors), pseudo)
+    scores = head.predict_proba(invariant_latents(attack, shadow_vectors[held]))[:, 1]  # (n_val,)
+    return _auc(shadow_labels[held], scores)
+
+
+def residual_discrepancy(
+    attack: DLMIAAttack,
+    shadow_vectors: npt.NDArray[np.float32],
+    target_vectors: npt.NDArray[np.float32],
+    config: SelectionConfig,
+) -> float:
+    """MMD^2 / len(mmd_scales), in [0, 2], between pooled-standardised shadow and target
+    invariant latents (a seeded subsample of at most `max_mmd_samples` per side)."""
+    rng = numpy_rng(attack.seed, "selection", "mmd")
+    sides = []
+    for vectors in (shadow_vectors, target_vectors):
+        rows = np.sort(rng.permutation(len(vectors))[: config.max_mmd_samples])
+        sides.append(invariant_latents(attack, vectors[rows]).astype(np.float64))
+    pooled = np.concatenate(sides)  # (n_s' + n_t', k)
+    mean, std = pooled.mean(0), pooled.std(0)
+    std = np.where(std > 0, std, 1.0)
+    a, b = (torch.from_numpy((s - mean) / std) for s in sides)
+    scales = attack.config.mmd_scales
+    return float(mmd(a, b, scales)) / len(scales)
+
+
+def criteria(
+    attack: DLMIAAttack,
+    shadow_vectors: npt.NDArray[np.float32],
+    shadow_labels: npt.NDArray[np.int64],
+    target_vectors: npt.NDArray[np.float32],
+    config: SelectionConfig | None = None,
+) -> dict[str, float]:
+    """Every label-free criterion of a fitted attack, and the combined `objective` (higher better).
+
+    Args:
+        attack: a DLMIAAttack after `fit(shadow_vectors, shadow_labels, target_vectors)`.
+        shadow_vectors: (n_s, d) the vectors it was fit on; shadow_labels (n_s,) their labels.
+        target_vectors: (n_t, d) the unlabelled target vectors it was fit on.
+    """
+    config = config or SelectionConfig()
+    out = shadow_validation(attack, shadow_vectors, shadow_labels)
+    out["reverse_auc"] = reverse_validation(
+        attack, shadow_vectors, shadow_labels, target_vectors, config
+    )
+    out["residual_mmd"] = residual_discrepancy(attack, shadow_vectors, target_vectors, config)
+    out["objective"] = objective(out, config)
+    return out
+
+
+def objective(values: dict[str, float], config: SelectionConfig) -> float:
+    """w_shadow * shadow_val_auc + w_reverse * reverse_auc - w_mmd * residual_mmd; a nan AUC
+    (no held-out users) counts as 0.5."""
+    def auc(key: str) -> float:
+        value = values[key]
+        return 0.5 if np.isnan(value) else value
+
+    return (
+        config.w_shadow * auc("shadow_val_auc")
+        + config.w_reverse * auc("reverse_auc")
+        - config.w_mmd * values["residual_mmd"]
+    )

@@ -1,0 +1,147 @@
+"""Per-cell search (tune.search): trials recorded, label-free selection, persisted Optuna study,
+and resume after an interruption. Tiny synthetic vectors; one local Ray for the module."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+
+from dlmia.errors import ConfigError
+from dlmia.sides import SideOutput
+from tune.search import SearchConfig, SearchInterrupted, SearchOutcome, search_cell
+
+pytestmark = pytest.mark.slow
+
+FIXED = {"latent_inv": 4, "latent_spe": 4, "hidden": 16, "epochs_vae": 2, "epochs_heads": 2,
+         "epochs_joint": 3, "period": 2, "batch_size": 64, "patience": 0}
+SPACE = {"lambda_align": {"choice": [0.0, 1.0, 10.0]}, "lr": {"loguniform": [1e-4, 1e-2]}}
+
+
+def side(offset: float, rng: np.random.Generator, n: int = 160, dim: int = 8) -> SideOutput:
+    labels = rng.integers(0, 2, n)
+    scale = np.where(labels[:, None] == 1, 0.6, 1.4)
+    vectors = (rng.normal(size=(n, dim)) * scale + offset).astype(np.float32)
+    return SideOutput(vectors, labels, np.arange(n), {})
+
+
+@pytest.fixture(scope="module")
+def sides() -> tuple[SideOutput, SideOutput]:
+    rng = np.random.default_rng(0)
+    return side(0.0, rng), side(1.5, rng)
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Any:
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", include_dashboard=False, num_cpus=2, log_to_driver=False)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def config(num_samples: int, max_concurrent: int = 2) -> SearchConfig:
+    return SearchConfig(num_samples=num_samples, max_concurrent=max_concurrent, space=SPACE,
+                        fixed=FIXED, grace_epochs=1, cpus_per_trial=1)
+
+
+@pytest.fixture(scope="module")
+def outcome(ray_local: Any, sides: tuple[SideOutput, SideOutput], tmp_path_factory: Any
+            ) -> tuple[SearchOutcome, Path]:
+    shadow, target = sides
+    folder = tmp_path_factory.mktemp("search")
+    return search_cell(shadow, target, config(4), seed=0, storage_dir=folder, name="cell"), folder
+
+
+def test_every_trial_is_recorded(outcome: tuple[SearchOutcome, Path]) -> None:
+    result, _ = outcome
+    trials = result.trials
+    assert len(trials) == 4
+    expected = {"param.lambda_align", "param.lr", "objective", "reverse_auc", "residual_mmd"}
+    assert expected <= set(trials)
+    assert not trials["used_for_selection"].any()
+    assert trials[["selected", "shadow_pick", "oracle_pick"]].sum().tolist() == [1, 1, 1]
+    finished = trials[trials["finished"]]
+    chosen = trials[trials["selected"]].iloc[0]
+    assert chosen["objective"] == finished["objective"].max()
+    assert result.selected.metrics["roc_auc"] == pytest.approx(chosen["target.roc_auc"])
+    oracle = trials[trials["oracle_pick"]].iloc[0]
+    assert oracle["target.roc_auc"] == finished["target.roc_auc"].max()
+
+
+def test_study_is_persisted_and_starts_from_defaults(outcome: tuple[SearchOutcome, Path]) -> None:
+    _, folder = outcome
+    path = folder / "optuna" / "cell.log"
+    assert path.exists()
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    study = optuna.load_study(study_name="cell", storage=storage)
+    assert len(study.trials) == 4
+    assert study.trials[0].params == {"lambda_align": 1.0, "lr": 1e-3}  # DL-MIA's defaults
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+
+
+def test_target_labels_do_not_change_the_selection(
+    outcome: tuple[SearchOutcome, Path], sides: tuple[SideOutput, SideOutput]
+) -> None:
+    """Rerunning the finished search (a resume with nothing left) with permuted target labels
+    selects the same trial; only the recorded target metrics change."""
+    result, folder = outcome
+    shadow, target = sides
+    labels = np.random.default_rng(1).permutation(target.labels)
+    permuted = dataclasses.replace(target, labels=labels)
+    again = search_cell(shadow, permuted, config(4), seed=0, storage_dir=folder, name="cell")
+    columns = ["trial_id", "objective", "selected", "shadow_pick"]
+    assert again.trials[columns].equals(result.trials[columns])
+    assert not np.allclose(again.trials["target.roc_auc"], result.trials["target.roc_auc"])
+
+
+class InterruptOnce:
+    """A Tune callback that sends SIGUSR1 (Tune's stop signal) when the first trial completes,
+    once per flag file: the experiment stops as a killed driver would, its state saved."""
+
+    def __init__(self, flag: Path) -> None:
+        self.flag = flag
+
+    def __getattr__(self, name: str) -> Any:  # every other Tune callback hook: do nothing
+        if name.startswith(("on_", "setup", "get_state", "set_state")):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+    def on_trial_complete(self, *args: Any, **kwargs: Any) -> None:
+        if not self.flag.exists():
+            self.flag.touch()
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+def test_interrupted_search_resumes(
+    ray_local: Any, sides: tuple[SideOutput, SideOutput], tmp_path: Path
+) -> None:
+    from ray.tune import Callback
+
+    class Interrupt(InterruptOnce, Callback):
+        pass
+
+    shadow, target = sides
+    search = config(3, max_concurrent=1)
+    with pytest.raises(SearchInterrupted):
+        search_cell(shadow, target, search, seed=0, storage_dir=tmp_path, name="resume",
+                    callbacks=[Interrupt(tmp_path / "fired")])
+    resumed = search_cell(shadow, target, search, seed=0, storage_dir=tmp_path, name="resume")
+    assert len(resumed.trials) == 3 and resumed.trials["finished"].all()
+    assert resumed.trials["selected"].sum() == 1
+
+
+def test_bad_space_raises() -> None:
+    with pytest.raises(ConfigError, match="search.space.lambda_alig"):
+        SearchConfig(space={"lambda_alig": {"choice": [0, 1]}})
+    with pytest.raises(ConfigError, match="loguniform"):
+        SearchConfig(space={"lr": {"loguniform": [0, 1]}})

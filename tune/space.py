@@ -1,0 +1,71 @@
+"""DL-MIA's search space as grid files write it, and its translation to Tune domains.
+
+An entry is `setting: {kind: args}` with kind `choice` (a list of values), `uniform` or
+`loguniform` ([low, high]) or `randint` ([low, high), integers). The head mixing is searched as
+`alpha` and `beta` independently; a trial whose alpha + beta exceeds 1 gets beta = 1 - alpha
+(a fixed, documented map, so every sampled point is a valid DL-MIA setting).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dlmia import config as cfg
+from dlmia.attacks.dlmia import DLMIAConfig
+from dlmia.errors import ConfigError
+
+KINDS = ("choice", "uniform", "loguniform", "randint")
+
+
+def default_space() -> dict[str, Any]:
+    """Latent sizes, KL weights (log), alignment weight (with 0), estimator settings (tau, period,
+    lambda_w), head mixing and learning rate; DL-MIA's defaults lie inside every range."""
+    return {
+        "latent_inv": {"choice": [8, 16, 32]},
+        "latent_spe": {"choice": [8, 16, 32]},
+        "kl_inv": {"loguniform": [1e-4, 1e-1]},
+        "kl_spe": {"loguniform": [1e-4, 1e-1]},
+        "lambda_align": {"choice": [0.0, 0.1, 1.0, 3.0, 10.0]},
+        "tau": {"uniform": [0.6, 0.99]},
+        "period": {"choice": [2, 5, 10]},
+        "lambda_w": {"loguniform": [0.1, 10.0]},
+        "alpha": {"uniform": [0.0, 0.5]},
+        "beta": {"uniform": [0.0, 0.8]},
+        "lr": {"loguniform": [1e-4, 1e-2]},
+    }
+
+
+def build_space(space: dict[str, Any], where: str = "search.space") -> dict[str, Any]:
+    """Tune domains for `space`; ConfigError names the bad entry and what is allowed."""
+    from ray import tune
+
+    known = {name for name in DLMIAConfig.__dataclass_fields__}
+    domains: dict[str, Any] = {}
+    for name, spec in space.items():
+        if name not in known:
+            allowed = ", ".join(sorted(known))
+            raise ConfigError(f"{where}.{name}: not a DL-MIA setting; allowed: {allowed}")
+        if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in KINDS:
+            kinds = ", ".join(KINDS)
+            raise ConfigError(f"{where}.{name}: expected one of {{{kinds}: ...}}, got {spec!r}")
+        kind, args = next(iter(spec.items()))
+        if not isinstance(args, list) or not args or (kind != "choice" and len(args) != 2):
+            raise ConfigError(
+                f"{where}.{name}.{kind}: expected a list ([low, high] for ranges), got {args!r}"
+            )
+        if kind == "loguniform" and not 0 < args[0] < args[1]:
+            raise ConfigError(f"{where}.{name}.loguniform: need 0 < low < high, got {args!r}")
+        if kind in ("uniform", "randint") and not args[0] < args[1]:
+            raise ConfigError(f"{where}.{name}.{kind}: need low < high, got {args!r}")
+        domains[name] = getattr(tune, kind)(*args) if kind != "choice" else tune.choice(args)
+    return domains
+
+
+def settings_of(sampled: dict[str, Any], fixed: dict[str, Any]) -> DLMIAConfig:
+    """A trial's DL-MIA settings: defaults < `fixed` < `sampled` (beta capped at 1 - alpha)."""
+    merged = {**fixed, **sampled}
+    alpha = merged.get("alpha", DLMIAConfig.alpha)
+    beta = merged.get("beta", DLMIAConfig.beta)
+    if alpha + beta > 1:
+        merged["beta"] = 1.0 - alpha
+    return cfg.build(DLMIAConfig, merged, "search")

@@ -1,0 +1,138 @@
+"""The DL-MIA network (optional VAE + attack heads) and the tensors it trains on.
+
+Every loss here is per sample, so the weight estimator can weight it by sample id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from dlmia.attacks.dlmia.config import DLMIAConfig
+from dlmia.attacks.dlmia.encoder import DisentangledVAE, Posterior, mmd, reconstruction_error
+from dlmia.attacks.dlmia.heads import AttackHeads, HeadInputs
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """Training tensors on the model's device. Sample ids index the rows of `x`."""
+
+    x: torch.Tensor  # (n, d) standardised vectors: n_shadow shadow-train rows, then target rows
+    norm: torch.Tensor | None  # (n, 1) norm feature, or None when off
+    labels: torch.Tensor  # (n_shadow,) int64 membership of the shadow-train rows
+    val_x: torch.Tensor  # (n_val, d) standardised held-out shadow vectors
+    val_norm: torch.Tensor | None  # (n_val, 1)
+    val_labels: torch.Tensor  # (n_val,) int64
+
+    @property
+    def n_shadow(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def n_target(self) -> int:
+        return int(self.x.shape[0]) - self.n_shadow
+
+    def norm_at(self, ids: torch.Tensor) -> torch.Tensor | None:
+        """(B, 1) norm feature of samples ids (B,), or None."""
+        return None if self.norm is None else self.norm[ids]
+
+
+@dataclass(frozen=True)
+class VAETerms:
+    """Per-batch VAE loss terms (per sample where a weight applies)."""
+
+    recon: torch.Tensor  # (B,) reconstruction error per sample
+    kl_inv: torch.Tensor  # () mean invariant KL
+    kl_spe: torch.Tensor  # () mean specific KL
+    mmd: torch.Tensor  # () shadow-target MMD of the invariant means (0 without target rows)
+
+    def total(self, config: DLMIAConfig, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Scalar VAE loss; `weights` (B,) multiply the per-sample reconstruction errors."""
+        recon = self.recon if weights is None else weights * self.recon
+        return (
+            recon.mean()
+            + config.kl_inv * self.kl_inv
+            + config.kl_spe * self.kl_spe
+            + config.lambda_align * self.mmd
+        )
+
+
+class DLMIAModel(nn.Module):
+    """The VAE (None for the no-encoder ablation) and the attack heads."""
+
+    def __init__(self, dim: int, config: DLMIAConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.vae = DisentangledVAE(dim, config) if config.use_encoder else None
+        self.heads = AttackHeads(dim, config)
+
+    def forward_train(
+        self, x: torch.Tensor, norm: torch.Tensor | None, n_shadow: int, generator: torch.Generator
+    ) -> tuple[HeadInputs, VAETerms | None]:
+        """Sampled head inputs and VAE terms for x (B, d); its first n_shadow rows are shadow."""
+        if self.vae is None:
+            return HeadInputs(x, None, None, norm), None
+        post = self.vae.encode(x)
+        z_inv, z_spe = self.vae.sample(post, generator)  # (B, k_i), (B, k_s)
+        recon = reconstruction_error(x, self.vae.decode(z_inv, z_spe))  # (B,)
+        kl_inv, kl_spe = self.vae.kl_inv(post).mean(), self.vae.kl_spe(post).mean()
+        terms = VAETerms(recon, kl_inv, kl_spe, self._mmd(post, n_shadow))
+        return HeadInputs(x, z_inv, z_spe, norm), terms
+
+    def _mmd(self, post: Posterior, n_shadow: int) -> torch.Tensor:
+        if self.config.lambda_align == 0 or n_shadow in (0, post.mu_inv.shape[0]):
+            return post.mu_inv.new_zeros(())
+        return mmd(post.mu_inv[:n_shadow], post.mu_inv[n_shadow:], self.config.mmd_scales)
+
+    def mean_inputs(self, x: torch.Tensor, norm: torch.Tensor | None) -> HeadInputs:
+        """Deterministic head inputs: posterior means (the vMF mean direction) for x (B, d)."""
+        if self.vae is None:
+            return HeadInputs(x, None, None, norm)
+        post = self.vae.encode(x)
+        return HeadInputs(x, post.mu_inv, post.mu_spe, norm)
+
+    @torch.no_grad()
+    def proba(self, x: torch.Tensor, norm: torch.Tensor | None) -> torch.Tensor:
+        """(B,) deterministic member probabilities for x (B, d)."""
+        return self.heads.proba(self.mean_inputs(x, norm))
+
+
+def slice_inputs(inputs: HeadInputs, part: slice) -> HeadInputs:
+    """The rows `part` of every tensor in `inputs`."""
+    def cut(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t[part]
+
+    return HeadInputs(inputs.raw[part], cut(inputs.inv), cut(inputs.spe), cut(inputs.norm))
+
+
+def pseudo_labels(proba: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hard labels (B,) int64 from member probabilities (B,), and the mask (B,) of confidence
+    >= tau."""
+    labels = (proba >= 0.5).long()
+    keep = torch.maximum(proba, 1 - proba) >= tau
+    return labels, keep
+
+
+def mixture_nll(proba: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B,) -log P(label) under member probabilities (B,): the attack loss D of a sample."""
+    p_label = torch.where(labels == 1, proba, 1 - proba)
+    return -torch.log(p_label.clamp_min(1e-7))
+
+
+@torch.no_grad()
+def sample_losses(model: DLMIAModel, data: TrainData) -> torch.Tensor:
+    """(n,) current attack loss of every training sample: shadow rows against their labels, target
+    rows against the model's own hard pseudo-labels (never target labels, which are not given)."""
+    proba = model.proba(data.x, data.norm)  # (n,)
+    own = (proba[data.n_shadow :] >= 0.5).long()  # (n_target,) the model's own hard labels
+    return mixture_nll(proba, torch.cat([data.labels, own]))
+
+
+@torch.no_grad()
+def validation_loss(model: DLMIAModel, data: TrainData) -> float:
+    """Mean -log P(true label) on the held-out shadow vectors; nan when there are none."""
+    if data.val_labels.numel() == 0:
+        return float("nan")
+    return float(mixture_nll(model.proba(data.val_x, data.val_norm), data.val_labels).mean())

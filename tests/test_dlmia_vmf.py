@@ -1,0 +1,68 @@
+"""The von Mises-Fisher pieces of DL-MIA: sampler moments, exact KL, its gradient."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from dlmia.attacks.dlmia import vmf
+
+
+def _draws(
+    dim: int, kappa: float, n: int = 20000, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """n draws from vMF(mu, kappa) on S^{dim-1} around a fixed random direction mu, float64."""
+    gen = torch.Generator().manual_seed(seed)
+    mu = torch.randn(dim, generator=gen, dtype=torch.float64)
+    mu = mu / mu.norm()
+    mus = mu.expand(n, dim).contiguous()
+    z = vmf.sample_vmf(mus, torch.full((n,), kappa, dtype=torch.float64), gen)  # (n, dim)
+    return mu, z
+
+
+@pytest.mark.parametrize(("dim", "kappa"), [(3, 2.0), (16, 5.0), (16, 50.0), (64, 200.0)])
+def test_sampler_mean_direction_and_concentration(dim: int, kappa: float) -> None:
+    mu, z = _draws(dim, kappa)
+    assert torch.allclose(z.norm(dim=1), torch.ones(len(z), dtype=z.dtype), atol=1e-9)
+    resultant = z.mean(0)  # E[z] = A_m(kappa) mu
+    length = float(resultant.norm())
+    expected = float(vmf.mean_resultant_length(torch.tensor([kappa], dtype=torch.float64), dim))
+    assert length == pytest.approx(expected, abs=0.01)
+    assert float(resultant @ mu) / length > 0.995  # the mean direction is mu
+
+
+def test_sampler_is_reproducible_and_differentiable() -> None:
+    mu = torch.randn(8, 5, generator=torch.Generator().manual_seed(1))
+    mu = mu / mu.norm(dim=1, keepdim=True)
+    kappa = torch.linspace(1, 20, 8, requires_grad=True)
+    first = vmf.sample_vmf(mu, kappa, torch.Generator().manual_seed(3))
+    second = vmf.sample_vmf(mu, kappa, torch.Generator().manual_seed(3))
+    assert torch.equal(first, second)
+    (first @ mu.T).diagonal().sum().backward()  # <z, mu> grows with kappa
+    assert kappa.grad is not None and bool((kappa.grad > 0).all())
+
+
+@pytest.mark.parametrize(("dim", "kappa"), [(3, 1.5), (16, 10.0), (32, 80.0)])
+def test_kl_matches_monte_carlo(dim: int, kappa: float) -> None:
+    """KL(q || U) = E_q[log q(z)] - log(1 / |S|) = kappa E<mu, z> + log C + log |S|."""
+    mu, z = _draws(dim, kappa, n=40000, seed=2)
+    k = torch.tensor([kappa], dtype=torch.float64)
+    log_q = kappa * (z @ mu) + vmf.log_normaliser(k, dim)  # (n,) log densities
+    monte_carlo = float((log_q + vmf.log_sphere_area(dim)).mean())
+    exact = float(vmf.kl_to_uniform(k, dim))
+    assert exact > 0
+    assert exact == pytest.approx(monte_carlo, rel=0.02, abs=0.01)
+
+
+def test_kl_is_zero_at_low_concentration_and_has_exact_gradient() -> None:
+    tiny = vmf.kl_to_uniform(torch.tensor([1e-6], dtype=torch.float64), 10)
+    assert float(tiny) == pytest.approx(0.0, abs=1e-9)
+    kappa = torch.tensor([0.5, 3.0, 40.0, 900.0], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda k: vmf.kl_to_uniform(k, 12), (kappa,))
+
+
+def test_uniform_sphere_area() -> None:
+    assert math.exp(vmf.log_sphere_area(3)) == pytest.approx(4 * math.pi)
+    assert math.exp(vmf.log_sphere_area(2)) == pytest.approx(2 * math.pi)

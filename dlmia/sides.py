@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from dlmia.errors import ConfigError
+from dlmia.errors import ConfigError, DataError
 from dlmia.data.filtering import FilterConfig, kcore
 from dlmia.data.histories import Histories
 from dlmia.data.sources import default_data_root, default_filter, load_dataset
@@ -95,6 +95,7 @@ def prepare_dataset(spec: DatasetSpec) -> PreparedDataset:
     filtered = kcore(raw, spec.filter or default_filter(spec.name), source=spec.name)
     histories = filtered.histories()
     parts = split_users(filtered.n_users, spec.split)
+    check_part_sizes(spec.name, parts)
     split_done = time.perf_counter()
     item_vectors = fit_item_vectors(histories.rows(parts["vectorization"]), spec.vectors)
     done = time.perf_counter()
@@ -109,6 +110,20 @@ def prepare_dataset(spec: DatasetSpec) -> PreparedDataset:
     }
     log.info("dataset %s: %s", spec.name, stats)
     return PreparedDataset(spec, histories, parts, item_vectors, filtered.fingerprint(), stats)
+
+
+MIN_PART_USERS = 8  # each part needs members and non-members enough to train and measure
+
+
+def check_part_sizes(name: str, parts: dict[str, npt.NDArray[np.int64]]) -> None:
+    """Refuse a dataset whose filtered users are too few for the three-way split to mean anything."""
+    sizes = {part: len(users) for part, users in parts.items()}
+    if min(sizes.values()) < MIN_PART_USERS:
+        raise DataError(
+            f"{name}: too small to split after filtering: parts of {sizes} users; every part "
+            f"needs at least {MIN_PART_USERS}. Use more data, lower data.filter thresholds, or "
+            "change data.split.fractions"
+        )
 
 
 def build_side(data: PreparedDataset, spec: SideSpec) -> SideOutput:

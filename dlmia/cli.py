@@ -100,6 +100,53 @@ def command_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_analyze(args: argparse.Namespace) -> int:
+    """Print the per-cell table of a results folder and write its heatmaps, tables and ROC curves."""
+    from analysis.cli import run
+
+    return run(args)
+
+
+def command_grid_run(args: argparse.Namespace) -> int:
+    """Run a grid file on Ray (tune.cli; imported here so `import dlmia.cli` never imports Ray)."""
+    from tune.cli import grid_run
+
+    return grid_run(
+        args.file,
+        address=args.address,
+        data_root=args.data_root,
+        out=args.out,
+        cache=args.cache,
+        max_retries=args.max_retries,
+        quiet=args.quiet,
+    )
+
+
+def command_grid_validate(args: argparse.Namespace) -> int:
+    """Validate a grid file and print what it would run."""
+    from tune.cli import grid_validate
+
+    return grid_validate(args.file, data_root=args.data_root)
+
+
+def add_grid_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`dlmia grid run FILE` and `dlmia grid validate FILE`."""
+    grid = commands.add_parser("grid", help="run or validate a grid of cells on Ray")
+    actions = grid.add_subparsers(dest="grid_command", required=True)
+    run = actions.add_parser("run", help="run every unfinished cell of a grid file (resumes)")
+    run.add_argument("file", help="grid file, e.g. grids/demo.yaml")
+    run.add_argument("--address", help="Ray cluster: auto or ray://HOST:10001 (default: a local Ray)")
+    run.add_argument("--data-root", help="folder dataset names resolve under (default: $DLMIA_DATA_ROOT or ./data)")
+    run.add_argument("--out", help="output folder (default: out/<grid name>)")
+    run.add_argument("--cache", help="side cache folder, may be shared between grids (default: OUT/sides)")
+    run.add_argument("--max-retries", type=int, help="retries of a failing side or cell (default: the grid's)")
+    run.set_defaults(run=command_grid_run)
+    validate = actions.add_parser("validate", help="check a grid file and print what it would run")
+    validate.add_argument("file", help="grid file")
+    validate.add_argument("--data-root", help="folder dataset names resolve under")
+    validate.set_defaults(run=command_grid_validate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dlmia", description=__doc__.splitlines()[0])
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings on stderr")
@@ -127,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("name", choices=["ml-1m", "amazon-beauty", "amazon-digital-music"])
     fetch.add_argument("--to", required=True, help="destination folder (a data root)")
     fetch.set_defaults(run=command_fetch)
+    add_grid_commands(commands)
+
+    analyze = commands.add_parser("analyze", help="tables, heatmaps and ROC curves of a results folder")
+    analyze.add_argument("out_dir", metavar="OUT_DIR", help="the --out folder of a grid or cell run")
+    analyze.add_argument("--roc", nargs="+", metavar="CELL_ID", help="cell ids (or patterns) to draw ROC curves of")
+    analyze.set_defaults(run=command_analyze)
     return parser
 
 

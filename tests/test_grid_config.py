@@ -1,0 +1,254 @@
+"""Grid files: schema validation and its messages, expansion into sides and cells, the CLI.
+
+No Ray here (fast); the runner's tests are in test_grid_runner.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from dlmia.cli import main
+from dlmia.errors import ConfigError
+from dlmia.sides import DatasetSpec, SideOutput, SideSpec
+from tune.cache import SideCache
+from tune.grid import grid_dict, load_grid, parse_grid
+from tune.plan import expand
+from tune.progress import Progress
+from tune.faults import Faults
+
+GRIDS = sorted((Path(__file__).resolve().parents[1] / "grids").glob("*.yaml"))
+EXPECTED = {"demo": (4, 8), "paper-general": (12, 72), "paper-sequential": (12, 72)}
+
+
+def tiny() -> dict:
+    """A small valid grid as plain data (what YAML gives)."""
+    return {
+        "name": "tiny",
+        "datasets": {"syn": {"name": "synthetic", "synthetic": {"n_users": 300, "n_items": 80}}},
+        "recommenders": {
+            "lfm": {"name": "lfm", "settings": {"epochs": 2}},
+            "pop": {"name": "popularity"},
+        },
+        "cells": {"product": {"shadow": ["syn.lfm", "syn.pop"], "target": ["syn.lfm"]}},
+        "attacks": {"biased": {"settings": {"epochs": 2}}},
+        "k": 20,
+        "seeds": [0, 1],
+    }
+
+
+def error_of(raw: dict, tmp_path: Path) -> str:
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as info:
+        load_grid(path)
+    message = str(info.value)
+    assert message.startswith(str(path)), message  # every error names the file
+    return message
+
+
+@pytest.mark.parametrize("path", GRIDS, ids=lambda p: p.stem)
+def test_shipped_grids_load_and_expand(path: Path) -> None:
+    grid = load_grid(path)
+    plan = expand(grid, data_root="/nonexistent")
+    assert grid.name == path.stem
+    assert set(grid.attacks) == {"biased", "dlmia"}
+    if grid.name in EXPECTED:
+        assert (len(plan.sides), len(plan.cells)) == EXPECTED[grid.name]
+    assert len({c.id for c in plan.cells}) == len(plan.cells)
+
+
+@pytest.mark.parametrize("path", GRIDS, ids=lambda p: p.stem)
+def test_shipped_grids_are_documented(path: Path) -> None:
+    lines = path.read_text().splitlines()
+    header = lines[: [line.startswith("#") for line in lines].index(False)]
+    assert any("Purpose" in line for line in header) and any("Cells" in line for line in header)
+    assert any("Runtime" in line for line in header)
+    keys = [line for line in lines if re.match(r"^\s*[\w-]+:", line)]
+    undocumented = [line for line in keys if not re.search(r"  # \(", line)]
+    assert not undocumented  # every key has a trailing `# (type) meaning` comment
+
+
+def _set(*path: str, value: object):  # type: ignore[no-untyped-def]
+    """A change to a grid: set the key at `path` to `value`."""
+
+    def change(raw: dict) -> None:
+        node = raw
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+
+    return change
+
+
+def _rename(old: str, new: str):  # type: ignore[no-untyped-def]
+    return lambda raw: raw.update({new: raw.pop(old)})
+
+
+ERRORS = [  # (change, the message it gives, as a regular expression)
+    (_rename("recommenders", "recomenders"),
+     r"recomenders: unknown key; allowed keys are .*recommenders"),
+    (_set("datasets", "syn", "splitt", value={}),
+     r"datasets\.syn\.splitt: unknown key; allowed keys are .*split"),
+    (_set("recommenders", "lfm", "name", value="lfmm"),
+     r"recommenders\.lfm\.name: unknown recommender 'lfmm'; known: .*itemcf"),
+    (_set("recommenders", "lfm", "settings", "factor", value=8),
+     r"recommenders\.lfm\.settings\.factor: unknown key; allowed keys are .*factors"),
+    (_set("recommenders", "lfm", "settings", "epochs", value="two"),
+     r"recommenders\.lfm\.settings\.epochs: expected an integer, got 'two'"),
+    (_set("recommenders", "lfm", "resources", value={"num_gpu": 1}),
+     r"recommenders\.lfm\.resources\.num_gpu: unknown key; allowed keys are num_cpus, num_gpus"),
+    (_set("k", value="ten"), r"k: expected an integer, got 'ten'"),
+    (_set("k", value=500), r"k: 500 is larger than datasets\.syn\.synthetic\.n_items \(80\)"),
+    (_set("nonmember_lists", value="pop"),
+     r"nonmember_lists: 'pop' is not allowed; use one of popular"),
+    (_set("seeds", value=[0, 0]), r"seeds: expected a non-empty list of distinct integers"),
+    (_set("cells", "product", "target", value=["syn.lfmm"]),
+     r"cells\.product\.target: 'syn\.lfmm' names recommender 'lfmm'; recommenders are lfm, pop"),
+    (_set("cells", "product", "shadow", value=["ml.lfm"]),
+     r"cells\.product\.shadow: 'ml\.lfm' names dataset 'ml'; datasets are syn"),
+    (_set("cells", value=[{"shadow": "syn.lfm", "target": "lfm"}]),
+     r"cells\[0\]\.target: expected 'dataset\.recommender'"),
+    (_set("cells", value=[{"shadow": "syn.lfm", "targe": "syn.lfm"}]),
+     r"cells\[0\]\.targe: unknown key"),
+    (_set("attacks", "biassed", value={}),
+     r"attacks\.biassed: unknown attack; known attacks are .*biased"),
+    (_set("attacks", "biased", "settings", "lr", value="fast"),
+     r"attacks\.biased\.settings\.lr: expected a number"),
+    (_set("datasets", "syn", "path", value="x.csv"),
+     r"datasets\.syn: give exactly one of name .* or path"),
+    (_set("datasets", "syn", "name", value="ml-2m"),
+     r"datasets\.syn\.name: unknown dataset 'ml-2m'"),
+    (lambda raw: raw.pop("cells"),
+     r"cells: missing; a grid needs name, datasets, recommenders, cells and attacks"),
+    (_set("runtime", value={"max_retries": "2"}), r"runtime\.max_retries: expected an integer"),
+    (_set("name", value="my grid"), r"name: 'my grid' is not a valid name"),
+]
+
+
+@pytest.mark.parametrize(("change", "expected"), ERRORS, ids=[e[1][:40] for e in ERRORS])
+def test_validation_errors_name_the_key_and_what_is_allowed(  # type: ignore[no-untyped-def]
+    change, expected: str, tmp_path: Path
+) -> None:
+    raw = tiny()
+    change(raw)
+    assert re.search(expected, error_of(raw, tmp_path))
+
+
+def test_duplicate_yaml_keys_are_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text(yaml.safe_dump(tiny()) + "k: 10\n")
+    with pytest.raises(ConfigError, match=r"dup\.yaml: not valid YAML: .*key 'k' appears twice"):
+        load_grid(path)
+
+
+def test_expansion_shares_sides_and_keys_follow_content() -> None:
+    plan = expand(parse_grid(tiny()))
+    # 2 shadows x 1 target x 2 seeds; sides: (lfm, pop) shadow + lfm target, per seed
+    assert len(plan.cells) == 4 and len(plan.sides) == 6
+    assert plan.cells[0].id == "syn.lfm__syn.lfm__biased__s0"
+    shadows = {f"syn.{r}.shadow.s{s}" for r in ("lfm", "pop") for s in (0, 1)}
+    assert {c.shadow for c in plan.cells} == shadows
+    keys = {s.key for s in plan.sides.values()}
+    assert len(keys) == 6  # roles and seeds give different sides
+    again = expand(parse_grid(tiny()), data_root="/elsewhere")  # synthetic: no root involved
+    assert [s.key for s in again.sides.values()] == [s.key for s in plan.sides.values()]
+    changed = tiny()
+    changed["recommenders"]["lfm"]["settings"]["epochs"] = 3
+    other = expand(parse_grid(changed))
+    assert other.sides["syn.lfm.shadow.s0"].key != plan.sides["syn.lfm.shadow.s0"].key
+    assert other.sides["syn.pop.shadow.s0"].key == plan.sides["syn.pop.shadow.s0"].key
+    assert other.cells[0].key != plan.cells[0].key and other.cells[0].id == plan.cells[0].id
+
+
+def test_resolved_grid_round_trips() -> None:
+    grid = parse_grid(tiny(), source="x.yaml")
+    again = parse_grid(yaml.safe_load(yaml.safe_dump(grid_dict(grid))), source="x.yaml")
+    assert again == grid
+
+
+def test_path_datasets_resolve_under_the_data_root(tmp_path: Path) -> None:
+    raw = tiny()
+    raw["datasets"]["syn"] = {"path": "sub/ratings.csv"}
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "ratings.csv").write_text("user,item\n1,2\n")
+    plan = expand(parse_grid(raw), data_root=tmp_path)
+    spec = next(iter(plan.datasets.values()))
+    assert spec.name == str(tmp_path / "sub" / "ratings.csv")
+    before = next(iter(plan.sides.values())).key
+    (tmp_path / "sub" / "ratings.csv").write_text("user,item\n1,2\n1,3\n")  # new content, new key
+    assert next(iter(expand(parse_grid(raw), data_root=tmp_path).sides.values())).key != before
+
+
+def test_validate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["grid", "validate", str(GRIDS[0].parent / "demo.yaml")]) == 0
+    summary = "4 sides to train, 4 shadow x target pairs x 2 attacks (biased, dlmia) x 1 seeds"
+    assert f"{summary} = 8 cells" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**tiny(), "kk": 1}))
+    assert main(["grid", "validate", str(bad)]) == 2
+    assert f"dlmia: error: {bad}: kk: unknown key" in capsys.readouterr().err
+
+
+def test_cli_and_validation_do_not_import_ray() -> None:
+    demo = GRIDS[0].parent / "demo.yaml"
+    code = (
+        "import sys, dlmia.cli; assert 'ray' not in sys.modules, 'dlmia.cli imported ray'; "
+        f"assert dlmia.cli.main(['-q', 'grid', 'validate', {str(demo)!r}]) == 0; "
+        "assert 'ray' not in sys.modules, 'grid validate imported ray'"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+
+
+def test_side_cache_round_trip(tmp_path: Path) -> None:
+    cache = SideCache(tmp_path)
+    side = SideOutput(
+        vectors=np.arange(6, dtype=np.float32).reshape(3, 2),
+        labels=np.array([1, 0, 0]),
+        users=np.array([5, 7, 9]),
+        info={"n": np.int64(3)},
+    )
+    spec = SideSpec(DatasetSpec(), "shadow", "lfm")
+    assert "ab" * 32 not in cache
+    cache.store("ab" * 32, spec, side)
+    loaded = cache.load("ab" * 32)
+    assert "ab" * 32 in cache and loaded.info == {"n": 3}
+    np.testing.assert_array_equal(loaded.vectors, side.vectors)
+    np.testing.assert_array_equal(loaded.users, side.users)
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_fault_hook_parsing() -> None:
+    faults = Faults("cell:*itemcf*:always, side:syn.lfm.*:1")
+    assert faults("cell", "a.itemcf__b__biased__s0", 7)
+    assert faults("side", "syn.lfm.shadow.s0", 1)
+    assert not faults("side", "syn.lfm.shadow.s0", 2)
+    assert not faults("side", "syn.pop.shadow.s0", 1)
+    assert not Faults("")("cell", "x", 1)
+    with pytest.raises(ConfigError, match="expected side:GLOB:N or cell:GLOB:N"):
+        Faults("cells:x:1")
+
+
+def test_plain_progress_lines_and_eta() -> None:
+    stream = io.StringIO()
+    progress = Progress(stream=stream)
+    progress.begin(sides=2, cells=4, skipped=1)
+    progress.done("side", "a", cached=True)
+    progress.started("side", "b")
+    progress.done("side", "b")
+    progress.started("cell", "c")
+    progress.done("cell", "c", failed=True)
+    text = stream.getvalue()
+    assert "2 sides to make ready, 4 cells to run (1 already done)" in text
+    assert "side a from cache" in text and "cell c FAILED (sides 2/2, cells 1/5, 1 failed" in text
+    assert progress.eta() is not None and progress.eta() >= 0  # type: ignore[operator]
+    assert dataclasses.asdict(progress.cells)["failed"] == 1

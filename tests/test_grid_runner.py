@@ -1,0 +1,203 @@
+"""The grid runner on a real (local) Ray: end to end, resume after SIGKILL, failures, two nodes.
+
+Every test uses tiny synthetic grids. The in-process tests share one local Ray (module fixture);
+the two-node test shuts it down and brings its own cluster, so it comes last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import ray
+import yaml
+
+from dlmia.attacks import ATTACKS
+from tune.cache import SideCache
+from tune.faults import FAULTS_ENV
+from tune.grid import load_grid, parse_grid
+from tune.plan import expand
+from tune.progress import Progress
+from tune.runner import run_grid
+
+pytestmark = pytest.mark.slow
+QUIET = Progress(stream=None)
+
+
+def tiny_grid(
+    name: str, recommenders: tuple[str, ...] = ("lfm", "itemcf"), **runtime: int
+) -> dict:
+    """A grid small enough for a second or two per side and per cell on one CPU."""
+    settings = {"lfm": {"epochs": 3, "factors": 16}, "itemcf": {}, "popularity": {}}
+    sides = [f"syn.{r}" for r in recommenders]
+    dataset = {
+        "name": "synthetic",
+        "synthetic": {"n_users": 240, "n_items": 60, "mean_length": 12.0},
+        "vectors": {"epochs": 3, "factors": 16, "batch_size": 64},
+    }
+    return {
+        "name": name,
+        "datasets": {"syn": dataset},
+        "recommenders": {r: {"name": r, "settings": settings[r]} for r in recommenders},
+        "cells": {"product": {"shadow": sides, "target": sides}},
+        "attacks": {"biased": {"settings": {"epochs": 3}}},
+        "k": 10,
+        "runtime": {"max_retries": 1, **runtime},
+    }
+
+
+def results(out: Path) -> pd.DataFrame:
+    """Every result row under `out`."""
+    paths = sorted((out / "results").glob("*.parquet"))
+    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+
+
+def mtimes(out: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in (out / "results").glob("*.parquet")}
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL what is left in session `sid` (the processes the test's driver started)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # field 6 of /proc/PID/stat: the session id
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def local_ray():  # type: ignore[no-untyped-def]
+    options = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
+    ray.init(address="local", num_cpus=2, **options)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_end_to_end_writes_every_cell_once_and_resumes_from_disk(tmp_path: Path) -> None:
+    raw = tiny_grid("e2e")
+    if "dlmia" in ATTACKS:
+        epochs = {"epochs_vae": 2, "epochs_heads": 2, "epochs_joint": 2}
+        raw["attacks"]["dlmia"] = {"settings": epochs}
+    grid = parse_grid(raw)
+    plan = expand(grid)
+    out = tmp_path / "out"
+    summary = run_grid(grid, out=out, progress=QUIET)
+    assert summary.exit_code == 0 and summary.ok == len(plan.cells) == summary.cells
+    assert (summary.sides_trained, summary.sides_cached) == (4, 0)
+    frame = results(out)
+    assert sorted(frame["cell_id"]) == sorted(c.id for c in plan.cells)
+    assert (frame["status"] == "ok").all() and (frame["error"] == "").all()
+    assert (frame["attempts"] == 1).all() and (frame["grid"] == "e2e").all()
+    assert frame["roc_auc"].between(0, 1).all()
+    for column in ("shadow_side_id", "target_side_id", "cell_key", "git_commit", "host", "config"):
+        assert column in frame
+    scores = pd.read_parquet(out / "scores" / f"{plan.cells[0].id}.parquet")
+    assert list(scores.columns) == ["user", "label", "score"]
+    assert len(scores) == frame.set_index("cell_id").loc[plan.cells[0].id, "n_target"]
+    assert load_grid(out / "grid.yaml") == parse_grid(raw, source=str(out / "grid.yaml"))
+    assert all(side.key in SideCache(out / "sides") for side in plan.sides.values())
+    assert {t["kind"] for t in summary.tasks} == {"prepare", "side", "cell"}
+    assert all(t["task_end"] >= t["task_start"] for t in summary.tasks)
+
+    before = mtimes(out)
+    again = run_grid(grid, out=out, progress=QUIET)  # all done: nothing runs or is rewritten
+    assert again.skipped == again.cells and again.ok == 0 and not again.tasks
+    assert mtimes(out) == before
+
+    other = run_grid(grid, out=tmp_path / "other", cache=out / "sides", progress=QUIET)
+    assert (other.sides_cached, other.sides_trained, other.ok) == (4, 0, len(plan.cells))
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_injected_failures_are_retried_then_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    grid = parse_grid(tiny_grid("faults"))
+    broken = "syn.itemcf__syn.lfm__biased__s0"
+    monkeypatch.setenv(FAULTS_ENV, f"cell:{broken}:always,side:syn.lfm.target.s0:1")
+    out = tmp_path / "out"
+    summary = run_grid(grid, out=out, progress=QUIET)
+    assert summary.exit_code == 1 and (summary.ok, summary.failed) == (3, 1)
+    frame = results(out).set_index("cell_id")
+    failed = frame.loc[broken]
+    assert failed["status"] == "failed" and failed["attempts"] == 2  # the first try and one retry
+    assert failed["error"].startswith("InjectedFailure: injected failure in cell")
+    assert pd.isna(failed["roc_auc"]) and failed["n_target"] > 0
+    assert not (out / "scores" / f"{broken}.parquet").exists()
+    columns = {tuple(pd.read_parquet(p).columns) for p in (out / "results").glob("*.parquet")}
+    assert len(columns) == 1  # a failed row has exactly an ok row's columns
+    assert frame.loc["syn.lfm__syn.lfm__biased__s0", "status"] == "ok"  # its side failed once
+
+    monkeypatch.setenv(FAULTS_ENV, "side:syn.itemcf.shadow.s0:always")  # a side that never works
+    bad = run_grid(grid, out=tmp_path / "bad", max_retries=0, progress=QUIET)
+    assert (bad.failed, bad.sides_failed, bad.exit_code) == (2, 1, 1)
+    errors = results(tmp_path / "bad").set_index("cell_id")["error"]
+    expected = "side syn.itemcf.shadow.s0 failed: InjectedFailure"
+    assert errors["syn.itemcf__syn.itemcf__biased__s0"].startswith(expected)
+
+    monkeypatch.delenv(FAULTS_ENV)
+    rerun = run_grid(grid, out=out, progress=QUIET)  # only the failed cell runs again
+    assert (rerun.skipped, rerun.ok, rerun.sides_trained, rerun.exit_code) == (3, 1, 0, 0)
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_killed_driver_resumes_without_recomputing(tmp_path: Path) -> None:
+    raw = tiny_grid("killed", ("lfm", "itemcf", "popularity"), max_concurrent_cells=1)
+    path = tmp_path / "killed.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "dlmia.cli", "-q", "grid", "run", str(path)]
+    command += ["--out", str(out)]
+    log = (tmp_path / "driver.log").open("w")
+    driver = subprocess.Popen(command, start_new_session=True, stdout=log, stderr=log)
+    deadline = time.monotonic() + 150
+    try:
+        while not mtimes(out) and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(driver.pid, signal.SIGKILL)  # the driver only, as `kill -9` or a crash would
+    finally:
+        driver.wait(timeout=30)
+        kill_session(driver.pid)  # what is left of the Ray it started
+    finished = mtimes(out)
+    assert 1 <= len(finished) < 9, (tmp_path / "driver.log").read_text()[-3000:]
+
+    summary = run_grid(load_grid(path), out=out, progress=QUIET)
+    assert summary.exit_code == 0 and summary.skipped == len(finished)
+    assert summary.ok == 9 - len(finished)
+    assert summary.sides_cached >= 2  # the killed run's sides are reused, not trained again
+    frame = results(out)
+    assert len(frame) == 9 and frame["cell_id"].is_unique and (frame["status"] == "ok").all()
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # finished cells untouched
+    assert not list(out.rglob(".*.tmp"))
+
+
+def test_two_node_cluster_places_sides_on_both_nodes(tmp_path: Path) -> None:
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()  # the module's local Ray: this test brings a cluster of its own
+    head = {"num_cpus": 1, "include_dashboard": False}
+    cluster = Cluster(initialize_head=True, head_node_args=head)
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        grid = parse_grid(tiny_grid("two-nodes"))
+        out = tmp_path / "out"
+        summary = run_grid(grid, out=out, address=cluster.address, progress=QUIET)
+        assert summary.exit_code == 0 and summary.ok == 4 and summary.cpus == 2
+        assert not ray.is_initialized()  # the runner disconnected what it connected
+        infos = [json.loads(p.read_text())["info"] for p in (out / "sides").rglob("*.json")]
+        assert len(infos) == 4 and len({info["node_id"] for info in infos}) == 2
+    finally:
+        cluster.shutdown()

@@ -1,0 +1,93 @@
+"""Ray remote code: side workers that hold prepared datasets, and the cell attack task.
+
+A side worker is an actor with its recommender's resources. It prepares a dataset once (load,
+filter, split, item vectors) and keeps it, so each further side of that dataset skips the work;
+the prepared dataset also goes into the object store, where other workers fetch it instead of
+preparing it again. A cell's attack is a plain task whose two side outputs Ray resolves from the
+object store; it is the unit a later per-cell search replaces.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+from typing import Any
+
+import ray
+import torch
+
+from dlmia.cell import CellResult, attack_cell
+from dlmia.sides import DatasetSpec, PreparedDataset, SideOutput, build_side, prepare_dataset
+from tune.plan import CellJob, SideJob
+
+MAX_DATASETS = 2  # prepared datasets one worker keeps (least recently used goes first)
+
+
+class InjectedFailure(RuntimeError):
+    """Raised on purpose (DLMIA_GRID_FAULTS) to exercise retries and failure records."""
+
+
+def task_record(started: float) -> dict[str, Any]:
+    """Where and when a task ran: wall-clock start and end, node and process."""
+    return {
+        "task_start": started,
+        "task_end": time.time(),
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "pid": os.getpid(),
+    }
+
+
+class SideWorker:
+    """Trains sides; keeps the prepared datasets it has used (see MAX_DATASETS)."""
+
+    def __init__(self, num_threads: int) -> None:
+        torch.set_num_threads(num_threads)
+        self.datasets: OrderedDict[str, PreparedDataset] = OrderedDict()
+
+    @ray.method(num_returns=2)
+    def prepare(self, key: str, spec: DatasetSpec) -> tuple[dict[str, Any], PreparedDataset]:
+        """Prepare dataset `spec` and keep it; returns (stats for the driver, the dataset)."""
+        started = time.time()
+        data = prepare_dataset(spec)
+        self._keep(key, data)
+        return {**data.stats, "fingerprint": data.fingerprint, **task_record(started)}, data
+
+    def build(self, job: SideJob, dataset: list[ray.ObjectRef], fail: bool = False) -> SideOutput:
+        """Train side `job` on its dataset (held here, else fetched from `dataset[0]`)."""
+        started = time.time()
+        data = self.datasets.get(job.dataset_key)
+        if data is None:
+            data = ray.get(dataset[0])
+        self._keep(job.dataset_key, data)
+        if fail:
+            raise InjectedFailure(f"injected failure in side {job.id} (DLMIA_GRID_FAULTS)")
+        side = build_side(data, job.spec)
+        side.info.update(dataset=data.stats, fingerprint=data.fingerprint, **task_record(started))
+        return side
+
+    def _keep(self, key: str, data: PreparedDataset) -> None:
+        self.datasets[key] = data
+        self.datasets.move_to_end(key)
+        while len(self.datasets) > MAX_DATASETS:
+            self.datasets.popitem(last=False)
+
+
+SideWorkerActor = ray.remote(max_restarts=0)(SideWorker)
+
+
+@ray.remote(max_retries=0)
+def attack_task(
+    job: CellJob, shadow: SideOutput, target: SideOutput, fail: bool = False
+) -> CellResult:
+    """Fit cell `job`'s attack on the shadow side and score the target side."""
+    started = time.time()
+    torch.set_num_threads(max(1, int(job.resources.num_cpus)))
+    if fail:
+        raise InjectedFailure(f"injected failure in cell {job.id} (DLMIA_GRID_FAULTS)")
+    config = job.config
+    result = attack_cell(
+        shadow, target, config.attack, config.attack_settings, config.seed, config.device
+    )
+    result.info.update(task_record(started))
+    return result

@@ -1,0 +1,71 @@
+"""A content-addressed cache of trained sides on disk.
+
+A side's entry is two files named by its key (tune.plan): `<key>.npz` with the arrays (vectors,
+labels, users) and `<key>.json` with the side's spec and info. Both are written atomically, the
+JSON last, so an entry exists exactly when its JSON does: a run killed mid-write leaves at most a
+stray temporary file, never a half entry. Any grid may share one cache folder.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlmia import config as cfg
+from dlmia.io import atomic_write, write_json
+from dlmia.sides import SideOutput, SideSpec
+
+
+class SideCache:
+    """Side outputs stored under `root`, addressed by content key."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def paths(self, key: str) -> tuple[Path, Path]:
+        """The (arrays, info) files of entry `key`, spread over 256 sub-folders."""
+        folder = self.root / key[:2]
+        return folder / f"{key}.npz", folder / f"{key}.json"
+
+    def __contains__(self, key: str) -> bool:
+        return self.paths(key)[1].is_file()
+
+    def load(self, key: str) -> SideOutput:
+        """The side stored under `key` (raises KeyError when absent)."""
+        arrays_path, info_path = self.paths(key)
+        if not info_path.is_file():
+            raise KeyError(key)
+        entry = json.loads(info_path.read_text())
+        with np.load(arrays_path) as arrays:
+            return SideOutput(arrays["vectors"], arrays["labels"], arrays["users"], entry["info"])
+
+    def store(self, key: str, spec: SideSpec, side: SideOutput) -> None:
+        """Write `side` (trained from `spec`) under `key`: the arrays first, then the info."""
+        arrays_path, info_path = self.paths(key)
+
+        def write_arrays(tmp: Path) -> None:
+            with tmp.open("wb") as handle:
+                np.savez(handle, vectors=side.vectors, labels=side.labels, users=side.users)
+
+        atomic_write(arrays_path, write_arrays)
+        write_json({"key": key, "spec": cfg.as_dict(spec), "info": plain(side.info)}, info_path)
+
+    def clean(self, older_than_s: float = 3600.0) -> int:
+        """Remove temporary files of killed runs (old ones: another run may share the cache)."""
+        limit = time.time() - older_than_s
+        stale = [p for p in self.root.glob("*/.*.tmp") if p.stat().st_mtime < limit]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
+
+def plain(info: dict[str, Any]) -> dict[str, Any]:
+    """`info` as JSON-safe data (numpy scalars become Python numbers)."""
+    def scalar(value: Any) -> Any:
+        return value.item() if hasattr(value, "item") else str(value)
+
+    return json.loads(json.dumps(info, default=scalar))

@@ -1,0 +1,316 @@
+"""Grid files: the YAML schema as frozen dataclasses, loaded and validated in full before a run.
+
+A grid names datasets and recommenders by alias, crosses `dataset.recommender` sides into cells
+(a product of shadow and target sides, or an explicit list), and lists the attacks and seeds
+every cell runs with. `load_grid` checks every key, type, name and reference and raises one
+`ConfigError` that names the file, the key path and what is allowed; `tune.plan.expand` then
+turns a valid grid into sides and cells. Settings precedence: dataclass defaults < grid file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from dlmia import config as cfg
+from dlmia.attacks import ATTACKS
+from dlmia.data.filtering import FilterConfig
+from dlmia.data.sources import DATASETS
+from dlmia.data.splits import SplitConfig
+from dlmia.data.synthetic import SyntheticConfig
+from dlmia.errors import ConfigError
+from dlmia.recommenders import RECOMMENDERS
+from dlmia.sides import NonmemberPolicy
+from dlmia.vectors import ItemVectorConfig
+
+ALIAS = re.compile(r"^[A-Za-z0-9_-]+$")  # aliases become parts of file names and cell ids
+REQUIRED = ("name", "datasets", "recommenders", "cells", "attacks")
+PRODUCT = "{product: {shadow: [dataset.recommender, ...], target: [...]}}"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one side worker (actor) or one attack task reserves on the cluster."""
+
+    num_cpus: float = 1.0  # CPUs reserved; torch uses this many threads
+    num_gpus: float = 0.0  # GPUs reserved (fractions allowed); ignored on a cluster without GPUs
+
+    def __post_init__(self) -> None:
+        if self.num_cpus <= 0 or self.num_gpus < 0:
+            raise ConfigError(f"need num_cpus > 0 and num_gpus >= 0, got {self}")
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A dataset of the grid: where it comes from, how it is filtered, split and vectorised."""
+
+    name: str = ""  # a known dataset (ml-1m, amazon-beauty, amazon-digital-music, synthetic)
+    path: str = ""  # or a data file, absolute or relative to --data-root (give name or path)
+    filter: FilterConfig | None = None  # min_user, min_item, passes; null = the dataset's default
+    split: SplitConfig = field(default_factory=SplitConfig)  # user-part fractions and their seed
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # used by name: synthetic
+    vectors: ItemVectorConfig = field(default_factory=ItemVectorConfig)  # the item-vector LFM
+
+
+@dataclass(frozen=True)
+class RecommenderEntry:
+    """One recommender of the grid: a registry name, its settings and its resources."""
+
+    name: str  # a name from dlmia.recommenders.RECOMMENDERS
+    settings: dict[str, Any] = field(default_factory=dict)  # keys of that recommender's Config
+    resources: Resources = field(default_factory=Resources)  # per side worker
+
+
+@dataclass(frozen=True)
+class AttackEntry:
+    """One attack every cell runs, with fixed settings (a search space comes in a later issue)."""
+
+    settings: dict[str, Any] = field(default_factory=dict)  # keys of that attack's Config
+    resources: Resources = field(default_factory=Resources)  # per attack task
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How the runner behaves; none of it changes a result."""
+
+    max_retries: int = 1  # further attempts of a side or cell that raised, before it is failed
+    device: str = "auto"  # of recommenders and attacks: auto (CUDA if the worker has a GPU), cpu
+    side_workers: int = 0  # most side workers alive at once; 0 = as many as the cluster fits
+    max_concurrent_cells: int = 0  # most attack tasks in flight; 0 = twice the cluster's CPUs
+
+    def __post_init__(self) -> None:
+        if min(self.max_retries, self.side_workers, self.max_concurrent_cells) < 0:
+            raise ConfigError(f"runtime: counts must be >= 0, got {self}")
+
+
+@dataclass(frozen=True)
+class CellPair:
+    """A shadow side and a target side, each written `dataset.recommender` (aliases)."""
+
+    shadow: str  # e.g. ml-1m.lfm
+    target: str  # e.g. ml-1m.itemcf
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A validated grid file."""
+
+    name: str  # the grid's name; results go to out/<name> by default
+    datasets: dict[str, DatasetEntry]  # alias -> dataset
+    recommenders: dict[str, RecommenderEntry]  # alias -> recommender
+    cells: tuple[CellPair, ...]  # the (shadow, target) pairs, product expanded
+    attacks: dict[str, AttackEntry]  # attack name (biased, dlmia) -> fixed settings
+    k: int = 100  # length of every top-k list
+    nonmember_lists: NonmemberPolicy = "popular"  # how non-members get their lists (method.md 1)
+    center: Literal["uniform", "rank"] = "uniform"  # centre of the recommended items' vectors
+    exclude_seen: bool = False  # drop seen items from member lists (the paper keeps them)
+    seeds: tuple[int, ...] = (0,)  # each seed re-trains the sides and the attacks
+    runtime: Runtime = field(default_factory=Runtime)  # retries, device, concurrency
+    source: str = ""  # the file the grid was read from
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and validate grid file `path`; every error names the file and the key path."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read grid file ({exc.strerror})") from None
+    try:
+        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return parse_grid(raw, source=str(path))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def grid_dict(grid: Grid) -> dict[str, Any]:
+    """`grid` as plain data in the grid-file schema (defaults filled in, cells listed)."""
+    values = _plain(cfg.as_dict(grid))
+    values.pop("source")
+    return values
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, recursively (for YAML)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def parse_grid(raw: Any, source: str = "") -> Grid:
+    """Validate a grid given as plain data (what YAML gives) and build the typed `Grid`."""
+    if not isinstance(raw, dict):
+        keys = ", ".join(REQUIRED)
+        raise ConfigError(f"expected a mapping with keys {keys}, got {type(raw).__name__}")
+    allowed = [f for f in Grid.__dataclass_fields__ if f != "source"]
+    unknown = sorted(set(raw) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown key; allowed keys are {', '.join(allowed)}")
+    missing = [key for key in REQUIRED if key not in raw]
+    if missing:
+        needs = f"{', '.join(REQUIRED[:-1])} and {REQUIRED[-1]}"
+        raise ConfigError(f"{missing[0]}: missing; a grid needs {needs}")
+    _check_alias(raw["name"], "name")
+    datasets = {a: _dataset(a, v) for a, v in _aliases(raw, "datasets").items()}
+    recommenders = {a: _recommender(a, v) for a, v in _aliases(raw, "recommenders").items()}
+    attacks = {a: _attack(a, v) for a, v in _mapping(raw["attacks"], "attacks").items()}
+    if not attacks:
+        raise ConfigError(f"attacks: empty; list at least one of {', '.join(ATTACKS)}")
+    cells = _cells(raw["cells"], datasets, recommenders)
+    sections = {"datasets": datasets, "recommenders": recommenders, "attacks": attacks}
+    grid = cfg.build(Grid, {**raw, **sections, "cells": cells, "source": source})
+    _check_values(grid)
+    return grid
+
+
+def _dataset(alias: str, value: Any) -> DatasetEntry:
+    where = f"datasets.{alias}"
+    entry = _build(DatasetEntry, value, where)
+    if bool(entry.name) == bool(entry.path):
+        raise ConfigError(f"{where}: give exactly one of name (a known dataset) or path (a file)")
+    if entry.name and entry.name.lower() not in DATASETS:
+        raise ConfigError(
+            f"{where}.name: unknown dataset {entry.name!r}; known: {', '.join(DATASETS)} "
+            f"(or use path: for any CSV/TSV/parquet file)"
+        )
+    return entry
+
+
+def _recommender(alias: str, value: Any) -> RecommenderEntry:
+    where = f"recommenders.{alias}"
+    entry = _build(RecommenderEntry, value, where)
+    if entry.name not in RECOMMENDERS:
+        known = ", ".join(sorted(RECOMMENDERS))
+        raise ConfigError(f"{where}.name: unknown recommender {entry.name!r}; known: {known}")
+    _build(RECOMMENDERS[entry.name].Config, entry.settings, f"{where}.settings")
+    return entry
+
+
+def _attack(name: str, value: Any) -> AttackEntry:
+    where = f"attacks.{name}"
+    if name not in ATTACKS:
+        known = ", ".join(sorted(ATTACKS))
+        raise ConfigError(f"{where}: unknown attack; known attacks are {known}")
+    entry = _build(AttackEntry, {} if value is None else value, where)
+    _build(ATTACKS[name].Config, entry.settings, f"{where}.settings")
+    return entry
+
+
+def _cells(value: Any, datasets: dict[str, Any], recommenders: dict[str, Any]) -> list[CellPair]:
+    """The (shadow, target) pairs of `cells`: a `product` mapping or an explicit list."""
+    if isinstance(value, dict):
+        if set(value) != {"product"}:
+            raise ConfigError(f"cells: a mapping must be {PRODUCT}")
+        product = _mapping(value["product"], "cells.product")
+        if set(product) != {"shadow", "target"}:
+            raise ConfigError(f"cells.product: needs exactly shadow and target: {PRODUCT}")
+        shadows = _side_list(product["shadow"], "cells.product.shadow")
+        targets = _side_list(product["target"], "cells.product.target")
+        pairs = [(s, t, "cells.product") for s in shadows for t in targets]
+    elif isinstance(value, list) and value:
+        pairs = []
+        for i, item in enumerate(value):
+            pair = _build(CellPair, item, f"cells[{i}]")
+            pairs.append((pair.shadow, pair.target, f"cells[{i}]"))
+    else:
+        raise ConfigError(f"cells: expected {PRODUCT} or a non-empty list of {{shadow, target}}")
+    seen: set[tuple[str, str]] = set()
+    for shadow, target, where in pairs:
+        _check_side(shadow, f"{where}.shadow", datasets, recommenders)
+        _check_side(target, f"{where}.target", datasets, recommenders)
+        if (shadow, target) in seen:
+            raise ConfigError(f"{where}: the cell {shadow} -> {target} is listed twice")
+        seen.add((shadow, target))
+    return [CellPair(s, t) for s, t, _ in pairs]
+
+
+def _side_list(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where}: expected a non-empty list of dataset.recommender")
+    return value
+
+
+def _check_side(
+    ref: Any, where: str, datasets: dict[str, Any], recommenders: dict[str, Any]
+) -> None:
+    if not isinstance(ref, str) or ref.count(".") != 1:
+        raise ConfigError(f"{where}: expected 'dataset.recommender' (aliases), got {ref!r}")
+    dataset, recommender = ref.split(".")
+    if dataset not in datasets:
+        known = ", ".join(datasets)
+        raise ConfigError(f"{where}: {ref!r} names dataset {dataset!r}; datasets are {known}")
+    if recommender not in recommenders:
+        known = ", ".join(recommenders)
+        raise ConfigError(
+            f"{where}: {ref!r} names recommender {recommender!r}; recommenders are {known}"
+        )
+
+
+def _check_values(grid: Grid) -> None:
+    if grid.k < 1:
+        raise ConfigError(f"k: must be a positive list length, got {grid.k}")
+    if not grid.seeds or len(set(grid.seeds)) != len(grid.seeds):
+        seeds = list(grid.seeds)
+        raise ConfigError(f"seeds: expected a non-empty list of distinct integers, got {seeds}")
+    for alias, entry in grid.datasets.items():
+        n_items = entry.synthetic.n_items
+        if entry.name == "synthetic" and grid.k > n_items:
+            raise ConfigError(
+                f"k: {grid.k} is larger than datasets.{alias}.synthetic.n_items ({n_items})"
+            )
+
+
+def _build(cls: type, value: Any, where: str) -> Any:
+    """`cfg.build`, with errors raised by the dataclass itself also prefixed by `where`."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+    try:
+        return cfg.build(cls, value, where)
+    except ConfigError as exc:
+        message = str(exc)
+        prefixed = message if message.startswith(where) else f"{where}: {message}"
+        raise ConfigError(prefixed) from None
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+    return value
+
+
+def _aliases(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    mapping = _mapping(raw[where], where)
+    if not mapping:
+        raise ConfigError(f"{where}: empty; define at least one")
+    for alias in mapping:
+        _check_alias(alias, f"{where}.{alias}")
+    return mapping
+
+
+def _check_alias(value: Any, where: str) -> None:
+    if not isinstance(value, str) or not ALIAS.match(value):
+        raise ConfigError(
+            f"{where}: {value!r} is not a valid name; use letters, digits, '-' and '_'"
+        )
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A SafeLoader that rejects a key given twice in one mapping (YAML would keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
+        for key in keys:
+            if keys.count(key) > 1:
+                line = node.start_mark.line + 1
+                problem = f"key {key!r} appears twice in the mapping at line {line}"
+                raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
+        return super().construct_mapping(node, deep=deep)

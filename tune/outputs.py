@@ -1,0 +1,140 @@
+"""The output folder of a grid run, and which cells in it are finished.
+
+Layout under OUT (the analysis package reads it):
+- `results/<cell_id>.parquet`: one row, `dlmia.results.result_row` plus the columns `grid`,
+  `cell_id`, `cell_key`, `shadow_side_id`, `target_side_id`, `attempts`, `error` and `status`
+  ("ok" or "failed"; a failed row has the same columns, NaN metrics and the error text);
+- `scores/<cell_id>.parquet`: the target users' member scores (user, label, score);
+- `grid.yaml`: the resolved grid; `sides/`: the side cache unless `--cache` names another.
+Every file is written atomically, the result row last, so a cell is finished exactly when its
+result file exists with status ok and the cell's current content key.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from pyarrow import ArrowException
+
+from dlmia import config as cfg
+from dlmia.attacks import ATTACKS
+from dlmia.cell import CellResult
+from dlmia.io import atomic_write, write_parquet
+from dlmia.metrics import attack_metrics
+from dlmia.results import result_row, scores_frame
+from tune.grid import Grid, grid_dict
+from tune.plan import CellJob
+
+log = logging.getLogger(__name__)
+
+
+class Outputs:
+    """Paths and writers of one run's output folder."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.results = self.root / "results"
+        self.scores = self.root / "scores"
+
+    def start(self, grid: Grid, data_root: str | Path | None) -> None:
+        """Create the folders, drop temporary files of a killed run, write grid.yaml."""
+        for folder in (self.results, self.scores):
+            folder.mkdir(parents=True, exist_ok=True)
+            for stale in folder.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
+        source, root = grid.source or "a mapping", data_root or "default"
+        header = f"# resolved from {source}; data root: {root}\n"
+        text = header + yaml.safe_dump(grid_dict(grid), sort_keys=False)
+        atomic_write(self.root / "grid.yaml", lambda tmp: tmp.write_text(text))
+
+    def finished(self, job: CellJob) -> bool:
+        """Whether `job` has an ok result written for its current content key."""
+        row = self._row(job)
+        return row.get("status") == "ok" and row.get("cell_key") == job.key
+
+    def status(self, job: CellJob) -> str:
+        """The status of `job`'s result row ("ok", "failed"), or "" when it has none."""
+        return str(self._row(job).get("status", ""))
+
+    def _row(self, job: CellJob) -> dict[str, Any]:
+        """`job`'s result row, or {} when there is none (or a foreign file stands there)."""
+        path = self.results / f"{job.id}.parquet"
+        if not path.is_file():
+            return {}
+        try:
+            return dict(pd.read_parquet(path).iloc[0])
+        except (OSError, ValueError, IndexError, ArrowException) as exc:
+            log.warning("%s is unreadable (%s); the cell runs again", path, exc)
+            return {}
+
+    def write(
+        self, job: CellJob, result: CellResult, grid: str, sides: dict[str, Any], attempts: int
+    ) -> Path:
+        """Write an ok cell: its scores, then its result row (with both sides' info)."""
+        result.info.setdefault("shadow_side", sides.get(job.shadow, {}))
+        result.info.setdefault("target_side", sides.get(job.target, {}))
+        row = result_row(job.config, result) | self._extra(job, grid, attempts, "", "ok")
+        write_parquet(scores_frame(result), self.scores / f"{job.id}.parquet")
+        return write_parquet(pd.DataFrame([row]), self.results / f"{job.id}.parquet")
+
+    def write_failed(
+        self, job: CellJob, error: str, grid: str, sides: dict[str, Any], attempts: int
+    ) -> Path:
+        """Write a failed cell: the same columns as an ok row, NaN metrics and the error."""
+        (self.scores / f"{job.id}.parquet").unlink(missing_ok=True)
+        result = failed_result(job, error, sides)
+        row = result_row(job.config, result, status="failed")
+        row |= self._extra(job, grid, attempts, error, "failed")
+        return write_parquet(pd.DataFrame([row]), self.results / f"{job.id}.parquet")
+
+    @staticmethod
+    def _extra(job: CellJob, grid: str, attempts: int, error: str, status: str) -> dict[str, Any]:
+        return {
+            "grid": grid,
+            "cell_id": job.id,
+            "cell_key": job.key,
+            "shadow_side_id": job.shadow,
+            "target_side_id": job.target,
+            "attempts": attempts,
+            "error": error,
+            "status": status,
+            "finished_at": time.time(),
+        }
+
+
+def failed_result(job: CellJob, error: str, sides: dict[str, Any]) -> CellResult:
+    """A CellResult with NaN metrics, so a failed row has exactly an ok row's columns."""
+    shadow, target = sides.get(job.shadow, {}), sides.get(job.target, {})
+    config = cfg.build(ATTACKS[job.config.attack].Config, job.config.attack_settings)
+    info = {
+        "n_shadow": _count(shadow),
+        "n_target": _count(target),
+        "attack_seconds": math.nan,
+        "attack_settings": cfg.as_dict(config),
+        "attack": {},
+        "error": error,
+        "shadow_side": shadow,
+        "target_side": target,
+    }
+    empty = np.empty(0, dtype=np.int64)
+    return CellResult(dict.fromkeys(metric_names(), math.nan), np.empty(0), empty, empty, info)
+
+
+@lru_cache(maxsize=1)
+def metric_names() -> tuple[str, ...]:
+    """The scalar metric names `attack_metrics` reports (computed once on two dummy users)."""
+    return tuple(attack_metrics(np.array([0, 1]), np.array([0.25, 0.75])))
+
+
+def _count(side_info: dict[str, Any]) -> float:
+    if "n_members" not in side_info:
+        return math.nan
+    return side_info["n_members"] + side_info["n_nonmembers"]

@@ -1,0 +1,131 @@
+"""Progress of a grid run: sides and cells done, running and failed, with an ETA.
+
+On a terminal a live table (rich) redraws in place; otherwise every finished side or cell is one
+plain line on stderr, which reads well in a log file or CI output.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+
+@dataclass
+class Counts:
+    """The state of one kind of work (sides or cells)."""
+
+    total: int = 0
+    done: int = 0  # finished in this run
+    reused: int = 0  # from the cache (sides) or an earlier run (cells)
+    running: set[str] = field(default_factory=set)  # names in flight
+    failed: int = 0
+    retries: int = 0
+
+
+class Progress:
+    """Receives the scheduler's events and shows them (see the module docstring)."""
+
+    def __init__(self, live: bool = False, stream: IO[str] | None = sys.stderr) -> None:
+        self.live = live and stream is not None
+        self.stream = stream
+        self.sides, self.cells = Counts(), Counts()
+        self.started_at = time.perf_counter()
+        self._view: Live | None = None
+
+    @classmethod
+    def auto(cls) -> Progress:
+        """A live view when stderr is a terminal, plain lines otherwise."""
+        return cls(live=sys.stderr.isatty())
+
+    def begin(self, sides: int, cells: int, skipped: int) -> None:
+        """Totals of this run: sides to make ready, cells to run, cells already finished."""
+        self.sides = Counts(total=sides)
+        self.cells = Counts(total=cells + skipped, reused=skipped)
+        self.started_at = time.perf_counter()
+        self._line(f"{sides} sides to make ready, {cells} cells to run ({skipped} already done)")
+
+    def started(self, kind: str, name: str) -> None:
+        self._counts(kind).running.add(name)
+
+    def retried(self, kind: str, name: str) -> None:
+        counts = self._counts(kind)
+        counts.retries += 1
+        self._line(f"{kind} {name} failed; retrying")
+
+    def done(self, kind: str, name: str, cached: bool = False, failed: bool = False) -> None:
+        """A side or cell finished (from the cache, failed, or computed)."""
+        counts = self._counts(kind)
+        if cached:
+            counts.reused += 1
+        else:
+            counts.running.discard(name)
+            counts.failed += failed
+            counts.done += not failed
+        status = "from cache" if cached else "FAILED" if failed else "done"
+        self._line(f"{kind} {name} {status} ({self._summary()})")
+
+    def eta(self) -> float | None:
+        """Seconds left, extrapolated from the share of this run's work done so far."""
+        work = (self.sides.total - self.sides.reused) + (self.cells.total - self.cells.reused)
+        finished = self.sides.done + self.sides.failed + self.cells.done + self.cells.failed
+        if not finished or not work:
+            return None
+        elapsed = time.perf_counter() - self.started_at
+        return elapsed * (work - finished) / finished
+
+    def refresh(self) -> None:
+        if self._view is not None:
+            self._view.update(self._table())
+
+    def __enter__(self) -> Progress:
+        if self.live:
+            console = Console(file=self.stream)
+            self._view = Live(self._table(), console=console, refresh_per_second=4)
+            self._view.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._view is not None:
+            self._view.update(self._table())
+            self._view.__exit__(*exc)
+            self._view = None
+
+    def _counts(self, kind: str) -> Counts:
+        return self.sides if kind == "side" else self.cells
+
+    def _summary(self) -> str:
+        s, c = self.sides, self.cells
+        eta = self.eta()
+        return (
+            f"sides {s.done + s.reused}/{s.total}, cells {c.done + c.reused}/{c.total}, "
+            f"{s.failed + c.failed} failed, ETA {_duration(eta)}"
+        )
+
+    def _line(self, text: str) -> None:
+        if self.stream is None or self.live:
+            return
+        elapsed = time.perf_counter() - self.started_at
+        print(f"[{elapsed:7.1f}s] {text}", file=self.stream, flush=True)
+
+    def _table(self) -> Table:
+        elapsed = time.perf_counter() - self.started_at
+        table = Table(title=f"grid run: {_duration(elapsed)} elapsed, ETA {_duration(self.eta())}")
+        for column in ("", "total", "done", "reused", "running", "failed", "retries"):
+            table.add_column(column, justify="right")
+        for name, c in (("sides", self.sides), ("cells", self.cells)):
+            values = (c.total, c.done, c.reused, len(c.running), c.failed, c.retries)
+            table.add_row(name, *map(str, values))
+        return table
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

@@ -1,0 +1,290 @@
+"""Scheduling one run on Ray: sides on the worker pool, cells as tasks, retries, failures.
+
+The driver loop keeps the cluster busy: every idle worker gets a side of a dataset it holds (or
+one ready in the object store), or prepares a dataset nobody has started. A cell's attack is
+submitted the moment both its sides exist. A side or cell that raises is retried up to
+`max_retries` times (not for bad input, which would only fail again), then recorded as failed;
+the run goes on. The scheduler writes nothing but the side cache: finished cells go to
+`on_cell`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError, RayError, RayTaskError
+
+from dlmia.errors import ConfigError, DlmiaError
+from tune.actors import attack_task
+from tune.cache import SideCache, plain
+from tune.plan import CellJob, Plan
+from tune.pool import Shape, Worker, WorkerPool
+from tune.progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A call that raised."""
+
+    error: str  # one line: exception type and message
+    retryable: bool = True  # False for bad input (a DlmiaError), which would only fail again
+
+
+@dataclass(frozen=True)
+class Flight:
+    """A remote call in flight."""
+
+    kind: str  # prepare | side | cell
+    id: str  # dataset key, side id or cell id
+    worker: Worker | None = None
+    submitted: float = field(default_factory=time.time)  # wall clock
+
+
+class Scheduler:
+    """Runs the sides and cells of `todo` on the connected Ray cluster."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        todo: list[CellJob],
+        cache: SideCache,
+        max_retries: int,
+        fail: Callable[[str, str, int], bool],
+        progress: Progress,
+    ) -> None:
+        self.plan, self.cache, self.max_retries = plan, cache, max_retries
+        self.fail, self.progress = fail, progress
+        self.waiting = list(todo)  # cells not submitted yet
+        self.cells = {job.id: job for job in todo}
+        self.pending = list(dict.fromkeys(s for job in todo for s in (job.shadow, job.target)))
+        self.side_refs: dict[str, ray.ObjectRef] = {}  # side id -> SideOutput in the object store
+        self.side_info: dict[str, dict[str, Any]] = {}
+        self.side_failed: dict[str, str] = {}  # side id -> error
+        self.datasets: dict[str, ray.ObjectRef] = {}  # dataset key -> prepared (or in preparation)
+        self.ready: set[str] = set()  # dataset keys whose preparation finished
+        self.attempts: Counter[str] = Counter()
+        self.flights: dict[ray.ObjectRef, Flight] = {}
+        self.pool = WorkerPool(plan.grid.runtime.side_workers)
+        self.tasks: list[dict[str, Any]] = []  # kind, id, task_start, task_end, node_id
+        self.cached = 0
+        self.on_cell: Callable[[CellJob, Any, int], None] = lambda job, value, attempts: None
+        resources = ray.cluster_resources()
+        self.has_gpu = resources.get("GPU", 0) > 0
+        cap = plan.grid.runtime.max_concurrent_cells
+        self.cell_cap = cap or max(2, int(2 * resources.get("CPU", 1)))
+        skipped = len(plan.cells) - len(todo)
+        progress.begin(sides=len(self.pending), cells=len(todo), skipped=skipped)
+
+    def run(self, strict: bool = True) -> None:
+        """Run until every cell is done; `strict` rejects resources that no node has."""
+        self._check_resources(strict)
+        self._load_cached()
+        try:
+            while self.pending or self.waiting or self.flights:
+                self.pool.resize(Counter(self.shape(s) for s in self.pending))
+                for worker in self.pool.idle():
+                    self._give_work(worker)
+                self._submit_cells()
+                if not self.flights and (self.pending or self.waiting):
+                    raise RuntimeError(f"stalled with {len(self.pending)} sides unplaced")
+                self._collect()
+                self.progress.refresh()
+        finally:
+            self.pool.stop()
+            for ref, flight in self.flights.items():
+                if flight.kind == "cell":
+                    ray.cancel(ref, force=True)
+
+    def side_counts(self) -> tuple[int, int, int]:
+        """(loaded from the cache, trained, failed) sides."""
+        return self.cached, len(self.side_refs) - self.cached, len(self.side_failed)
+
+    def shape(self, side_id: str) -> Shape:
+        """The resources of side `side_id`'s worker (GPU shares only where GPUs exist)."""
+        resources = self.plan.sides[side_id].resources
+        return (resources.num_cpus, resources.num_gpus if self.has_gpu else 0.0)
+
+    def _check_resources(self, strict: bool) -> None:
+        nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+        wanted = {self.plan.sides[s].resources for s in self.pending}
+        for res in wanted | {c.resources for c in self.waiting}:
+            gpus = res.num_gpus if self.has_gpu else 0.0
+            if not any(n.get("CPU", 0) >= res.num_cpus and n.get("GPU", 0) >= gpus for n in nodes):
+                message = f"no node of the cluster has {res.num_cpus} CPUs and {gpus} GPUs"
+                if strict:
+                    raise ConfigError(f"resources: {message}; lower num_cpus/num_gpus in the grid")
+                log.warning("%s; waiting for the autoscaler to add one", message)
+
+    def _load_cached(self) -> None:
+        for side_id in [s for s in self.pending if self.plan.sides[s].key in self.cache]:
+            side = self.cache.load(self.plan.sides[side_id].key)
+            self.side_refs[side_id] = ray.put(side)
+            self.side_info[side_id] = side.info
+            self.pending.remove(side_id)
+            self.cached += 1
+            self.progress.done("side", side_id, cached=True)
+
+    # --- sides --------------------------------------------------------------------------------
+
+    def _give_work(self, worker: Worker) -> None:
+        """A side of a ready dataset (one the worker holds first), else a dataset to prepare."""
+        mine = [self.plan.sides[s] for s in self.pending if self.shape(s) == worker.shape]
+        ready = [job for job in mine if job.dataset_key in self.ready]
+        held = [job for job in ready if job.dataset_key in worker.holds]
+        if ready:
+            job = (held or ready)[0]
+            self.pending.remove(job.id)
+            self.attempts[job.id] += 1
+            fail = self.fail("side", job.id, self.attempts[job.id])
+            ref = worker.handle.build.remote(job, [self.datasets[job.dataset_key]], fail)
+            self._fly(ref, Flight("side", job.id, worker))
+            self.progress.started("side", job.id)
+            return
+        unprepared = [job.dataset_key for job in mine if job.dataset_key not in self.datasets]
+        if unprepared:
+            key = unprepared[0]
+            stats, self.datasets[key] = worker.handle.prepare.remote(key, self.plan.datasets[key])
+            self._fly(stats, Flight("prepare", key, worker))
+
+    def _prepare_done(self, flight: Flight, value: Any) -> None:
+        if not isinstance(value, Failure):
+            self.ready.add(flight.id)
+            flight.worker.keeps(flight.id)  # type: ignore[union-attr]
+            self._task("prepare", flight.id, value)
+            return
+        with contextlib.suppress(RayError):  # read the error, or Ray reports it as unhandled
+            ray.get(self.datasets.pop(flight.id))
+        self.attempts[flight.id] += 1
+        if self.attempts[flight.id] <= self.max_retries and value.retryable:
+            return  # the next idle worker prepares it again
+        for side_id in [s for s in self.pending if self.plan.sides[s].dataset_key == flight.id]:
+            self.pending.remove(side_id)
+            self._side_failed(side_id, f"preparing its dataset failed: {value.error}")
+
+    def _side_done(self, flight: Flight, ref: ray.ObjectRef, value: Any) -> None:
+        job = self.plan.sides[flight.id]
+        if isinstance(value, Failure):
+            if self._retry("side", flight.id, value):
+                self.pending.insert(0, flight.id)
+            else:
+                self._side_failed(flight.id, value.error)
+            return
+        self.cache.store(job.key, job.spec, value)
+        self.side_refs[flight.id] = ref
+        self.side_info[flight.id] = plain(value.info)
+        flight.worker.keeps(job.dataset_key)  # type: ignore[union-attr]
+        self._task("side", flight.id, value.info)
+        self.progress.done("side", flight.id)
+        self._release_datasets()
+
+    def _side_failed(self, side_id: str, error: str) -> None:
+        self.side_failed[side_id] = error
+        self.progress.done("side", side_id, failed=True)
+
+    def _release_datasets(self) -> None:
+        """Drop prepared datasets no waiting or running side needs (frees the object store)."""
+        needed = {self.plan.sides[s].dataset_key for s in self.pending}
+        running = [f.id for f in self.flights.values() if f.kind == "side"]
+        needed |= {self.plan.sides[s].dataset_key for s in running}
+        for key in [k for k in self.ready if k not in needed]:
+            self.ready.discard(key)
+            del self.datasets[key]
+
+    # --- cells --------------------------------------------------------------------------------
+
+    def _submit_cells(self) -> None:
+        in_flight = sum(f.kind == "cell" for f in self.flights.values())
+        for job in list(self.waiting):
+            failed = [s for s in (job.shadow, job.target) if s in self.side_failed]
+            if failed:
+                self.waiting.remove(job)
+                error = f"side {failed[0]} failed: {self.side_failed[failed[0]]}"
+                self.on_cell(job, Failure(error), 0)
+                self.progress.done("cell", job.id, failed=True)
+            elif in_flight < self.cell_cap and {job.shadow, job.target} <= self.side_refs.keys():
+                self.waiting.remove(job)
+                self._submit_cell(job)
+                in_flight += 1
+
+    def _submit_cell(self, job: CellJob) -> None:
+        self.attempts[job.id] += 1
+        gpus = job.resources.num_gpus if self.has_gpu else 0.0
+        task = attack_task.options(num_cpus=job.resources.num_cpus, num_gpus=gpus)
+        fail = self.fail("cell", job.id, self.attempts[job.id])
+        ref = task.remote(job, self.side_refs[job.shadow], self.side_refs[job.target], fail)
+        self._fly(ref, Flight("cell", job.id))
+        self.progress.started("cell", job.id)
+
+    def _cell_done(self, flight: Flight, value: Any) -> None:
+        job = self.cells[flight.id]
+        failed = isinstance(value, Failure)
+        if failed and self._retry("cell", job.id, value):
+            self._submit_cell(job)
+            return
+        if not failed:
+            self._task("cell", job.id, value.info)
+        self.on_cell(job, value, self.attempts[job.id])
+        self.progress.done("cell", job.id, failed=failed)
+
+    # --- events -------------------------------------------------------------------------------
+
+    def _fly(self, ref: ray.ObjectRef, flight: Flight) -> None:
+        self.flights[ref] = flight
+        if flight.worker is not None:
+            flight.worker.busy = True
+
+    def _collect(self) -> None:
+        """Wait (at most a second) for calls to finish, and handle every finished one."""
+        if not self.flights:
+            return
+        done, rest = ray.wait(list(self.flights), num_returns=1, timeout=1.0)
+        if done and rest:
+            done += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+        for ref in done:
+            flight = self.flights.pop(ref)
+            value = self._value(ref, flight)
+            if flight.worker is not None:
+                flight.worker.busy = False
+            if flight.kind == "prepare":
+                self._prepare_done(flight, value)
+            elif flight.kind == "side":
+                self._side_done(flight, ref, value)
+            else:
+                self._cell_done(flight, value)
+
+    def _value(self, ref: ray.ObjectRef, flight: Flight) -> Any:
+        """The call's result, or a Failure saying why it raised (a dead worker leaves the pool)."""
+        try:
+            return ray.get(ref)
+        except RayError as exc:
+            if isinstance(exc, RayActorError) and flight.worker is not None:
+                self.pool.remove(flight.worker)
+            cause = exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc
+            lines = str(cause).strip().splitlines()
+            error = f"{type(cause).__name__}: {lines[0] if lines else ''}"
+            log.warning("%s %s failed: %s", flight.kind, flight.id, error)
+            # a failed attempt still kept its resources busy: from submission (a side's worker
+            # was idle then; a cell may have queued) to now
+            record = {"task_start": flight.submitted, "task_end": time.time()}
+            self._task(f"{flight.kind} (failed)", flight.id, record)
+            return Failure(error, retryable=not isinstance(cause, DlmiaError))
+
+    def _retry(self, kind: str, name: str, failure: Failure) -> bool:
+        """Whether to run `name` again after `failure`."""
+        again = failure.retryable and self.attempts[name] <= self.max_retries
+        if again:
+            self.progress.retried(kind, name)
+        return again
+
+    def _task(self, kind: str, name: str, info: dict[str, Any]) -> None:
+        keys = ("task_start", "task_end", "node_id")
+        self.tasks.append({"kind": kind, "id": name, **{k: info.get(k) for k in keys}})

@@ -1,0 +1,130 @@
+"""Shared parts of the sequential recommenders (GRU4Rec, Caser, BERT4Rec): windows over the
+item sequences, and the next-item training scheme of GRU4Rec and Caser.
+
+Sequences are independent rows: each window starts from nothing (no state carried between
+users or windows), and a scored user is conditioned on the last `max_len` items of its visible
+history only. Item ids are `0..n_items-1`; `n_items` is the padding id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from dlmia.data.histories import Histories
+from dlmia.errors import ConfigError
+from dlmia.recommenders.neural import NeuralConfig, NeuralRecommender, catalogue_loss, minibatches
+
+
+@dataclass(frozen=True)
+class SequentialConfig(NeuralConfig):
+    """Settings every sequential model shares."""
+
+    max_len: int = 50  # items of context a window (and a scored user) holds
+    stride: int = 25  # windows of a long training sequence start this many items apart
+    n_sampled: int = 0  # 0: softmax over the whole catalogue; else this many sampled negatives
+    dropout: float = 0.2  # dropout rate inside the network
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.stride > self.max_len:
+            raise ConfigError(
+                f"recommender.stride: {self.stride} must not exceed max_len {self.max_len}"
+            )
+
+
+class NextItemRecommender(NeuralRecommender):
+    """Trains a network sequence-to-sequence: every window position predicts the next item.
+
+    The network maps (B, L) item ids (`n_items` = pad) to (B, L, d) outputs, one after each
+    position, and has `output_weight` (n_items, d) and `bias` (n_items,): next-item logits are
+    `output @ output_weight.T + bias`. Each position of a training sequence is learnt once per
+    epoch, in the window where it has the most context (see `sequence_windows`). A history is
+    scored by the output after its last item.
+    """
+
+    left_aligned: ClassVar[bool]  # True: pads after the items (a recurrent state runs from item 1)
+    config: SequentialConfig
+    net: Any
+
+    def prepare(self, train: Histories) -> dict[str, torch.Tensor]:
+        pad = train.n_items
+        windows, owned = sequence_windows(train, self.config.max_len + 1, self.config.stride, pad)
+        inputs, targets = windows[:, :-1], windows[:, 1:]  # (W, max_len) each
+        learn = owned[:, 1:] & (inputs != pad)  # a target needs at least one item before it
+        if self.left_aligned:
+            inputs, targets, learn = left_align(inputs, pad, targets, learn)
+        keep = learn.any(1)
+        data = {"inputs": inputs, "targets": targets, "learn": learn}
+        return {key: value[keep].to(self.device) for key, value in data.items()}
+
+    def batches(self, data: dict[str, torch.Tensor], generator: torch.Generator) -> Iterator[Any]:
+        for index in minibatches(len(data["inputs"]), self.config.batch_size, generator):
+            index = index.to(self.device)
+            yield data["inputs"][index], data["targets"][index], data["learn"][index]
+
+    def loss(self, batch: Any, generator: torch.Generator) -> torch.Tensor:
+        inputs, targets, learn = batch
+        hidden = self.net(inputs)[learn]  # (N, d) where the next item is learnt
+        weight, bias = self.net.output_weight, self.net.bias
+        n_sampled = self.config.n_sampled
+        return catalogue_loss(hidden, targets[learn], weight, bias, n_sampled, generator)
+
+    def predict(self, histories: Histories) -> torch.Tensor:
+        pad, max_len = histories.n_items, self.config.max_len
+        sequences = histories.padded(max_len, pad).to(self.device)  # (B, L), right-aligned
+        last = torch.full((histories.n_users,), max_len - 1, device=self.device)
+        if self.left_aligned:
+            (sequences,) = left_align(sequences, pad)
+            lengths = torch.from_numpy(histories.lengths).clamp(1, max_len).to(self.device)
+            last = lengths - 1  # (B,); an empty history reads the output after a pad
+        rows = torch.arange(len(sequences), device=self.device)
+        final = self.net(sequences)[rows, last]  # (B, d)
+        return final @ self.net.output_weight.T + self.net.bias  # (B, n_items)
+
+
+def sequence_windows(
+    histories: Histories, length: int, stride: int, pad: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut each sequence into right-aligned windows of `length` items, `stride` apart from its end.
+
+    Each position of a sequence is *owned* by exactly one window: the one in which it has the most
+    items before it (so a model predicting position t from the items before it sees at least
+    `length - stride` of them whenever the sequence has them). Short sequences give one window,
+    padded with `pad` on the left.
+
+    Returns:
+        windows: (W, length) LongTensor of item ids, `pad` before the first item.
+        owned: (W, length) bool, True where the window owns that position.
+    """
+    assert 0 < stride <= length, "stride must be in 1..length"
+    n = histories.lengths  # (U,)
+    earliest = np.where(n > length, -(-(n - length) // stride), 0)  # each user's first window
+    n_windows = np.where(n > 0, earliest + 1, 0)
+    row = np.repeat(np.arange(histories.n_users), n_windows)  # (W,)
+    j = np.arange(len(row)) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
+    size = n[row]
+    hi = size - j * stride  # owned positions are [lo, hi)
+    lo = np.where(j == earliest[row], 0, hi - stride)
+    end = np.maximum(hi, np.minimum(size, length))  # the first window is filled up to `length`
+    position = end[:, None] - length + np.arange(length)[None, :]  # (W, length) in the sequence
+    valid = position >= 0
+    flat = histories.indptr[row][:, None] + position  # (W, length) index in `items`
+    windows = np.where(valid, histories.items[np.where(valid, flat, 0)], pad)
+    owned = valid & (position >= lo[:, None]) & (position < hi[:, None])
+    return torch.from_numpy(windows), torch.from_numpy(owned)
+
+
+def left_align(
+    sequences: torch.Tensor, pad: int, *alongside: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    """Move each row's leading `pad` entries to its end (right- to left-aligned), and shift the
+    (B, L) tensors `alongside` the same way; returns the shifted `sequences` first."""
+    length = sequences.shape[1]
+    n_pad = (sequences == pad).sum(1, keepdim=True)  # (B, 1); pads only lead
+    index = (torch.arange(length, device=sequences.device) + n_pad) % length  # (B, L)
+    return tuple(t.gather(1, index) for t in (sequences, *alongside))  # each (B, L)

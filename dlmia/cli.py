@@ -74,6 +74,9 @@ def command_cell(args: argparse.Namespace) -> int:
     """Run one cell and print its metrics; with --out, write the result row and per-user scores."""
     from dlmia.results import result_row, write_cell
 
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
     config = cell_config(args)
     result = run_cell(config)
     row = result_row(config, result)
@@ -163,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     cell.add_argument("--center", default="uniform", choices=["uniform", "rank"])
     cell.add_argument("--exclude-seen", action="store_true", help="drop seen items from member lists")
     cell.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    cell.add_argument(
+        "--threads", type=int, default=1,
+        help="torch CPU threads (default 1: these models are small, and on a busy CPU more threads "
+        "spin and slow every step down)",
+    )
     cell.add_argument("--set", action="append", metavar="KEY=VALUE", help="attack setting (repeatable)")
     cell.add_argument("--shadow-set", action="append", metavar="KEY=VALUE", help="shadow recommender setting")
     cell.add_argument("--target-set", action="append", metavar="KEY=VALUE", help="target recommender setting")

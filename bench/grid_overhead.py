@@ -165,8 +165,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp) / "ray"
         summary, startup = run_on_ray(plan, args.data_root, args.cpus, out)
-    local = {} if args.no_in_process else run_in_process(plan)
-    print(f"\n{table(summary, startup, args.cpus, local)}\n\n{summary.line()}")
+    print(f"\n{table(summary, startup, args.cpus, {})}\n\n{summary.line()}", flush=True)
+    if not args.no_in_process:
+        print("\nthe same work in one process, without Ray ...", flush=True)
+        print(f"\n{table(summary, startup, args.cpus, run_in_process(plan))}")
 
 
 if __name__ == "__main__":

@@ -37,10 +37,13 @@ class BERT4RecConfig(SequentialConfig):
     hidden_dim: int = 64  # embedding and transformer width
     layers: int = 2  # transformer blocks
     heads: int = 2  # attention heads (must divide hidden_dim)
-    mask_prob: float = 0.2  # share of a window's items masked for training
-    mask_last_prob: float = 0.2  # share of windows in which only the last item is masked
+    mask_prob: float = 0.3  # share of a window's items masked for training
+    mask_last_prob: float = 0.3  # share of windows in which only the last item is masked
     dropout: float = 0.1  # inside the transformer and on the embeddings
+    stride: int = 50  # training windows do not overlap (masking differs every epoch anyway)
     batch_size: int = 64  # windows per step
+    lr: float = 4e-3  # Adam learning rate
+    patience: int = 8  # BERT4Rec improves slowly and its validation curve is noisy
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -51,6 +54,15 @@ class BERT4RecConfig(SequentialConfig):
         for name in ("mask_prob", "mask_last_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"recommender.{name}: {getattr(self, name)} must be in [0, 1]")
+
+
+def _init(module: nn.Module) -> None:
+    """BERT's initialisation: N(0, 0.02) weights, zero biases (unit-variance embeddings would
+    start the tied output layer with logits of standard deviation ~sqrt(d))."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
 
 
 class BERT4RecNet(nn.Module):
@@ -74,7 +86,6 @@ class BERT4RecNet(nn.Module):
         with torch.no_grad():
             self.items.weight[self.pad].zero_()
 
-
     def forward(self, sequences: torch.Tensor) -> torch.Tensor:
         """(B, max_len) right-aligned ids -> (B, max_len, d) output representations."""
         x = self.items(sequences) + self.positions.weight[None, : sequences.shape[1]]  # (B, L, d)
@@ -84,15 +95,6 @@ class BERT4RecNet(nn.Module):
     @property
     def output_weight(self) -> torch.Tensor:
         return self.items.weight[: self.pad]  # (n_items, d), pad and mask rows left out
-
-
-def _init(module: nn.Module) -> None:
-    """BERT's initialisation: N(0, 0.02) weights, zero biases (unit-variance embeddings would
-    start the tied output layer with logits of standard deviation ~sqrt(d))."""
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, std=0.02)
-    if isinstance(module, nn.Linear) and module.bias is not None:
-        nn.init.zeros_(module.bias)
 
 
 class BERT4Rec(NeuralRecommender):

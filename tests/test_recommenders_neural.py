@@ -3,7 +3,6 @@ best-epoch restore, windows, the catalogue loss, and the CUDA path where there i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -29,14 +28,6 @@ FAST_NCF: dict[str, Any] = dict(
     gmf_dim=8, mlp_dim=8, layers=[16, 8], batch_size=8, lr=0.01, epochs=25, patience=25
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread (and a second one only spins on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def blocks(n_users: int, seed: int) -> Histories:

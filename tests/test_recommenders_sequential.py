@@ -3,7 +3,6 @@ its best epoch, honours `exclude_seen` and is bit-identical for a seed on the CP
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -29,14 +28,6 @@ FAST: dict[str, dict[str, Any]] = {
 }
 EPOCHS = {"gru4rec": 15, "caser": 15, "bert4rec": 40}
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread (and a second one only spins on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def planted(n_users: int, seed: int) -> Histories:

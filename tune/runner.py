@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from dlmia.errors import DataError
 from tune.cache import SideCache, plain
 from tune.faults import Faults

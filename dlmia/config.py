@@ -44,6 +44,11 @@ def build(cls: type[T], values: Mapping[str, Any] | None, where: str = "") -> T:
         return cls(**kwargs)
     except TypeError as exc:  # a required field is missing
         raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
+    except ConfigError as exc:  # the dataclass's own check: say where it stands in the file
+        message = str(exc)
+        if not where or message.startswith(where):
+            raise
+        raise ConfigError(f"{where}: {message}") from None
 
 
 def replace(obj: T, overrides: Mapping[str, Any], where: str = "") -> T:

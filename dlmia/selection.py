@@ -52,10 +52,10 @@ class SelectionConfig:
         for key in ("w_shadow", "w_reverse", "w_mmd"):
             if getattr(self, key) < 0:
                 value = getattr(self, key)
-                raise ConfigError(f"search.selection.{key}: must be >= 0, got {value}")
+                raise ConfigError(f"{key}: must be >= 0, got {value}")
         if self.max_mmd_samples < 2 or self.reverse_c <= 0:
             raise ConfigError(
-                "search.selection: need max_mmd_samples >= 2 and reverse_c > 0, got "
+                "need max_mmd_samples >= 2 and reverse_c > 0, got "
                 f"{self.max_mmd_samples}, {self.reverse_c}"
             )
 

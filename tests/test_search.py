@@ -16,6 +16,7 @@ import pytest
 from dlmia.errors import ConfigError
 from dlmia.sides import SideOutput
 from tune.search import SearchConfig, SearchInterrupted, SearchOutcome, search_cell
+from tune.space import start_point
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +52,7 @@ def ray_local() -> Any:
 
 def config(num_samples: int, max_concurrent: int = 2) -> SearchConfig:
     return SearchConfig(num_samples=num_samples, max_concurrent=max_concurrent, space=SPACE,
-                        fixed=FIXED, grace_epochs=1, cpus_per_trial=1)
+                        grace_epochs=1)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,7 @@ def outcome(ray_local: Any, sides: tuple[SideOutput, SideOutput], tmp_path_facto
             ) -> tuple[SearchOutcome, Path]:
     shadow, target = sides
     folder = tmp_path_factory.mktemp("search")
-    return search_cell(shadow, target, config(4), seed=0, storage_dir=folder, name="cell"), folder
+    return search_cell(shadow, target, config(4), seed=0, storage_dir=folder, name="cell", fixed=FIXED), folder
 
 
 def test_every_trial_is_recorded(outcome: tuple[SearchOutcome, Path]) -> None:
@@ -98,7 +99,8 @@ def test_target_labels_do_not_change_the_selection(
     shadow, target = sides
     labels = np.random.default_rng(1).permutation(target.labels)
     permuted = dataclasses.replace(target, labels=labels)
-    again = search_cell(shadow, permuted, config(4), seed=0, storage_dir=folder, name="cell")
+    again = search_cell(shadow, permuted, config(4), seed=0, storage_dir=folder, name="cell",
+                        fixed=FIXED)
     columns = ["trial_id", "objective", "selected", "shadow_pick"]
     assert again.trials[columns].equals(result.trials[columns])
     assert not np.allclose(again.trials["target.roc_auc"], result.trials["target.roc_auc"])
@@ -134,14 +136,22 @@ def test_interrupted_search_resumes(
     search = config(3, max_concurrent=1)
     with pytest.raises(SearchInterrupted):
         search_cell(shadow, target, search, seed=0, storage_dir=tmp_path, name="resume",
-                    callbacks=[Interrupt(tmp_path / "fired")])
-    resumed = search_cell(shadow, target, search, seed=0, storage_dir=tmp_path, name="resume")
+                    fixed=FIXED, callbacks=[Interrupt(tmp_path / "fired")])
+    resumed = search_cell(shadow, target, search, seed=0, storage_dir=tmp_path, name="resume",
+                          fixed=FIXED)
     assert len(resumed.trials) == 3 and resumed.trials["finished"].all()
     assert resumed.trials["selected"].sum() == 1
 
 
 def test_bad_space_raises() -> None:
-    with pytest.raises(ConfigError, match="search.space.lambda_alig"):
+    with pytest.raises(ConfigError, match="space.lambda_alig"):
         SearchConfig(space={"lambda_alig": {"choice": [0, 1]}})
     with pytest.raises(ConfigError, match="loguniform"):
         SearchConfig(space={"lr": {"loguniform": [0, 1]}})
+
+
+def test_start_point_is_the_defaults_moved_into_the_space() -> None:
+    space = {"period": {"choice": [2, 3]}, "lr": {"loguniform": [1e-2, 1e-1]},
+             "tau": {"uniform": [0.6, 0.99]}, "latent_inv": {"randint": [2, 8]}}
+    defaults = {"period": 5, "lr": 1e-3, "tau": 0.9, "latent_inv": 16}
+    assert start_point(space, defaults) == {"period": 2, "lr": 1e-2, "tau": 0.9, "latent_inv": 7}

@@ -4,7 +4,8 @@ A side worker is an actor with its recommender's resources. It prepares a datase
 filter, split, item vectors) and keeps it, so each further side of that dataset skips the work;
 the prepared dataset also goes into the object store, where other workers fetch it instead of
 preparing it again. A cell's attack is a plain task whose two side outputs Ray resolves from the
-object store; it is the unit a later per-cell search replaces.
+object store. A cell with a search runs `search_task` instead: a Tune driver that holds no CPU
+itself and runs the cell's trials, each with the attack's resources, anywhere on the cluster.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from dlmia.cell import CellResult, attack_cell
 from dlmia.sides import DatasetSpec, PreparedDataset, SideOutput, build_side, prepare_dataset
 from tune.plan import CellJob, SideJob
+from tune.search import SearchOutcome, search_cell
 
 MAX_DATASETS = 2  # prepared datasets one worker keeps (least recently used goes first)
 
@@ -91,3 +93,24 @@ def attack_task(
     )
     result.info.update(task_record(started))
     return result
+
+
+@ray.remote(max_retries=0)
+def search_task(
+    job: CellJob, shadow: SideOutput, target: SideOutput, storage_dir: str, gpus: float,
+    fail: bool = False,
+) -> SearchOutcome:
+    """Search cell `job`'s DL-MIA settings (tune.search); resumes the search found in
+    `storage_dir` under the cell's search name. Each trial reserves the attack's CPUs and `gpus`."""
+    started = time.time()
+    if fail:
+        raise InjectedFailure(f"injected failure in cell {job.id} (DLMIA_GRID_FAULTS)")
+    assert job.search is not None
+    config = job.config
+    outcome = search_cell(
+        shadow, target, job.search, seed=config.seed, storage_dir=storage_dir,
+        name=job.search_name, fixed=config.attack_settings,
+        resources=(job.resources.num_cpus, gpus), device=config.device,
+    )
+    outcome.selected.info.update(task_record(started))
+    return outcome

@@ -26,9 +26,11 @@ from dlmia.errors import ConfigError
 from dlmia.recommenders import RECOMMENDERS
 from dlmia.sides import NonmemberPolicy
 from dlmia.vectors import ItemVectorConfig
+from tune.search import SearchConfig
 
 ALIAS = re.compile(r"^[A-Za-z0-9_-]+$")  # aliases become parts of file names and cell ids
 REQUIRED = ("name", "datasets", "recommenders", "cells", "attacks")
+SEARCHABLE = ("dlmia",)  # attacks whose settings a `search:` block may search
 PRODUCT = "{product: {shadow: [dataset.recommender, ...], target: [...]}}"
 
 
@@ -67,10 +69,11 @@ class RecommenderEntry:
 
 @dataclass(frozen=True)
 class AttackEntry:
-    """One attack every cell runs, with fixed settings (a search space comes in a later issue)."""
+    """One attack every cell runs: fixed settings, and for DL-MIA optionally a per-cell search."""
 
     settings: dict[str, Any] = field(default_factory=dict)  # keys of that attack's Config
-    resources: Resources = field(default_factory=Resources)  # per attack task
+    resources: Resources = field(default_factory=Resources)  # per attack task (per search trial)
+    search: SearchConfig | None = None  # search the settings `settings` leaves free (dlmia only)
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,8 @@ def _attack(name: str, value: Any) -> AttackEntry:
         raise ConfigError(f"{where}: unknown attack; known attacks are {known}")
     entry = _build(AttackEntry, {} if value is None else value, where)
     _build(ATTACKS[name].Config, entry.settings, f"{where}.settings")
+    if entry.search is not None and name not in SEARCHABLE:
+        raise ConfigError(f"{where}.search: only {', '.join(SEARCHABLE)} settings are searched")
     return entry
 
 

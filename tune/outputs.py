@@ -4,7 +4,11 @@ Layout under OUT (the analysis package reads it):
 - `results/<cell_id>.parquet`: one row, `dlmia.results.result_row` plus the columns `grid`,
   `cell_id`, `cell_key`, `shadow_side_id`, `target_side_id`, `attempts`, `error` and `status`
   ("ok" or "failed"; a failed row has the same columns, NaN metrics and the error text);
-- `scores/<cell_id>.parquet`: the target users' member scores (user, label, score);
+  a searched cell has one row per trial instead (`trial_rows`), the cell's result marked
+  `selected`;
+- `scores/<cell_id>.parquet`: the target users' member scores (user, label, score), of the
+  selected trial for a searched cell;
+- `tune/<search>/` and `optuna/<search>.log`: a search's Tune experiment and Optuna study;
 - `grid.yaml`: the resolved grid; `sides/`: the side cache unless `--cache` names another.
 Every file is written atomically, the result row last, so a cell is finished exactly when its
 result file exists with status ok and the cell's current content key.
@@ -76,14 +80,22 @@ class Outputs:
             return {}
 
     def write(
-        self, job: CellJob, result: CellResult, grid: str, sides: dict[str, Any], attempts: int
+        self,
+        job: CellJob,
+        result: CellResult,
+        grid: str,
+        sides: dict[str, Any],
+        attempts: int,
+        trials: pd.DataFrame | None = None,
     ) -> Path:
-        """Write an ok cell: its scores, then its result row (with both sides' info)."""
+        """Write an ok cell: its scores, then its result row (with both sides' info), or with a
+        search's `trials` (tune.search.trials_frame) one row per trial."""
         result.info.setdefault("shadow_side", sides.get(job.shadow, {}))
         result.info.setdefault("target_side", sides.get(job.target, {}))
         row = result_row(job.config, result) | self._extra(job, grid, attempts, "", "ok")
+        rows = [row] if trials is None else trial_rows(row, trials)
         write_parquet(scores_frame(result), self.scores / f"{job.id}.parquet")
-        return write_parquet(pd.DataFrame([row]), self.results / f"{job.id}.parquet")
+        return write_parquet(pd.DataFrame(rows), self.results / f"{job.id}.parquet")
 
     def write_failed(
         self, job: CellJob, error: str, grid: str, sides: dict[str, Any], attempts: int
@@ -108,6 +120,28 @@ class Outputs:
             "status": status,
             "finished_at": time.time(),
         }
+
+
+#: Columns of a search's trials frame that its result rows keep as they are.
+TRIAL_COLUMNS = ("trial", "finished", "epochs", "objective", "shadow_val_auc", "shadow_val_loss",
+                 "reverse_auc", "residual_mmd", "selected", "shadow_pick", "oracle_pick",
+                 "used_for_selection")  # fmt: skip
+
+
+def trial_rows(cell_row: dict[str, Any], trials: pd.DataFrame) -> list[dict[str, Any]]:
+    """One result row per trial of a searched cell: the cell's row with the trial's recorded
+    target metrics (NaN for a trial ASHA stopped), settings, fit seconds (`attack_seconds`;
+    `seconds` stays the whole search's), `param.*` values and label-free criteria."""
+    rows = []
+    for trial in trials.to_dict("records"):
+        row = dict(cell_row)
+        row.update({name: trial.get(f"target.{name}", math.nan) for name in metric_names()})
+        row.update({name: trial[name] for name in TRIAL_COLUMNS})
+        row.update({k: v for k, v in trial.items() if k.startswith("param.")})
+        row["attack_settings"] = trial["settings"]
+        row["attack_seconds"] = trial["fit_seconds"]
+        rows.append(row)
+    return rows
 
 
 def failed_result(job: CellJob, error: str, sides: dict[str, Any]) -> CellResult:

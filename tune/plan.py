@@ -22,6 +22,7 @@ from dlmia.cell import CellConfig
 from dlmia.data.sources import DATASETS, default_data_root
 from dlmia.sides import DatasetSpec, SideSpec
 from tune.grid import DatasetEntry, Grid, Resources
+from tune.search import SearchConfig
 
 # The modules whose code decides a side's output: a change to any of them changes every side key.
 SIDE_CODE = (
@@ -48,8 +49,14 @@ class CellJob:
     config: CellConfig
     shadow: str  # side id
     target: str  # side id
-    key: str  # sha256 of both side keys, the attack, its settings and seed
-    resources: Resources
+    key: str  # sha256 of both side keys, the attack, its settings, search and seed
+    resources: Resources  # of the attack task, or of each search trial
+    search: SearchConfig | None = None  # search the attack's free settings (else run it once)
+
+    @property
+    def search_name(self) -> str:
+        """The search's Tune experiment and Optuna study name: a new key starts a new search."""
+        return f"{self.id}-{self.key[:12]}"
 
 
 @dataclass(frozen=True)
@@ -156,9 +163,13 @@ def cell_job(
         "settings": entry.settings,
         "seed": seed,
     }
+    if entry.search is not None:  # (absent otherwise: keys of fixed-settings cells stay as they were)
+        identity["search"] = dataclasses.asdict(entry.search)
     cell_id = f"{shadow}__{target}__{attack}__s{seed}"
     key = digest(identity)
-    return CellJob(cell_id, config, ids["shadow"], ids["target"], key, entry.resources)
+    return CellJob(
+        cell_id, config, ids["shadow"], ids["target"], key, entry.resources, entry.search
+    )
 
 
 def spec_identity(spec: DatasetSpec | SideSpec) -> dict[str, Any]:

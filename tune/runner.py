@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dlmia.cell import CellResult
 from dlmia.errors import DataError
 from tune.cache import SideCache, plain
 from tune.faults import Faults
@@ -27,6 +28,7 @@ from tune.grid import Grid
 from tune.outputs import Outputs
 from tune.plan import CellJob, Plan, data_fingerprint, expand
 from tune.progress import Progress
+from tune.search import SearchOutcome
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +108,8 @@ def run_grid(
 
             summary.cpus = cpus
             progress = progress or Progress.auto()
-            scheduler = Scheduler(plan, todo, side_cache, retries, faults, progress)
+            searches = str(outputs.root.resolve())
+            scheduler = Scheduler(plan, todo, side_cache, retries, faults, progress, searches)
             scheduler.on_cell = lambda job, value, attempts: record_cell(
                 outputs, plan, scheduler.side_info, job, value, attempts
             )
@@ -124,13 +127,16 @@ def run_grid(
 def record_cell(
     outputs: Outputs, plan: Plan, sides: dict[str, Any], job: CellJob, value: Any, attempts: int
 ) -> None:
-    """Write a finished cell (a CellResult) or a failed one (a scheduler Failure)."""
-    if hasattr(value, "metrics"):
-        info = plain(value.info)
-        info["seconds"] = info["task_end"] - info["task_start"]
-        outputs.write(job, dataclasses.replace(value, info=info), plan.grid.name, sides, attempts)
-    else:
+    """Write a finished cell (a CellResult, or a SearchOutcome: its selected trial and every trial)
+    or a failed one (a scheduler Failure)."""
+    if not isinstance(value, (CellResult, SearchOutcome)):
         outputs.write_failed(job, value.error, plan.grid.name, sides, attempts)
+        return
+    result, trials = (value, None) if isinstance(value, CellResult) else (value.selected, value.trials)
+    info = plain(result.info)
+    info["seconds"] = info["task_end"] - info["task_start"]
+    result = dataclasses.replace(result, info=info)
+    outputs.write(job, result, plan.grid.name, sides, attempts, trials)
 
 
 def check_data(plan: Plan) -> None:

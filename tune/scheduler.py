@@ -22,7 +22,9 @@ import ray
 from ray.exceptions import RayActorError, RayError, RayTaskError
 
 from dlmia.errors import ConfigError, DlmiaError
-from tune.actors import attack_task
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from tune.actors import attack_task, search_task
 from tune.cache import SideCache, plain
 from tune.plan import CellJob, Plan
 from tune.pool import Shape, Worker, WorkerPool
@@ -60,8 +62,10 @@ class Scheduler:
         max_retries: int,
         fail: Callable[[str, str, int], bool],
         progress: Progress,
+        search_dir: str = "",
     ) -> None:
         self.plan, self.cache, self.max_retries = plan, cache, max_retries
+        self.search_dir = search_dir  # where searches keep their Tune and Optuna state
         self.fail, self.progress = fail, progress
         self.waiting = list(todo)  # cells not submitted yet
         self.cells = {job.id: job for job in todo}
@@ -218,11 +222,23 @@ class Scheduler:
     def _submit_cell(self, job: CellJob) -> None:
         self.attempts[job.id] += 1
         gpus = job.resources.num_gpus if self.has_gpu else 0.0
-        task = attack_task.options(num_cpus=job.resources.num_cpus, num_gpus=gpus)
         fail = self.fail("cell", job.id, self.attempts[job.id])
-        ref = task.remote(job, self.side_refs[job.shadow], self.side_refs[job.target], fail)
+        sides = self.side_refs[job.shadow], self.side_refs[job.target]
+        if job.search is None:
+            task = attack_task.options(num_cpus=job.resources.num_cpus, num_gpus=gpus)
+            ref = task.remote(job, *sides, fail)
+        else:
+            ref = self._search_options().remote(job, *sides, self.search_dir, gpus, fail)
         self._fly(ref, Flight("cell", job.id))
         self.progress.started("cell", job.id)
+
+    def _search_options(self) -> Any:
+        """`search_task` as a CPU-less Tune driver on this driver's node (its Tune and Optuna
+        state go to the output folder here), saving Tune's experiment state every second so a
+        killed run resumes with little to redo."""
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        env = {"env_vars": {"TUNE_GLOBAL_CHECKPOINT_S": "1"}}
+        return search_task.options(num_cpus=0, scheduling_strategy=here, runtime_env=env)
 
     def _cell_done(self, flight: Flight, value: Any) -> None:
         job = self.cells[flight.id]
@@ -231,7 +247,7 @@ class Scheduler:
             self._submit_cell(job)
             return
         if not failed:
-            self._task("cell", job.id, value.info)
+            self._task("cell", job.id, getattr(value, "selected", value).info)
         self.on_cell(job, value, self.attempts[job.id])
         self.progress.done("cell", job.id, failed=failed)
 

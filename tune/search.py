@@ -33,13 +33,13 @@ import numpy as np
 import pandas as pd
 
 from dlmia import config as cfg
-from dlmia.attacks.dlmia import DLMIAAttack, DLMIAConfig
+from dlmia.attacks.dlmia import DLMIAAttack
 from dlmia.cell import CellResult
 from dlmia.errors import ConfigError, DlmiaError
 from dlmia.metrics import attack_metrics
 from dlmia.selection import SelectionConfig, criteria
 from dlmia.sides import SideOutput
-from tune.space import build_space, default_space, settings_of
+from tune.space import build_space, default_space, settings_of, start_point
 
 SCORES_FILE = "target_scores.npy"
 
@@ -50,30 +50,34 @@ class SearchInterrupted(DlmiaError):
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Budget, space and objective of one cell's search (the grid's `search:` block)."""
+    """Budget, space and objective of one cell's search (an attack's `search:` block in a grid).
+
+    The settings a grid fixes for the attack are not searched (`searched_space`), and one trial
+    reserves the attack's resources.
+    """
 
     num_samples: int = 20  # trials per cell
     max_concurrent: int = 2  # trials of this cell running at once
     time_budget_s: float | None = None  # stop sampling new trials after this many seconds
     space: dict[str, Any] = field(default_factory=default_space)  # setting -> {kind: args}
-    fixed: dict[str, Any] = field(default_factory=dict)  # DL-MIA settings every trial shares
     selection: SelectionConfig = SelectionConfig()  # weights of the label-free objective
     grace_epochs: int = 4  # ASHA: joint epochs every trial gets before it may be stopped
     reduction_factor: int = 3  # ASHA: keep the best 1/reduction_factor at each rung
-    cpus_per_trial: float = 1.0  # Ray resources of one trial
-    gpus_per_trial: float = 0.0  # GPU fraction of one trial (0 on CPU clusters)
-    storage_path: str | None = None  # Tune storage (abs path or s3://...); None = storage_dir
+    storage_path: str | None = None  # Tune storage (abs path or s3://...); None = the out folder
 
     def __post_init__(self) -> None:
         for key in ("num_samples", "max_concurrent", "grace_epochs"):
             if getattr(self, key) < 1:
-                raise ConfigError(f"search.{key}: must be >= 1, got {getattr(self, key)}")
+                raise ConfigError(f"{key}: must be >= 1, got {getattr(self, key)}")
         if self.reduction_factor < 2:
-            raise ConfigError(
-                f"search.reduction_factor: must be >= 2, got {self.reduction_factor}"
-            )
+            raise ConfigError(f"reduction_factor: must be >= 2, got {self.reduction_factor}")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ConfigError(f"time_budget_s: must be > 0 (or null), got {self.time_budget_s}")
         build_space(self.space)  # raises ConfigError on a bad entry
-        settings_of({}, self.fixed)
+
+    def searched_space(self, fixed: dict[str, Any]) -> dict[str, Any]:
+        """The space without the settings `fixed` pins."""
+        return {key: spec for key, spec in self.space.items() if key not in fixed}
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,8 +122,8 @@ def _trainable(
 
 
 def _tuner(
-    trainable: Any, search: SearchConfig, seed: int, storage: str, name: str, study: Path,
-    callbacks: list[Any],
+    trainable: Any, search: SearchConfig, fixed: dict[str, Any], seed: int, storage: str,
+    name: str, study: Path, callbacks: list[Any],
 ) -> Any:
     """A fresh Tuner: OptunaSearch (seeded TPE, journal study) + ASHA over joint epochs."""
     import optuna
@@ -131,26 +135,24 @@ def _tuner(
     from ray.tune.search.optuna import OptunaSearch
 
     study.parent.mkdir(parents=True, exist_ok=True)
-    defaults = cfg.as_dict(settings_of({}, search.fixed))
-    start = {key: defaults[key] for key in search.space}
+    space = search.searched_space(fixed)
+    defaults = cfg.as_dict(settings_of({}, fixed))
     searcher = OptunaSearch(
-        space=build_space(search.space),
+        space=build_space(space),
         metric="objective",
         mode="max",
-        points_to_evaluate=[start],
+        points_to_evaluate=[start_point(space, defaults)],
         sampler=optuna.samplers.TPESampler(seed=seed),
         study_name=name,
         storage=JournalStorage(JournalFileBackend(str(study))),
     )
-    max_t = settings_of({}, search.fixed).epochs_joint + 1
+    max_t = settings_of({}, fixed).epochs_joint + 1
     scheduler = ASHAScheduler(
         time_attr="epoch", metric="objective", mode="max", max_t=max(max_t, search.grace_epochs),
         grace_period=search.grace_epochs, reduction_factor=search.reduction_factor,
     )
     return tune.Tuner(
-        tune.with_resources(
-            trainable, {"cpu": search.cpus_per_trial, "gpu": search.gpus_per_trial}
-        ),
+        trainable,
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent),
             scheduler=scheduler,
@@ -172,13 +174,16 @@ def search_cell(
     seed: int,
     storage_dir: str | Path,
     name: str,
+    fixed: dict[str, Any] | None = None,
+    resources: tuple[float, float] = (1.0, 0.0),
     device: str = "auto",
     callbacks: list[Any] | None = None,
 ) -> SearchOutcome:
     """Search DL-MIA's settings on one cell; resumes a search of the same `name` in `storage_dir`.
 
-    Needs an initialised Ray. `target.labels` are read only after the search, to record metrics.
-    `callbacks` are Tune callbacks of a new search (progress display, tests' interruptions).
+    Needs an initialised Ray. `fixed` DL-MIA settings hold in every trial (and are not searched);
+    each trial reserves `resources` (CPUs, GPUs). `target.labels` are read only after the search,
+    to record metrics. `callbacks` are Tune callbacks of a new search (progress, tests).
 
     Raises:
         SearchInterrupted: the search was stopped (e.g. SIGINT) before its budget was spent.
@@ -188,9 +193,13 @@ def search_cell(
 
     storage_dir = Path(storage_dir).resolve()
     storage = search.storage_path or str(storage_dir / "tune")
-    trainable = tune.with_parameters(
-        _trainable, shadow=shadow, target_vectors=target.vectors, fixed=search.fixed,
-        selection=search.selection, seed=seed, device=device,
+    fixed = dict(fixed or {})
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            _trainable, shadow=shadow, target_vectors=target.vectors, fixed=fixed,
+            selection=search.selection, seed=seed, device=device,
+        ),
+        {"cpu": resources[0], "gpu": resources[1]},
     )
     experiment = f"{storage.rstrip('/')}/{name}"
     started = time.monotonic()
@@ -198,7 +207,7 @@ def search_cell(
         tuner = tune.Tuner.restore(experiment, trainable, resume_errored=True)
     else:
         study = storage_dir / "optuna" / f"{name}.log"
-        tuner = _tuner(trainable, search, seed, storage, name, study, list(callbacks or []))
+        tuner = _tuner(trainable, search, fixed, seed, storage, name, study, list(callbacks or []))
     grid = tuner.fit()
     results = [r for r in grid if r.metrics]
     budget_spent = search.time_budget_s is not None and (
@@ -208,14 +217,19 @@ def search_cell(
         raise SearchInterrupted(
             f"search {name}: {len(grid)} of {search.num_samples} trials; rerun to resume"
         )
-    frame = trials_frame(results, target, search)
+    frame = trials_frame(results, target, fixed)
     if not frame["finished"].any():
         raise DlmiaError(f"search {name}: no trial finished; see {experiment}")
     best = frame.loc[frame["selected"]].iloc[0]
     scores = _scores(results[int(best["result_index"])])
     keys = ("objective", "shadow_val_auc", "reverse_auc", "residual_mmd")
-    info = {"search": name, "trial": int(best["trial"]), "settings": json.loads(best["settings"]),
-            "criteria": {k: float(best[k]) for k in keys}, "n_trials": len(frame)}
+    info = {
+        "n_shadow": len(shadow.labels), "n_target": len(target.labels),
+        "attack_seconds": float(best["fit_seconds"]),
+        "attack_settings": json.loads(best["settings"]),
+        "search": name, "trial": int(best["trial"]), "n_trials": len(frame),
+        "criteria": {k: float(best[k]) for k in keys},
+    }
     metrics = attack_metrics(target.labels, scores)
     return SearchOutcome(CellResult(metrics, scores, target.labels, target.users, info), frame)
 
@@ -231,7 +245,7 @@ def trial_number(result: Any) -> int:
     return int(found.group(1)) if found else -1
 
 
-def trials_frame(results: list[Any], target: SideOutput, search: SearchConfig) -> pd.DataFrame:
+def trials_frame(results: list[Any], target: SideOutput, fixed: dict[str, Any]) -> pd.DataFrame:
     """One row per trial: `param.*`, label-free criteria, `target.*` metrics (finished trials;
     recorded after the search, `used_for_selection` False) and the three picks."""
     rows = []
@@ -245,7 +259,7 @@ def trials_frame(results: list[Any], target: SideOutput, search: SearchConfig) -
             **{f"param.{k}": v for k, v in result.config.items()},
             **{k: metrics.get(k) for k in ("objective", "shadow_val_auc", "shadow_val_loss",
                                            "reverse_auc", "residual_mmd", "fit_seconds")},
-            "settings": json.dumps(cfg.as_dict(settings_of(result.config, search.fixed))),
+            "settings": json.dumps(cfg.as_dict(settings_of(result.config, fixed)), sort_keys=True),
             "used_for_selection": False,
         }
         if finished:

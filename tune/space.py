@@ -35,7 +35,7 @@ def default_space() -> dict[str, Any]:
     }
 
 
-def build_space(space: dict[str, Any], where: str = "search.space") -> dict[str, Any]:
+def build_space(space: dict[str, Any], where: str = "space") -> dict[str, Any]:
     """Tune domains for `space`; ConfigError names the bad entry and what is allowed."""
     from ray import tune
 
@@ -59,6 +59,22 @@ def build_space(space: dict[str, Any], where: str = "search.space") -> dict[str,
             raise ConfigError(f"{where}.{name}.{kind}: need low < high, got {args!r}")
         domains[name] = getattr(tune, kind)(*args) if kind != "choice" else tune.choice(args)
     return domains
+
+
+def nearest(spec: dict[str, Any], value: Any) -> Any:
+    """The point of space entry `spec` (`{kind: args}`, validated) nearest to `value`: `value`
+    itself when the entry holds it; else the first choice, or `value` clipped into the range."""
+    kind, args = next(iter(spec.items()))
+    if kind == "choice":
+        return value if value in args else args[0]
+    high = args[1] - 1 if kind == "randint" else args[1]
+    return min(max(value, args[0]), high)
+
+
+def start_point(space: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The first trial's values: DL-MIA's defaults, each moved to the nearest point of its entry
+    when the space leaves it out."""
+    return {key: nearest(spec, defaults[key]) for key, spec in space.items()}
 
 
 def settings_of(sampled: dict[str, Any], fixed: dict[str, Any]) -> DLMIAConfig:

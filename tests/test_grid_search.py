@@ -1,0 +1,144 @@
+"""Searches inside the grid runner: grid validation of `search:` blocks, one row per trial with
+the selected one marked, the Optuna study in the output folder, and a search whose driver was
+killed (SIGKILL) resuming without redoing its finished trials. Tiny synthetic grids, local Ray."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import pytest
+import ray
+import yaml
+
+from analysis.results import load_results
+from dlmia.errors import ConfigError
+from tests.test_grid_runner import QUIET, kill_session, tiny_grid
+from tune.grid import load_grid, parse_grid
+from tune.plan import expand
+from tune.runner import run_grid
+
+pytestmark = pytest.mark.slow
+
+FIXED = {"latent_inv": 4, "latent_spe": 4, "hidden": 16, "epochs_vae": 2, "epochs_heads": 2,
+         "epochs_joint": 3, "batch_size": 64, "patience": 0}
+SPACE = {"lambda_align": {"choice": [0.0, 1.0, 10.0]}, "lr": {"loguniform": [1e-4, 1e-2]},
+         "period": {"choice": [2, 3]}}
+
+
+def search_grid(name: str, num_samples: int, max_concurrent: int = 2, **fixed: Any) -> dict:
+    """One LFM -> ItemCF cell whose DL-MIA settings are searched."""
+    raw = tiny_grid(name)
+    raw["cells"] = [{"shadow": "syn.lfm", "target": "syn.itemcf"}]
+    search = {"num_samples": num_samples, "max_concurrent": max_concurrent, "grace_epochs": 1,
+              "space": SPACE}
+    raw["attacks"] = {"dlmia": {"settings": {**FIXED, **fixed}, "search": search}}
+    return raw
+
+
+def study_trials(out: Path) -> list[optuna.trial.FrozenTrial]:
+    (path,) = (out / "optuna").glob("*.log")
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    return optuna.load_study(study_name=path.stem, storage=storage).trials
+
+
+def finished_trials(out: Path) -> dict[Path, int]:
+    """Checkpoint folders of finished trials (a trial saves its scores when it finishes)."""
+    return {p: p.stat().st_mtime_ns for p in (out / "tune").glob("*/*/checkpoint_*")}
+
+
+@pytest.fixture(scope="module")
+def local_ray():  # type: ignore[no-untyped-def]
+    options = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
+    ray.init(address="local", num_cpus=2, **options)
+    yield
+    ray.shutdown()
+
+
+def test_search_blocks_are_validated() -> None:
+    raw = search_grid("bad", 2)
+    raw["attacks"]["dlmia"]["search"]["num_sample"] = 3
+    with pytest.raises(ConfigError, match=r"attacks\.dlmia\.search\.num_sample: unknown key"):
+        parse_grid(raw)
+    raw = search_grid("bad", 2)
+    raw["attacks"]["dlmia"]["search"]["space"] = {"lambda_alig": {"choice": [0, 1]}}
+    with pytest.raises(ConfigError, match=r"attacks\.dlmia\.search: space\.lambda_alig: not a"):
+        parse_grid(raw)
+    raw = search_grid("bad", 0)
+    with pytest.raises(ConfigError, match=r"attacks\.dlmia\.search: num_samples: must be >= 1"):
+        parse_grid(raw)
+    raw = tiny_grid("bad")
+    raw["attacks"]["biased"]["search"] = {"num_samples": 2}
+    with pytest.raises(ConfigError, match=r"attacks\.biased\.search: only dlmia"):
+        parse_grid(raw)
+
+
+def test_search_changes_the_cell_key_and_fixed_settings_are_not_searched() -> None:
+    plain = tiny_grid("keys")
+    searched = search_grid("keys", 2)
+    (a,) = [c for c in expand(parse_grid(plain)).cells if c.id.startswith("syn.lfm__syn.itemcf")]
+    (b,) = expand(parse_grid(searched)).cells
+    assert a.key != b.key and b.search is not None
+    assert b.search_name.startswith(b.id) and b.search_name != a.id
+    assert set(b.search.searched_space({"period": 2})) == {"lambda_align", "lr"}
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_searched_cell_writes_every_trial_and_marks_the_selected_one(tmp_path: Path) -> None:
+    grid = parse_grid(search_grid("search", 3))
+    out = tmp_path / "out"
+    summary = run_grid(grid, out=out, progress=QUIET)
+    assert summary.exit_code == 0 and summary.ok == 1
+    frame = load_results(out)
+    assert len(frame) == 3 and sorted(frame["trial"]) == [1, 2, 3]
+    assert frame["selected"].sum() == 1 and frame["shadow_pick"].sum() == 1
+    assert frame["oracle_pick"].sum() == 1 and not frame["used_for_selection"].any()
+    finished = frame[frame["finished"]]
+    chosen = frame[frame["selected"]].iloc[0]
+    assert chosen["objective"] == finished["objective"].max()
+    scores = pd.read_parquet(out / "scores" / f"{chosen['cell_id']}.parquet")
+    assert len(scores) == chosen["n_target"]
+    assert {"param.lambda_align", "param.lr", "param.period"} <= set(frame.columns)
+    trials = study_trials(out)
+    assert len(trials) == 3 and trials[0].params["lambda_align"] == 1.0  # starts from defaults
+    again = run_grid(grid, out=out, progress=QUIET)  # finished: nothing runs
+    assert again.skipped == 1 and not again.tasks
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_killed_search_resumes_without_redoing_finished_trials(tmp_path: Path) -> None:
+    raw = search_grid("killed", 4, max_concurrent=1)
+    path = tmp_path / "killed.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "dlmia.cli", "-q", "grid", "run", str(path), "--out", str(out)]
+    log = (tmp_path / "driver.log").open("w")
+    driver = subprocess.Popen(command, start_new_session=True, stdout=log, stderr=log)
+    deadline = time.monotonic() + 240
+    try:
+        while not finished_trials(out) and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(2.0)  # Tune saves its experiment state every second (TUNE_GLOBAL_CHECKPOINT_S)
+        os.kill(driver.pid, signal.SIGKILL)
+    finally:
+        driver.wait(timeout=30)
+        kill_session(driver.pid)
+    before = finished_trials(out)
+    assert 1 <= len(before) < 4, (tmp_path / "driver.log").read_text()[-3000:]
+    assert not (out / "results").exists() or not list((out / "results").glob("*.parquet"))
+
+    summary = run_grid(load_grid(path), out=out, progress=QUIET)
+    assert summary.exit_code == 0 and summary.ok == 1
+    frame = load_results(out)
+    assert sorted(frame["trial"]) == [1, 2, 3, 4] and frame["epochs"].notna().all()
+    after = finished_trials(out)  # (ASHA may have stopped some trials: they save no scores)
+    assert frame["finished"].sum() == len(after) >= len(before)
+    assert all(after[p] == t for p, t in before.items())  # trials finished before: not redone
+    assert [t.state.name for t in study_trials(out)] == ["COMPLETE"] * 4

@@ -17,6 +17,7 @@ from analysis.heatmaps import write_heatmaps
 from analysis.paper import compare_with_paper, label
 from analysis.results import load_results
 from analysis.roc import select_rows, write_roc
+from analysis.search import ORACLE_NOTE, search_table, write_search_plots
 from dlmia.io import atomic_write
 
 _NOTE = "BA = balanced accuracy at threshold 0.5 (the paper's \"AUC\"), mean ± std over seeds."
@@ -53,8 +54,9 @@ def summarize(out_dir: str | Path, *, roc: Sequence[str] = (), echo: bool = True
         *write_heatmaps(frame, folder),
         *(write_roc(frame, out, selector, folder) for selector in roc),
     ]
+    searches = search_lines(frame, out, folder, paths)
     failures = failure_lines(frame)
-    tail = [*failures, "", "wrote:", *(f"  {path}" for path in paths)]
+    tail = [*searches, *failures, "", "wrote:", *(f"  {path}" for path in paths)]
     report = "\n".join([shown.to_string(index=False), note, *tail])
     if echo:
         _print(report, shown, note, tail)
@@ -81,6 +83,20 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     shown["seeds"] = table[[f"{a}_n_seeds" for a in attacks]].max(axis=1).astype(str)
     shown["failed"] = table[[f"{a}_n_failed" for a in attacks]].sum(axis=1).astype(str)
     return shown.reset_index(drop=True)
+
+
+def search_lines(frame: pd.DataFrame, out: Path, folder: Path, paths: list[Path]) -> list[str]:
+    """The searched cells' table (label-free pick, shadow-only pick, oracle) as lines; writes it
+    (`search.csv`) and each search's history plot, appending the paths to `paths`."""
+    table = search_table(frame)
+    if table.empty:
+        return []
+    paths.append(atomic_write(folder / "search.csv", lambda tmp: table.to_csv(tmp, index=False)))
+    paths.extend(write_search_plots(frame, out, folder))
+    shown = table.drop(columns="cell_id").copy()
+    for column in shown.columns[4:]:
+        shown[column] = [_mean_std(v, float("nan")) for v in shown[column]]
+    return ["", "searched cells:", shown.to_string(index=False), ORACLE_NOTE]
 
 
 def markdown(shown: pd.DataFrame) -> str:

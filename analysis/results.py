@@ -12,10 +12,13 @@ Columns are those of `dlmia.results.result_row` plus the runner's `grid`, `cell_
 exists with one dtype whatever the files hold (names categorical, metrics float64, counts
 nullable Int64, text string), so a folder of failed cells only still has metric columns (NA).
 
-Searches will add one row per trial: `trial` numbers it (NA: not a search trial) and `selected`
-marks the row that is the cell's result (True where a file lacks it, as for every row today);
-`aggregate` and the plots use selected rows only. Columns the loader does not know (a search's
-`param.*` settings, say) are kept as read.
+A searched cell has one row per trial: `trial` numbers it (NA: not a search trial), `selected`
+marks the row that is the cell's result (True where a file lacks it, as for unsearched cells),
+`shadow_pick` and `oracle_pick` the trials shadow validation alone and the target labels would
+have picked, and the label-free criteria sit beside the recorded target metrics
+(`used_for_selection` is False: no target metric ranked anything). `aggregate`, the heatmaps and
+the paper comparison use selected rows only. Columns the loader does not know (a search's
+`param.*` settings) are kept as read.
 """
 
 from __future__ import annotations
@@ -69,6 +72,17 @@ SCHEMA: dict[str, str] = {
     "error": _TEXT,
     "trial": _INT,
     "selected": "boolean",
+    "search": _TEXT,
+    "finished": "boolean",
+    "epochs": _INT,
+    "objective": _FLOAT,
+    "shadow_val_auc": _FLOAT,
+    "shadow_val_loss": _FLOAT,
+    "reverse_auc": _FLOAT,
+    "residual_mmd": _FLOAT,
+    "shadow_pick": "boolean",
+    "oracle_pick": "boolean",
+    "used_for_selection": "boolean",
     **dict.fromkeys(METRICS, _FLOAT),
     "n_shadow": _INT,
     "n_target": _INT,

@@ -18,10 +18,11 @@ from dlmia.errors import ConfigError
 
 
 def select_rows(frame: pd.DataFrame, selector: str) -> pd.DataFrame:
-    """Finished rows whose `cell_id` equals or matches `selector`; ConfigError when none does."""
+    """Finished cell results (a search's selected trial) whose `cell_id` equals or matches
+    `selector`; ConfigError when none does."""
     ids = frame["cell_id"].astype(str)
     chosen = frame[(ids == selector) | ids.map(lambda cell: fnmatch.fnmatchcase(cell, selector))]
-    chosen = chosen[chosen["status"] == "ok"]
+    chosen = chosen[(chosen["status"] == "ok") & chosen["selected"]]
     if chosen.empty:
         known = ", ".join(sorted(frame.loc[frame["status"] == "ok", "cell_id"].astype(str))[:8])
         raise ConfigError(

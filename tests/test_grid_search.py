@@ -18,7 +18,9 @@ import pytest
 import ray
 import yaml
 
+from analysis.report import summarize
 from analysis.results import load_results
+from analysis.search import param_importances
 from dlmia.errors import ConfigError
 from tests.test_grid_runner import QUIET, kill_session, tiny_grid
 from tune.grid import load_grid, parse_grid
@@ -43,8 +45,7 @@ def search_grid(name: str, num_samples: int, max_concurrent: int = 2, **fixed: A
     return raw
 
 
-def study_trials(out: Path) -> list[optuna.trial.FrozenTrial]:
-    (path,) = (out / "optuna").glob("*.log")
+def study_trials(path: Path) -> list[optuna.trial.FrozenTrial]:
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
     return optuna.load_study(study_name=path.stem, storage=storage).trials
 
@@ -91,25 +92,44 @@ def test_search_changes_the_cell_key_and_fixed_settings_are_not_searched() -> No
 
 
 @pytest.mark.usefixtures("local_ray")
-def test_searched_cell_writes_every_trial_and_marks_the_selected_one(tmp_path: Path) -> None:
-    grid = parse_grid(search_grid("search", 3))
+def test_searched_cells_write_every_trial_and_mark_the_selected_one(tmp_path: Path) -> None:
+    raw = search_grid("search", 3)
+    raw["cells"].append({"shadow": "syn.itemcf", "target": "syn.lfm"})  # searched concurrently
+    grid = parse_grid(raw)
     out = tmp_path / "out"
     summary = run_grid(grid, out=out, progress=QUIET)
-    assert summary.exit_code == 0 and summary.ok == 1
+    assert summary.exit_code == 0 and summary.ok == 2
     frame = load_results(out)
-    assert len(frame) == 3 and sorted(frame["trial"]) == [1, 2, 3]
-    assert frame["selected"].sum() == 1 and frame["shadow_pick"].sum() == 1
-    assert frame["oracle_pick"].sum() == 1 and not frame["used_for_selection"].any()
-    finished = frame[frame["finished"]]
-    chosen = frame[frame["selected"]].iloc[0]
-    assert chosen["objective"] == finished["objective"].max()
-    scores = pd.read_parquet(out / "scores" / f"{chosen['cell_id']}.parquet")
-    assert len(scores) == chosen["n_target"]
+    assert len(frame) == 6 and not frame["used_for_selection"].any()
+    # each cell's trials ran on that cell's sides (Tune registers trainables cluster-wide)
+    assert frame["objective"].is_unique
+    for cell_id, trials in frame.groupby("cell_id"):
+        assert sorted(trials["trial"]) == [1, 2, 3]
+        assert trials[["selected", "shadow_pick", "oracle_pick"]].sum().tolist() == [1, 1, 1]
+        finished = trials[trials["finished"]]
+        chosen = trials[trials["selected"]].iloc[0]
+        assert chosen["objective"] == finished["objective"].max()
+        scores = pd.read_parquet(out / "scores" / f"{cell_id}.parquet")
+        assert len(scores) == chosen["n_target"]
     assert {"param.lambda_align", "param.lr", "param.period"} <= set(frame.columns)
-    trials = study_trials(out)
+    studies = sorted((out / "optuna").glob("*.log"))
+    assert len(studies) == 2
+    trials = study_trials(studies[0])
     assert len(trials) == 3 and trials[0].params["lambda_align"] == 1.0  # starts from defaults
+    assert trials[0].params["period"] == 2  # the default (5) moved into the space
+
+    report = summarize(out, echo=False)
+    assert "searched cells:" in report and "oracle" in report
+    table = pd.read_csv(out / "analysis" / "search.csv").set_index("cell_id")
+    chosen = frame[frame["selected"]].set_index("cell_id")
+    assert len(table) == 2 and (table["trials"] == 3).all()
+    assert table["label-free ROC AUC"].to_dict() == pytest.approx(chosen["roc_auc"].to_dict())
+    best = frame.groupby("cell_id")["roc_auc"].max()
+    assert table["oracle* ROC AUC"].to_dict() == pytest.approx(best.to_dict())
+    assert len(list((out / "analysis").glob("search_*.png"))) == 2
+    assert set(param_importances(studies[0])) == {"lambda_align", "lr", "period"}
     again = run_grid(grid, out=out, progress=QUIET)  # finished: nothing runs
-    assert again.skipped == 1 and not again.tasks
+    assert again.skipped == 2 and not again.tasks
 
 
 @pytest.mark.usefixtures("local_ray")
@@ -141,4 +161,5 @@ def test_killed_search_resumes_without_redoing_finished_trials(tmp_path: Path) -
     after = finished_trials(out)  # (ASHA may have stopped some trials: they save no scores)
     assert frame["finished"].sum() == len(after) >= len(before)
     assert all(after[p] == t for p, t in before.items())  # trials finished before: not redone
-    assert [t.state.name for t in study_trials(out)] == ["COMPLETE"] * 4
+    (study,) = (out / "optuna").glob("*.log")
+    assert [t.state.name for t in study_trials(study)] == ["COMPLETE"] * 4

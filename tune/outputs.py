@@ -93,7 +93,7 @@ class Outputs:
         result.info.setdefault("shadow_side", sides.get(job.shadow, {}))
         result.info.setdefault("target_side", sides.get(job.target, {}))
         row = result_row(job.config, result) | self._extra(job, grid, attempts, "", "ok")
-        rows = [row] if trials is None else trial_rows(row, trials)
+        rows = [row] if trials is None else trial_rows(row | {"search": job.search_name}, trials)
         write_parquet(scores_frame(result), self.scores / f"{job.id}.parquet")
         return write_parquet(pd.DataFrame(rows), self.results / f"{job.id}.parquet")
 

@@ -21,6 +21,7 @@ the same `storage_dir` and `name` resumes it with `Tuner.restore` (search state 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import tempfile
@@ -121,6 +122,16 @@ def _trainable(
         )
 
 
+def _named_trainable(search: str) -> Any:
+    """`_trainable` under a name of its own: Tune registers trainables and their parameters by
+    name cluster-wide, so concurrent searches of one name would run each other's cells."""
+    def trial(config: dict[str, Any], **parameters: Any) -> None:
+        _trainable(config, **parameters)
+
+    trial.__name__ = trial.__qualname__ = f"dlmia_{hashlib.sha256(search.encode()).hexdigest()[:12]}"
+    return trial
+
+
 def _tuner(
     trainable: Any, search: SearchConfig, fixed: dict[str, Any], seed: int, storage: str,
     name: str, study: Path, callbacks: list[Any],
@@ -196,7 +207,7 @@ def search_cell(
     fixed = dict(fixed or {})
     trainable = tune.with_resources(
         tune.with_parameters(
-            _trainable, shadow=shadow, target_vectors=target.vectors, fixed=fixed,
+            _named_trainable(name), shadow=shadow, target_vectors=target.vectors, fixed=fixed,
             selection=search.selection, seed=seed, device=device,
         ),
         {"cpu": resources[0], "gpu": resources[1]},

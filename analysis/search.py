@@ -1,0 +1,146 @@
+"""Searched cells: the honest pick beside what test labels would have picked, and each search's
+history and parameter importances.
+
+A searched cell's rows are its trials (`trial` set); the cell's result is the `selected` trial,
+picked by the label-free objective. Two other picks are shown beside it, for the record only:
+`shadow_pick`, the trial shadow validation alone ranks first, and `oracle_pick`, the trial with
+the best target ROC AUC, i.e. selected on the target's membership labels: no attacker can make
+that choice, and the gap between it and the selected trial is how much tuning on test labels
+would flatter the attack.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.paper import label
+from analysis.results import file_slug
+from dlmia.io import atomic_write
+
+log = logging.getLogger(__name__)
+
+#: (column marking the trial, its name in the table), in display order.
+PICKS: tuple[tuple[str, str], ...] = (
+    ("selected", "label-free"),
+    ("shadow_pick", "shadow-only"),
+    ("oracle_pick", "oracle*"),
+)
+ORACLE_NOTE = (
+    "* oracle = the trial with the best target ROC AUC, chosen on the target's membership labels: "
+    "not an attack result, shown to measure how much selecting on test labels would flatter it."
+)
+
+
+def trial_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of searched cells (one per trial) that finished ok."""
+    return frame[frame["trial"].notna() & (frame["status"] == "ok")]
+
+
+def search_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per searched cell: trial count and ROC AUC / balanced accuracy of the three picks
+    (empty when no cell was searched)."""
+    rows = []
+    for cell_id, trials in trial_rows(frame).groupby("cell_id", sort=True):
+        first = trials.iloc[0]
+        row = {
+            "cell_id": cell_id,
+            "shadow": f"{label(first['shadow_dataset'])}:{label(first['shadow_recommender'])}",
+            "target": f"{label(first['target_dataset'])}:{label(first['target_recommender'])}",
+            "seed": first["seed"],
+            "trials": len(trials),
+        }
+        for column, name in PICKS:
+            picked = trials[trials[column].fillna(False).astype(bool)]
+            for metric, short in (("roc_auc", "ROC AUC"), ("balanced_accuracy", "BA")):
+                row[f"{name} {short}"] = picked[metric].iloc[0] if len(picked) else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_search_plots(frame: pd.DataFrame, out_dir: str | Path, folder: str | Path) -> list[Path]:
+    """Per searched cell, `search_<cell>.png`: the objective per trial with its running best and
+    the selected trial marked (target ROC AUCs greyed: recorded, not used), and the parameter
+    importances of the cell's Optuna study (`OUT/optuna/<search>.log`, fANOVA)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for cell_id, trials in trial_rows(frame).groupby("cell_id", sort=True):
+        trials = trials.sort_values("trial")
+        figure, (history, importance) = plt.subplots(1, 2, figsize=(11, 4))
+        _draw_history(history, trials)
+        study = Path(out_dir) / "optuna" / f"{trials['search'].iloc[0]}.log"
+        _draw_importances(importance, study)
+        figure.suptitle(str(cell_id), fontsize=9)
+        figure.tight_layout()
+        path = Path(folder) / f"search_{file_slug(str(cell_id))}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
+        plt.close(figure)
+        paths.append(path)
+    return paths
+
+
+def _draw_history(axes: Any, trials: pd.DataFrame) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    number = trials["trial"].astype(int)
+    objective = trials["objective"].astype(float)
+    axes.plot(number, objective, "o", color="tab:blue", label="objective (label-free)")
+    axes.step(number, objective.cummax(), where="post", color="tab:blue", alpha=0.6,
+              label="best so far")
+    chosen = trials["selected"].fillna(False).astype(bool)
+    axes.plot(number[chosen], objective[chosen], "*", color="tab:red", markersize=14,
+              label="selected")
+    axes.set_xlabel("trial")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_ylabel("objective")
+    target = axes.twinx()
+    target.plot(number, trials["roc_auc"].astype(float), "x", color="0.6",
+                label="target ROC AUC (recorded, not used)")
+    target.set_ylabel("target ROC AUC", color="0.5")
+    lines = axes.get_legend_handles_labels()
+    more = target.get_legend_handles_labels()
+    axes.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="lower right")
+    axes.set_title("search history", fontsize=9)
+
+
+def _draw_importances(axes: Any, study_file: Path) -> None:
+    importances = param_importances(study_file)
+    axes.set_title("parameter importances (fANOVA, objective)", fontsize=9)
+    if not importances:
+        axes.text(0.5, 0.5, "not available\n(study missing or too few trials)",
+                  ha="center", va="center", transform=axes.transAxes)
+        axes.set_axis_off()
+        return
+    names = list(importances)[::-1]
+    axes.barh(names, [importances[n] for n in names], color="tab:green")
+    axes.set_xlabel("share of the objective's variance")
+
+
+def param_importances(study_file: Path) -> dict[str, float]:
+    """fANOVA importances of the searched settings for the objective, most important first;
+    {} when the study file is missing or holds too few finished trials."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    if not study_file.is_file():
+        return {}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = JournalStorage(JournalFileBackend(str(study_file)))
+    study = optuna.load_study(study_name=study_file.stem, storage=storage)
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(finished) < 3:
+        return {}
+    try:
+        return dict(optuna.importance.get_param_importances(study))
+    except (RuntimeError, ValueError) as exc:  # e.g. every trial scored the same
+        log.warning("no parameter importances for %s: %s", study_file, exc)
+        return {}

@@ -47,7 +47,8 @@ def subset(
     recommenders: list[str] | None,
     attacks: list[str] | None,
 ) -> dict[str, Any]:
-    """The grid restricted to some dataset and recommender aliases and attacks (product cells)."""
+    """The grid restricted to some dataset and recommender aliases and attacks (product cells),
+    with fixed attack settings: a `search:` block is dropped (this bench measures the runner)."""
     keep_d = datasets or list(raw["datasets"])
     keep_r = recommenders or list(raw["recommenders"])
     sides = [f"{d}.{r}" for d in keep_d for r in keep_r]
@@ -55,7 +56,10 @@ def subset(
         **raw,
         "datasets": {k: v for k, v in raw["datasets"].items() if k in keep_d},
         "recommenders": {k: v for k, v in raw["recommenders"].items() if k in keep_r},
-        "attacks": {k: v for k, v in raw["attacks"].items() if k in (attacks or raw["attacks"])},
+        "attacks": {
+            k: {key: value for key, value in v.items() if key != "search"}
+            for k, v in raw["attacks"].items() if k in (attacks or raw["attacks"])
+        },
         "cells": {"product": {"shadow": sides, "target": sides}},
     }
 

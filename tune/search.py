@@ -28,9 +28,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+import optuna
 import pandas as pd
 
 from dlmia import config as cfg
@@ -43,6 +44,7 @@ from dlmia.sides import SideOutput
 from tune.space import build_space, default_space, settings_of, start_point
 
 SCORES_FILE = "target_scores.npy"
+SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
 
 
 class SearchInterrupted(DlmiaError):
@@ -58,6 +60,7 @@ class SearchConfig:
     """
 
     num_samples: int = 20  # trials per cell
+    sampler: Literal["tpe", "random"] = "tpe"  # Optuna's seeded TPE, or random search (baseline)
     max_concurrent: int = 2  # trials of this cell running at once
     time_budget_s: float | None = None  # stop sampling new trials after this many seconds
     space: dict[str, Any] = field(default_factory=default_space)  # setting -> {kind: args}
@@ -137,7 +140,6 @@ def _tuner(
     name: str, study: Path, callbacks: list[Any],
 ) -> Any:
     """A fresh Tuner: OptunaSearch (seeded TPE, journal study) + ASHA over joint epochs."""
-    import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
     from ray import tune
@@ -153,7 +155,7 @@ def _tuner(
         metric="objective",
         mode="max",
         points_to_evaluate=[start_point(space, defaults)],
-        sampler=optuna.samplers.TPESampler(seed=seed),
+        sampler=SAMPLERS[search.sampler](seed=seed),
         study_name=name,
         storage=JournalStorage(JournalFileBackend(str(study))),
     )

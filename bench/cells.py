@@ -7,6 +7,8 @@ accuracy, the paper's "AUC"). Sides are built once per seed and shared by every 
 
     .venv/bin/python bench/cells.py                        # issue 2: the four ML-1M cells, Biased
     .venv/bin/python bench/cells.py --preset dlmia         # issue 3: + cross-dataset, DL-MIA, ablations
+    .venv/bin/python bench/cells.py --preset sequential    # issue 4: GRU4Rec, Caser, BERT4Rec, Biased
+    .venv/bin/python bench/cells.py --preset ncf           # issue 4: NCF with ItemCF and LFM, Biased
 """
 
 from __future__ import annotations
@@ -36,12 +38,16 @@ ATTACK_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 ML = [("ml-1m", "itemcf"), ("ml-1m", "lfm")]
 MUSIC = [("amazon-digital-music", "itemcf"), ("amazon-digital-music", "lfm")]
+SEQUENTIAL = [("ml-1m", "gru4rec"), ("ml-1m", "caser"), ("ml-1m", "bert4rec")]
+NCF = ("ml-1m", "ncf")
 PRESETS = {
     "biased": (list(itertools.product(ML, ML)), ["biased"]),
     "dlmia": (
         list(itertools.product(ML, ML)) + list(itertools.product(ML, MUSIC)) + list(itertools.product(MUSIC, ML)),
         list(ATTACK_VARIANTS),
     ),
+    "sequential": (list(itertools.product(SEQUENTIAL, SEQUENTIAL)), ["biased"]),
+    "ncf": ([(NCF, NCF)] + [(NCF, side) for side in ML] + [(side, NCF) for side in ML], ["biased"]),
 }
 
 

@@ -151,7 +151,7 @@ def _tuner(
     space = search.searched_space(fixed)
     defaults = cfg.as_dict(settings_of({}, fixed))
     searcher = OptunaSearch(
-        space=build_space(space),
+        space=OptunaSearch.convert_search_space(build_space(space)),
         metric="objective",
         mode="max",
         points_to_evaluate=[start_point(space, defaults)],

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -23,3 +25,17 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "ml-1m" / "ratings.dat").exists():
         pytest.skip("../shared/data is absent")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[Any]:
+    """A local Ray with 2 CPUs for the module's tests (one already running is used as it is)."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        options = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
+        ray.init(address="local", num_cpus=2, **options)
+    yield ray
+    if started:
+        ray.shutdown()

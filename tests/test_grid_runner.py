@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -75,13 +76,6 @@ def kill_session(sid: int) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(stat.parent.name), signal.SIGKILL)
 
-
-@pytest.fixture(scope="module")
-def local_ray():  # type: ignore[no-untyped-def]
-    options = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
-    ray.init(address="local", num_cpus=2, **options)
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.usefixtures("local_ray")
@@ -152,24 +146,32 @@ def test_injected_failures_are_retried_then_recorded(
     assert (rerun.skipped, rerun.ok, rerun.sides_trained, rerun.exit_code) == (3, 1, 0, 0)
 
 
+def run_and_kill(
+    grid: Path, out: Path, until: Callable[[], bool], log: Path, grace: float = 0.0
+) -> None:
+    """Run `dlmia grid run GRID --out OUT` in a subprocess and SIGKILL the driver once `until()`
+    holds (and `grace` seconds more), as `kill -9` or a crash would; then what is left of the
+    Ray it started. Gives up waiting after 240 s (the test's assertions then say why)."""
+    command = [sys.executable, "-m", "dlmia.cli", "-q", "grid", "run", str(grid), "--out", str(out)]
+    with log.open("w") as stream:
+        driver = subprocess.Popen(command, start_new_session=True, stdout=stream, stderr=stream)
+        deadline = time.monotonic() + 240
+        try:
+            while not until() and driver.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(grace)
+            os.kill(driver.pid, signal.SIGKILL)
+        finally:
+            driver.wait(timeout=30)
+            kill_session(driver.pid)
+
+
 @pytest.mark.usefixtures("local_ray")
 def test_killed_driver_resumes_without_recomputing(tmp_path: Path) -> None:
     raw = tiny_grid("killed", ("lfm", "itemcf", "popularity"), max_concurrent_cells=1)
-    path = tmp_path / "killed.yaml"
+    path, out = tmp_path / "killed.yaml", tmp_path / "out"
     path.write_text(yaml.safe_dump(raw))
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "dlmia.cli", "-q", "grid", "run", str(path)]
-    command += ["--out", str(out)]
-    log = (tmp_path / "driver.log").open("w")
-    driver = subprocess.Popen(command, start_new_session=True, stdout=log, stderr=log)
-    deadline = time.monotonic() + 150
-    try:
-        while not mtimes(out) and driver.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        os.kill(driver.pid, signal.SIGKILL)  # the driver only, as `kill -9` or a crash would
-    finally:
-        driver.wait(timeout=30)
-        kill_session(driver.pid)  # what is left of the Ray it started
+    run_and_kill(path, out, lambda: bool(mtimes(out)), tmp_path / "driver.log")
     finished = mtimes(out)
     assert 1 <= len(finished) < 9, (tmp_path / "driver.log").read_text()[-3000:]
 

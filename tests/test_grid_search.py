@@ -4,25 +4,19 @@ killed (SIGKILL) resuming without redoing its finished trials. Tiny synthetic gr
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
 import pytest
-import ray
 import yaml
 
 from analysis.report import summarize
 from analysis.results import load_results
 from analysis.search import param_importances
 from dlmia.errors import ConfigError
-from tests.test_grid_runner import QUIET, kill_session, tiny_grid
+from tests.test_grid_runner import QUIET, run_and_kill, tiny_grid
 from tune.grid import load_grid, parse_grid
 from tune.plan import expand
 from tune.runner import run_grid
@@ -54,13 +48,6 @@ def finished_trials(out: Path) -> dict[Path, int]:
     """Checkpoint folders of finished trials (a trial saves its scores when it finishes)."""
     return {p: p.stat().st_mtime_ns for p in (out / "tune").glob("*/*/checkpoint_*")}
 
-
-@pytest.fixture(scope="module")
-def local_ray():  # type: ignore[no-untyped-def]
-    options = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
-    ray.init(address="local", num_cpus=2, **options)
-    yield
-    ray.shutdown()
 
 
 def test_search_blocks_are_validated() -> None:
@@ -135,21 +122,10 @@ def test_searched_cells_write_every_trial_and_mark_the_selected_one(tmp_path: Pa
 @pytest.mark.usefixtures("local_ray")
 def test_killed_search_resumes_without_redoing_finished_trials(tmp_path: Path) -> None:
     raw = search_grid("killed", 4, max_concurrent=1)
-    path = tmp_path / "killed.yaml"
+    path, out = tmp_path / "killed.yaml", tmp_path / "out"
     path.write_text(yaml.safe_dump(raw))
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "dlmia.cli", "-q", "grid", "run", str(path), "--out", str(out)]
-    log = (tmp_path / "driver.log").open("w")
-    driver = subprocess.Popen(command, start_new_session=True, stdout=log, stderr=log)
-    deadline = time.monotonic() + 240
-    try:
-        while not finished_trials(out) and driver.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(2.0)  # Tune saves its experiment state every second (TUNE_GLOBAL_CHECKPOINT_S)
-        os.kill(driver.pid, signal.SIGKILL)
-    finally:
-        driver.wait(timeout=30)
-        kill_session(driver.pid)
+    # killed 2 s after a trial finished: Tune saves its experiment state every second
+    run_and_kill(path, out, lambda: bool(finished_trials(out)), tmp_path / "driver.log", 2.0)
     before = finished_trials(out)
     assert 1 <= len(before) < 4, (tmp_path / "driver.log").read_text()[-3000:]
     assert not (out / "results").exists() or not list((out / "results").glob("*.parquet"))

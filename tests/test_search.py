@@ -38,17 +38,6 @@ def sides() -> tuple[SideOutput, SideOutput]:
     return side(0.0, rng), side(1.5, rng)
 
 
-@pytest.fixture(scope="module")
-def ray_local() -> Any:
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address="local", include_dashboard=False, num_cpus=2, log_to_driver=False)
-    yield ray
-    if started:
-        ray.shutdown()
-
 
 def config(num_samples: int, max_concurrent: int = 2) -> SearchConfig:
     return SearchConfig(num_samples=num_samples, max_concurrent=max_concurrent, space=SPACE,
@@ -56,7 +45,7 @@ def config(num_samples: int, max_concurrent: int = 2) -> SearchConfig:
 
 
 @pytest.fixture(scope="module")
-def outcome(ray_local: Any, sides: tuple[SideOutput, SideOutput], tmp_path_factory: Any
+def outcome(local_ray: Any, sides: tuple[SideOutput, SideOutput], tmp_path_factory: Any
             ) -> tuple[SearchOutcome, Path]:
     shadow, target = sides
     folder = tmp_path_factory.mktemp("search")
@@ -125,7 +114,7 @@ class InterruptOnce:
 
 
 def test_interrupted_search_resumes(
-    ray_local: Any, sides: tuple[SideOutput, SideOutput], tmp_path: Path
+    local_ray: Any, sides: tuple[SideOutput, SideOutput], tmp_path: Path
 ) -> None:
     from ray.tune import Callback
 

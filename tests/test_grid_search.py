@@ -17,6 +17,7 @@ from analysis.results import load_results
 from analysis.search import param_importances
 from dlmia.errors import ConfigError
 from tests.test_grid_runner import QUIET, run_and_kill, tiny_grid
+from tune.cli import describe, results_table
 from tune.grid import load_grid, parse_grid
 from tune.plan import expand
 from tune.runner import run_grid
@@ -115,6 +116,9 @@ def test_searched_cells_write_every_trial_and_mark_the_selected_one(tmp_path: Pa
     assert table["oracle* ROC AUC"].to_dict() == pytest.approx(best.to_dict())
     assert len(list((out / "analysis").glob("search_*.png"))) == 2
     assert set(param_importances(studies[0])) == {"lambda_align", "lr", "period"}
+    plain = results_table(out, [cell.id for cell in expand(grid).cells])  # `grid run`'s fallback
+    assert sorted(plain["roc_auc"]) == pytest.approx(sorted(chosen["roc_auc"]))
+    assert "searched per cell, 3 trials" in describe(expand(grid))
     again = run_grid(grid, out=out, progress=QUIET)  # finished: nothing runs
     assert again.skipped == 2 and not again.tasks
 

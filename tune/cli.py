@@ -75,16 +75,24 @@ def describe(plan: Plan) -> str:
         f"{len(grid.recommenders)} recommenders ({', '.join(grid.recommenders)})\n"
         f"  {len(plan.sides)} sides to train, {n_pairs} shadow x target pairs x {n_attacks} "
         f"attacks ({', '.join(grid.attacks)}) x {n_seeds} seeds = {len(plan.cells)} cells"
+        + "".join(
+            f"\n  {name}: settings searched per cell, {entry.search.num_samples} trials "
+            f"({entry.search.sampler}, {entry.search.max_concurrent} at once)"
+            for name, entry in grid.attacks.items() if entry.search is not None
+        )
     )
 
 
 def results_table(out: str | Path, cell_ids: list[str]) -> pd.DataFrame:
-    """The main columns of the grid's result rows (one per cell), in grid order."""
+    """The main columns of the grid's results, one row per cell (a search's selected trial), in
+    grid order."""
     paths = [Path(out) / "results" / f"{cell_id}.parquet" for cell_id in cell_ids]
     rows = [pd.read_parquet(p) for p in paths if p.is_file()]
     if not rows:
         return pd.DataFrame()
     frame = pd.concat(rows, ignore_index=True)
+    if "selected" in frame:
+        frame = frame[frame["selected"].fillna(True).astype(bool)].reset_index(drop=True)
     parts = frame["cell_id"].str.split("__", expand=True)
     frame["shadow"], frame["target"] = parts[0], parts[1]
     return frame[[c for c in TABLE_COLUMNS if c in frame]]

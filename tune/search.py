@@ -41,7 +41,7 @@ from dlmia.errors import ConfigError, DlmiaError
 from dlmia.metrics import attack_metrics
 from dlmia.selection import SelectionConfig, criteria
 from dlmia.sides import SideOutput
-from tune.space import build_space, default_space, settings_of, start_point
+from tune.space import build_space, check_space, default_space, settings_of, start_point
 
 SCORES_FILE = "target_scores.npy"
 SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
@@ -77,7 +77,7 @@ class SearchConfig:
             raise ConfigError(f"reduction_factor: must be >= 2, got {self.reduction_factor}")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise ConfigError(f"time_budget_s: must be > 0 (or null), got {self.time_budget_s}")
-        build_space(self.space)  # raises ConfigError on a bad entry
+        check_space(self.space)
 
     def searched_space(self, fixed: dict[str, Any]) -> dict[str, Any]:
         """The space without the settings `fixed` pins."""

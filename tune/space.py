@@ -35,12 +35,9 @@ def default_space() -> dict[str, Any]:
     }
 
 
-def build_space(space: dict[str, Any], where: str = "space") -> dict[str, Any]:
-    """Tune domains for `space`; ConfigError names the bad entry and what is allowed."""
-    from ray import tune
-
+def check_space(space: dict[str, Any], where: str = "space") -> None:
+    """Raise ConfigError naming the first bad entry of `space` and what is allowed (no Ray)."""
     known = {name for name in DLMIAConfig.__dataclass_fields__}
-    domains: dict[str, Any] = {}
     for name, spec in space.items():
         if name not in known:
             allowed = ", ".join(sorted(known))
@@ -57,8 +54,17 @@ def build_space(space: dict[str, Any], where: str = "space") -> dict[str, Any]:
             raise ConfigError(f"{where}.{name}.loguniform: need 0 < low < high, got {args!r}")
         if kind in ("uniform", "randint") and not args[0] < args[1]:
             raise ConfigError(f"{where}.{name}.{kind}: need low < high, got {args!r}")
-        domains[name] = getattr(tune, kind)(*args) if kind != "choice" else tune.choice(args)
-    return domains
+
+
+def build_space(space: dict[str, Any]) -> dict[str, Any]:
+    """Tune domains for a valid `space` (see `check_space`)."""
+    from ray import tune
+
+    check_space(space)
+    return {
+        name: tune.choice(args) if kind == "choice" else getattr(tune, kind)(*args)
+        for name, (kind, args) in ((n, next(iter(spec.items()))) for n, spec in space.items())
+    }
 
 
 def nearest(spec: dict[str, Any], value: Any) -> Any:

@@ -44,6 +44,7 @@ class NCFConfig(NeuralConfig):
     dropout: float = 0.0  # after each MLP layer
     batch_size: int = 4  # users per step, with all their pairs (~800 pairs on ML-1M)
     lr: float = 5e-3  # Adam learning rate
+    patience: int = 10  # NCF's validation curve on a few hundred users is noisy early on
 
     def __post_init__(self) -> None:
         super().__post_init__()

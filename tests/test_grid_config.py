@@ -252,3 +252,11 @@ def test_plain_progress_lines_and_eta() -> None:
     assert "side a from cache" in text and "cell c FAILED (sides 2/2, cells 1/5, 1 failed" in text
     assert progress.eta() is not None and progress.eta() >= 0  # type: ignore[operator]
     assert dataclasses.asdict(progress.cells)["failed"] == 1
+
+    progress.begin(sides=0, cells=2, skipped=0, trials=12)
+    progress.trials(5)
+    progress.started("cell", "d")
+    progress.done("cell", "d")
+    text = stream.getvalue()
+    assert "2 cells to run (0 already done), 12 search trials" in text
+    assert "cell d done (sides 0/0, cells 1/2, trials 5/12 started, 0 failed" in text

@@ -20,6 +20,7 @@ from tests.test_grid_runner import QUIET, run_and_kill, tiny_grid
 from tune.cli import describe, results_table
 from tune.grid import load_grid, parse_grid
 from tune.plan import expand
+from tune.progress import Progress
 from tune.runner import run_grid
 
 pytestmark = pytest.mark.slow
@@ -85,8 +86,10 @@ def test_searched_cells_write_every_trial_and_mark_the_selected_one(tmp_path: Pa
     raw["cells"].append({"shadow": "syn.itemcf", "target": "syn.lfm"})  # searched concurrently
     grid = parse_grid(raw)
     out = tmp_path / "out"
-    summary = run_grid(grid, out=out, progress=QUIET)
+    progress = Progress(stream=None)
+    summary = run_grid(grid, out=out, progress=progress)
     assert summary.exit_code == 0 and summary.ok == 2
+    assert (progress.trials_started, progress.trials_total) == (6, 6)
     frame = load_results(out)
     assert len(frame) == 6 and not frame["used_for_selection"].any()
     # each cell's trials ran on that cell's sides (Tune registers trainables cluster-wide)

@@ -1,4 +1,4 @@
-"""Progress of a grid run: sides and cells done, running and failed, with an ETA.
+"""Progress of a grid run: sides and cells done, running and failed, search trials, and an ETA.
 
 On a terminal a live table (rich) redraws in place; otherwise every finished side or cell is one
 plain line on stderr, which reads well in a log file or CI output.
@@ -35,6 +35,7 @@ class Progress:
         self.live = live and stream is not None
         self.stream = stream
         self.sides, self.cells = Counts(), Counts()
+        self.trials_started, self.trials_total = 0, 0  # of this run's searches
         self.started_at = time.perf_counter()
         self._view: Live | None = None
 
@@ -43,12 +44,21 @@ class Progress:
         """A live view when stderr is a terminal, plain lines otherwise."""
         return cls(live=sys.stderr.isatty())
 
-    def begin(self, sides: int, cells: int, skipped: int) -> None:
-        """Totals of this run: sides to make ready, cells to run, cells already finished."""
+    def begin(self, sides: int, cells: int, skipped: int, trials: int = 0) -> None:
+        """Totals of this run: sides to make ready, cells to run, cells already finished, and
+        the trials its searched cells plan."""
         self.sides = Counts(total=sides)
         self.cells = Counts(total=cells + skipped, reused=skipped)
+        self.trials_started, self.trials_total = 0, trials
         self.started_at = time.perf_counter()
-        self._line(f"{sides} sides to make ready, {cells} cells to run ({skipped} already done)")
+        searches = f", {trials} search trials" if trials else ""
+        self._line(
+            f"{sides} sides to make ready, {cells} cells to run ({skipped} already done){searches}"
+        )
+
+    def trials(self, started: int) -> None:
+        """How many search trials have started so far (resumed searches' earlier ones too)."""
+        self.trials_started = started
 
     def started(self, kind: str, name: str) -> None:
         self._counts(kind).running.add(name)
@@ -101,11 +111,14 @@ class Progress:
 
     def _summary(self) -> str:
         s, c = self.sides, self.cells
-        eta = self.eta()
+        trials = f"trials {self._trials()}, " if self.trials_total else ""
         return (
-            f"sides {s.done + s.reused}/{s.total}, cells {c.done + c.reused}/{c.total}, "
-            f"{s.failed + c.failed} failed, ETA {_duration(eta)}"
+            f"sides {s.done + s.reused}/{s.total}, cells {c.done + c.reused}/{c.total}, {trials}"
+            f"{s.failed + c.failed} failed, ETA {_duration(self.eta())}"
         )
+
+    def _trials(self) -> str:
+        return f"{self.trials_started}/{self.trials_total} started"
 
     def _line(self, text: str) -> None:
         if self.stream is None or self.live:
@@ -115,7 +128,10 @@ class Progress:
 
     def _table(self) -> Table:
         elapsed = time.perf_counter() - self.started_at
-        table = Table(title=f"grid run: {_duration(elapsed)} elapsed, ETA {_duration(self.eta())}")
+        title = f"grid run: {_duration(elapsed)} elapsed, ETA {_duration(self.eta())}"
+        if self.trials_total:
+            title += f"; search trials {self._trials()}"
+        table = Table(title=title)
         for column in ("", "total", "done", "reused", "running", "failed", "retries"):
             table.add_column(column, justify="right")
         for name, c in (("sides", self.sides), ("cells", self.cells)):

@@ -16,13 +16,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import ray
 from ray.exceptions import RayActorError, RayError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from dlmia.errors import ConfigError, DlmiaError
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from tune.actors import attack_task, search_task
 from tune.cache import SideCache, plain
@@ -86,7 +87,10 @@ class Scheduler:
         cap = plan.grid.runtime.max_concurrent_cells
         self.cell_cap = cap or max(2, int(2 * resources.get("CPU", 1)))
         skipped = len(plan.cells) - len(todo)
-        progress.begin(sides=len(self.pending), cells=len(todo), skipped=skipped)
+        self.searches = [job for job in todo if job.search is not None]
+        trials = sum(job.search.num_samples for job in self.searches)  # type: ignore[union-attr]
+        progress.begin(sides=len(self.pending), cells=len(todo), skipped=skipped, trials=trials)
+        self.trials_counted_at = 0.0
 
     def run(self, strict: bool = True) -> None:
         """Run until every cell is done; `strict` rejects resources that no node has."""
@@ -101,8 +105,10 @@ class Scheduler:
                 if not self.flights and (self.pending or self.waiting):
                     raise RuntimeError(f"stalled with {len(self.pending)} sides unplaced")
                 self._collect()
+                self._count_trials()
                 self.progress.refresh()
         finally:
+            self._count_trials(force=True)
             self.pool.stop()
             for ref, flight in self.flights.items():
                 if flight.kind == "cell":
@@ -250,6 +256,19 @@ class Scheduler:
             self._task("cell", job.id, getattr(value, "selected", value).info)
         self.on_cell(job, value, self.attempts[job.id])
         self.progress.done("cell", job.id, failed=failed)
+
+    def _count_trials(self, every: float = 5.0, force: bool = False) -> None:
+        """Tell the progress view how many trials the searches have started: the trial folders
+        of their Tune experiments in the output folder (none with a remote `storage_path`)."""
+        now = time.monotonic()
+        if not self.searches or (now - self.trials_counted_at < every and not force):
+            return
+        self.trials_counted_at = now
+        tune_dir = Path(self.search_dir) / "tune"
+        started = sum(
+            len(list((tune_dir / job.search_name).glob("*/params.json"))) for job in self.searches
+        )
+        self.progress.trials(started)
 
     # --- events -------------------------------------------------------------------------------
 

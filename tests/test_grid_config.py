@@ -260,3 +260,5 @@ def test_plain_progress_lines_and_eta() -> None:
     text = stream.getvalue()
     assert "2 cells to run (0 already done), 12 search trials" in text
     assert "cell d done (sides 0/0, cells 1/2, trials 5/12 started, 0 failed" in text
+    progress.started_at -= 6.0  # 6 of 14 units (2 cells + 12 trials) done in 6 s: 8 s left
+    assert progress.eta() == pytest.approx(8.0, abs=0.1)

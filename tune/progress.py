@@ -81,9 +81,12 @@ class Progress:
         self._line(f"{kind} {name} {status} ({self._summary()})")
 
     def eta(self) -> float | None:
-        """Seconds left, extrapolated from the share of this run's work done so far."""
+        """Seconds left, extrapolated from the share of this run's work done so far (a side, a
+        cell and a search trial count as one unit each: a searched cell weighs its trials)."""
         work = (self.sides.total - self.sides.reused) + (self.cells.total - self.cells.reused)
+        work += self.trials_total
         finished = self.sides.done + self.sides.failed + self.cells.done + self.cells.failed
+        finished += self.trials_started
         if not finished or not work:
             return None
         elapsed = time.perf_counter() - self.started_at

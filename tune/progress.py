@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+TRIAL_LINE_SECONDS = 30.0  # plain mode: at most one line per this many seconds about trials
+
 
 @dataclass
 class Counts:
@@ -36,6 +38,7 @@ class Progress:
         self.stream = stream
         self.sides, self.cells = Counts(), Counts()
         self.trials_started, self.trials_total = 0, 0  # of this run's searches
+        self._trial_line_at = float("-inf")
         self.started_at = time.perf_counter()
         self._view: Live | None = None
 
@@ -57,8 +60,14 @@ class Progress:
         )
 
     def trials(self, started: int) -> None:
-        """How many search trials have started so far (resumed searches' earlier ones too)."""
-        self.trials_started = started
+        """How many search trials have started so far (resumed searches' earlier ones too); a
+        plain line when the count moved, at most every `TRIAL_LINE_SECONDS` (and at the end)."""
+        moved, self.trials_started = started != self.trials_started, started
+        now = time.perf_counter()
+        due = now - self._trial_line_at >= TRIAL_LINE_SECONDS or started == self.trials_total
+        if moved and due:
+            self._trial_line_at = now
+            self._line(f"search trials started ({self._summary()})")
 
     def started(self, kind: str, name: str) -> None:
         self._counts(kind).running.add(name)

@@ -1,7 +1,7 @@
 """Per-cell search of DL-MIA's settings: Ray Tune + Optuna TPE against a label-free objective.
 
-`search_cell` runs `num_samples` DL-MIA fits on one cell's sides, sampled by a seeded TPE sampler
-(`OptunaSearch`) starting from DL-MIA's defaults, with ASHA stopping weak trials over stage-3
+`search_cell` runs `num_samples` DL-MIA fits on one cell's sides, sampled by a seeded TPE (or random)
+sampler (`OptunaSearch`) starting from DL-MIA's defaults, with ASHA stopping weak trials over stage-3
 epochs. Each trial reports `dlmia.selection.criteria` (shadow validation, reverse validation,
 residual discrepancy and their `objective`) after every joint epoch through `tune.report`.
 
@@ -139,7 +139,7 @@ def _tuner(
     trainable: Any, search: SearchConfig, fixed: dict[str, Any], seed: int, storage: str,
     name: str, study: Path, callbacks: list[Any],
 ) -> Any:
-    """A fresh Tuner: OptunaSearch (seeded TPE, journal study) + ASHA over joint epochs."""
+    """A fresh Tuner: OptunaSearch (seeded sampler, journal study) + ASHA over joint epochs."""
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
     from ray import tune

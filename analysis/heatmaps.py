@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from analysis.figures import pyplot, save_figure
 from analysis.paper import FAMILIES, family_of, label, paper_table
 from analysis.results import aggregate, file_slug, ordered_attacks
 
@@ -129,14 +130,11 @@ def _draw(panel: Panel, metric: str, attacks: list[str], path: Path) -> None:
     """One figure: a panel per attack (ours), plus the paper's panels for balanced accuracy."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     drawn = layers(panel, metric, attacks)
     n_cols = min(len(drawn), 2)
     n_rows = -(-len(drawn) // n_cols)
     size = 0.85 * max(len(panel.rows), len(panel.columns), 2) + 1.6  # inches per heatmap
-    fig, axes = plt.subplots(
+    fig, axes = pyplot().subplots(
         n_rows, n_cols, figsize=(n_cols * size + 1.2, n_rows * size), squeeze=False,
         layout="constrained",
     )  # fmt: skip
@@ -154,8 +152,7 @@ def _draw(panel: Panel, metric: str, attacks: list[str], path: Path) -> None:
         ax.set_visible(False)
     fig.suptitle(f"{panel.title}: {HEATMAP_METRICS[metric]}, mean over seeds", fontsize=12)
     fig.colorbar(image, ax=axes, shrink=0.6, label=metric)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _annotate(ax: Any, values: Matrix, failed: Matrix) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.figures import pyplot, save_figure
 from analysis.paper import label
 from analysis.results import file_slug, load_scores
 from dlmia.errors import ConfigError
@@ -33,14 +34,9 @@ def select_rows(frame: pd.DataFrame, selector: str) -> pd.DataFrame:
 
 def write_roc(frame: pd.DataFrame, out_dir: str | Path, selector: str, folder: str | Path) -> Path:
     """Draw the ROC curves of the rows `selector` picks into `folder/roc_<selector>.png`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from dlmia.metrics import roc_curve
 
-    fig, (linear, loglog) = plt.subplots(1, 2, figsize=(11, 4.8), layout="constrained")
+    fig, (linear, loglog) = pyplot().subplots(1, 2, figsize=(11, 4.8), layout="constrained")
     floor = 1.0  # the smallest non-zero rate any curve can reach: the log axes start below it
     for row in select_rows(frame, selector).itertuples(index=False):
         scores = load_scores(out_dir, row.result_file)
@@ -65,8 +61,4 @@ def write_roc(frame: pd.DataFrame, out_dir: str | Path, selector: str, folder: s
         ax.set_title(f"ROC, {scale} axes")
     linear.legend(fontsize=7, loc="lower right")
     fig.suptitle(f"ROC curves: {selector}")
-    path = Path(folder) / f"roc_{file_slug(selector)}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, Path(folder) / f"roc_{file_slug(selector)}.png")

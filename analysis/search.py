@@ -18,8 +18,8 @@ from typing import Any
 import pandas as pd
 
 from analysis.paper import label
+from analysis.figures import pyplot, save_figure
 from analysis.results import file_slug
-from dlmia.io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ ORACLE_NOTE = (
 )
 
 
-def trial_rows(frame: pd.DataFrame) -> pd.DataFrame:
+def searched_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows of searched cells (one per trial) that finished ok."""
     return frame[frame["trial"].notna() & (frame["status"] == "ok")]
 
@@ -44,7 +44,7 @@ def search_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per searched cell: trial count and ROC AUC / balanced accuracy of the three picks
     (empty when no cell was searched)."""
     rows = []
-    for cell_id, trials in trial_rows(frame).groupby("cell_id", sort=True):
+    for cell_id, trials in searched_rows(frame).groupby("cell_id", sort=True):
         first = trials.iloc[0]
         row = {
             "cell_id": cell_id,
@@ -65,25 +65,16 @@ def write_search_plots(frame: pd.DataFrame, out_dir: str | Path, folder: str | P
     """Per searched cell, `search_<cell>.png`: the objective per trial with its running best and
     the selected trial marked (target ROC AUCs greyed: recorded, not used), and the parameter
     importances of the cell's Optuna study (`OUT/optuna/<search>.log`, fANOVA)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     paths = []
-    for cell_id, trials in trial_rows(frame).groupby("cell_id", sort=True):
+    for cell_id, trials in searched_rows(frame).groupby("cell_id", sort=True):
         trials = trials.sort_values("trial")
-        figure, (history, importance) = plt.subplots(1, 2, figsize=(11, 4))
+        figure, (history, importance) = pyplot().subplots(1, 2, figsize=(11, 4))
         _draw_history(history, trials)
         study = Path(out_dir) / "optuna" / f"{trials['search'].iloc[0]}.log"
         _draw_importances(importance, study)
         figure.suptitle(str(cell_id), fontsize=9)
         figure.tight_layout()
-        path = Path(folder) / f"search_{file_slug(str(cell_id))}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
-        plt.close(figure)
-        paths.append(path)
+        paths.append(save_figure(figure, Path(folder) / f"search_{file_slug(str(cell_id))}.png"))
     return paths
 
 

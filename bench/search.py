@@ -32,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from analysis.figures import pyplot, save_figure  # noqa: E402
 from dlmia.data.splits import SplitConfig  # noqa: E402
 from dlmia.selection import SelectionConfig, objective  # noqa: E402
 from dlmia.sides import DatasetSpec, SideOutput, SideSpec, build_side, prepare_dataset  # noqa: E402
@@ -181,13 +182,8 @@ def calibrate(trials: pd.DataFrame) -> pd.DataFrame:
 
 def plot_curves(trials: pd.DataFrame, path: Path) -> Path:
     """Best objective after n trials, per cell, one line per sampler."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     cells = list(dict.fromkeys(trials["cell"]))
-    figure, axes = plt.subplots(1, len(cells), figsize=(4 * len(cells), 3.4), squeeze=False)
+    figure, axes = pyplot().subplots(1, len(cells), figsize=(4 * len(cells), 3.4), squeeze=False)
     for ax, cell in zip(axes[0], cells):
         for sampler, group in trials[trials["cell"] == cell].groupby("sampler"):
             group = group.sort_values("trial")
@@ -197,9 +193,7 @@ def plot_curves(trials: pd.DataFrame, path: Path) -> Path:
         ax.set_ylabel("best objective so far")
         ax.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from analysis.heatmaps import write_heatmaps
 from analysis.paper import compare_with_paper, label
 from analysis.results import load_results
 from analysis.roc import select_rows, write_roc
-from analysis.search import ORACLE_NOTE, search_table, write_search_plots
+from analysis.search import ORACLE_NOTE, PICKS, search_table, write_search_plots
 from dlmia.io import atomic_write
 
 _NOTE = "BA = balanced accuracy at threshold 0.5 (the paper's \"AUC\"), mean ± std over seeds."
@@ -94,7 +94,7 @@ def search_lines(frame: pd.DataFrame, out: Path, folder: Path, paths: list[Path]
     paths.append(atomic_write(folder / "search.csv", lambda tmp: table.to_csv(tmp, index=False)))
     paths.extend(write_search_plots(frame, out, folder))
     shown = table.drop(columns="cell_id").copy()
-    for column in shown.columns[4:]:
+    for column in [c for c in shown if c.startswith(tuple(name for _, name in PICKS))]:
         shown[column] = [_mean_std(v, float("nan")) for v in shown[column]]
     return ["", "searched cells:", shown.to_string(index=False), ORACLE_NOTE]
 

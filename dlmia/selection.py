@@ -41,6 +41,12 @@ from dlmia.errors import ConfigError
 from dlmia.seeding import numpy_rng
 
 
+#: What `criteria` returns for a fitted attack, the combined `objective` last.
+CRITERIA: tuple[str, ...] = (
+    "shadow_val_auc", "shadow_val_loss", "reverse_auc", "residual_mmd", "objective"
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class SelectionConfig:
     """Weights of the label-free objective: w_shadow*AUC_val + w_reverse*AUC_rev - w_mmd*MMD."""

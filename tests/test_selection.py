@@ -49,7 +49,7 @@ def test_criteria_ranges(fitted: DLMIAAttack, cell: tuple[np.ndarray, ...]) -> N
     shadow, labels, target, _ = cell
     values = selection.criteria(fitted, shadow, labels, target)
     assert set(values) == {"shadow_val_auc", "shadow_val_loss", "reverse_auc", "residual_mmd",
-                           "objective"}
+                           "objective"} == set(selection.CRITERIA)
     assert 0.5 < values["shadow_val_auc"] <= 1  # the held-out users are separable here
     assert values["shadow_val_loss"] > 0
     assert 0 <= values["reverse_auc"] <= 1

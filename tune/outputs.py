@@ -34,6 +34,7 @@ from dlmia.cell import CellResult
 from dlmia.io import atomic_write, write_parquet
 from dlmia.metrics import attack_metrics
 from dlmia.results import result_row, scores_frame
+from dlmia.selection import CRITERIA
 from tune.grid import Grid, grid_dict
 from tune.plan import CellJob
 
@@ -123,8 +124,7 @@ class Outputs:
 
 
 #: Columns of a search's trials frame that its result rows keep as they are.
-TRIAL_COLUMNS = ("trial", "finished", "epochs", "objective", "shadow_val_auc", "shadow_val_loss",
-                 "reverse_auc", "residual_mmd", "selected", "shadow_pick", "oracle_pick",
+TRIAL_COLUMNS = ("trial", "finished", "epochs", *CRITERIA, "selected", "shadow_pick", "oracle_pick",
                  "used_for_selection")  # fmt: skip
 
 

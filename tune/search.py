@@ -39,7 +39,7 @@ from dlmia.attacks.dlmia import DLMIAAttack
 from dlmia.cell import CellResult
 from dlmia.errors import ConfigError, DlmiaError
 from dlmia.metrics import attack_metrics
-from dlmia.selection import SelectionConfig, criteria
+from dlmia.selection import CRITERIA, SelectionConfig, criteria
 from dlmia.sides import SideOutput
 from tune.space import build_space, check_space, default_space, settings_of, start_point
 
@@ -149,19 +149,19 @@ def _tuner(
 
     study.parent.mkdir(parents=True, exist_ok=True)
     space = search.searched_space(fixed)
-    defaults = cfg.as_dict(settings_of({}, fixed))
+    base = settings_of({}, fixed)  # DL-MIA's defaults with the fixed settings
     searcher = OptunaSearch(
         space=OptunaSearch.convert_search_space(build_space(space)),
         metric="objective",
         mode="max",
-        points_to_evaluate=[start_point(space, defaults)],
+        points_to_evaluate=[start_point(space, cfg.as_dict(base))],
         sampler=SAMPLERS[search.sampler](seed=seed),
         study_name=name,
         storage=JournalStorage(JournalFileBackend(str(study))),
     )
-    max_t = settings_of({}, fixed).epochs_joint + 1
+    max_t = max(base.epochs_joint + 1, search.grace_epochs)
     scheduler = ASHAScheduler(
-        time_attr="epoch", metric="objective", mode="max", max_t=max(max_t, search.grace_epochs),
+        time_attr="epoch", metric="objective", mode="max", max_t=max_t,
         grace_period=search.grace_epochs, reduction_factor=search.reduction_factor,
     )
     return tune.Tuner(
@@ -235,13 +235,12 @@ def search_cell(
         raise DlmiaError(f"search {name}: no trial finished; see {experiment}")
     best = frame.loc[frame["selected"]].iloc[0]
     scores = _scores(results[int(best["result_index"])])
-    keys = ("objective", "shadow_val_auc", "reverse_auc", "residual_mmd")
     info = {
         "n_shadow": len(shadow.labels), "n_target": len(target.labels),
         "attack_seconds": float(best["fit_seconds"]),
         "attack_settings": json.loads(best["settings"]),
         "search": name, "trial": int(best["trial"]), "n_trials": len(frame),
-        "criteria": {k: float(best[k]) for k in keys},
+        "criteria": {k: float(best[k]) for k in CRITERIA},
     }
     metrics = attack_metrics(target.labels, scores)
     return SearchOutcome(CellResult(metrics, scores, target.labels, target.users, info), frame)
@@ -270,8 +269,7 @@ def trials_frame(results: list[Any], target: SideOutput, fixed: dict[str, Any]) 
             "result_index": index,
             "finished": finished, "epochs": metrics.get("epoch"),
             **{f"param.{k}": v for k, v in result.config.items()},
-            **{k: metrics.get(k) for k in ("objective", "shadow_val_auc", "shadow_val_loss",
-                                           "reverse_auc", "residual_mmd", "fit_seconds")},
+            **{k: metrics.get(k) for k in (*CRITERIA, "fit_seconds")},
             "settings": json.dumps(cfg.as_dict(settings_of(result.config, fixed)), sort_keys=True),
             "used_for_selection": False,
         }

@@ -61,10 +61,11 @@ def build_space(space: dict[str, Any]) -> dict[str, Any]:
     from ray import tune
 
     check_space(space)
-    return {
-        name: tune.choice(args) if kind == "choice" else getattr(tune, kind)(*args)
-        for name, (kind, args) in ((n, next(iter(spec.items()))) for n, spec in space.items())
-    }
+    domains = {}
+    for name, spec in space.items():
+        ((kind, args),) = spec.items()
+        domains[name] = tune.choice(args) if kind == "choice" else getattr(tune, kind)(*args)
+    return domains
 
 
 def nearest(spec: dict[str, Any], value: Any) -> Any:

@@ -53,7 +53,7 @@ SIDE_COLUMNS: tuple[str, ...] = (
 #: Columns every result file must hold.
 REQUIRED: tuple[str, ...] = (*SIDE_COLUMNS, "attack", "seed", "status")
 #: Known attacks first, in the paper's order; any other attack sorts after them.
-ATTACK_ORDER: tuple[str, ...] = ("biased", "dlmia")
+ATTACK_ORDER: tuple[str, ...] = ("biased", "dlmia", "norm", "list-frequency")
 
 _NAME, _TEXT, _INT, _FLOAT = "category", "string", "Int64", "float64"
 #: Every known column and its dtype, in the frame's column order.
@@ -65,6 +65,8 @@ SCHEMA: dict[str, str] = {
     "target_recommender": _NAME,
     "attack": _NAME,
     "seed": _INT,
+    "nonmember_lists": _NAME,
+    "vectors_fit_on": _NAME,
     "cell_id": _TEXT,
     "cell_key": _TEXT,
     "status": _NAME,
@@ -84,6 +86,8 @@ SCHEMA: dict[str, str] = {
     "oracle_pick": "boolean",
     "used_for_selection": "boolean",
     **dict.fromkeys(METRICS, _FLOAT),
+    "roc_auc_low": _FLOAT,
+    "roc_auc_high": _FLOAT,
     "n_shadow": _INT,
     "n_target": _INT,
     "n_members": _INT,
@@ -98,6 +102,10 @@ SCHEMA: dict[str, str] = {
     "tp_at_0.1pct_fpr": _INT,
     "shadow_zero_vectors": _INT,
     "target_zero_vectors": _INT,
+    "shadow_history_coverage": _FLOAT,
+    "target_history_coverage": _FLOAT,
+    "shadow_list_coverage": _FLOAT,
+    "target_list_coverage": _FLOAT,
     "seconds": _FLOAT,
     "attack_seconds": _FLOAT,
     "finished_at": _FLOAT,
@@ -115,8 +123,15 @@ SCHEMA: dict[str, str] = {
     "result_file": _TEXT,
 }
 #: Values that stand in for an absent or null entry (every other one stays NA).
-_DEFAULTS: dict[str, object] = {"grid": "", "selected": True}
-_SORT = ("grid", *SIDE_COLUMNS, "attack", "seed", "trial", "cell_id")
+_DEFAULTS: dict[str, object] = {
+    "grid": "",
+    "selected": True,
+    "nonmember_lists": "popular",  # rows written before the policy had its own column
+    "vectors_fit_on": "vectorization",
+}
+#: What, beside its two sides and the attack, tells one cell's result apart from another's.
+SETTING_COLUMNS: tuple[str, ...] = ("grid", "nonmember_lists", "vectors_fit_on")
+_SORT = (*SETTING_COLUMNS, *SIDE_COLUMNS, "attack", "seed", "trial", "cell_id")
 
 
 def result_files(out_dir: str | Path) -> list[Path]:
@@ -221,13 +236,14 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
 def aggregate(
     frame: pd.DataFrame, metrics: tuple[str, ...] = ("balanced_accuracy", "roc_auc")
 ) -> pd.DataFrame:
-    """One row per (grid, cell sides, attack): `n_seeds`, `n_failed`, `<metric>_mean`, `_std`.
+    """One row per (grid, policy, vectors, cell sides, attack): `n_seeds`, `n_failed`,
+    `<metric>_mean`, `<metric>_std`.
 
     Only `selected` rows count (a cell's result, not the other trials of a search). Means and
     standard deviations (ddof 1; NA for a single seed) are over the finished seeds; a cell whose
     every seed failed keeps a row with NA metrics, so it can be shown as failed.
     """
-    keys = ["grid", *SIDE_COLUMNS, "attack"]
+    keys = [*SETTING_COLUMNS, *SIDE_COLUMNS, "attack"]
     frame = frame[frame["selected"]]
     finished = frame[frame["status"] == "ok"]
     stats = finished.groupby(keys, observed=True)[list(metrics)].agg(["mean", "std"])

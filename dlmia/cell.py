@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -19,7 +19,15 @@ import numpy.typing as npt
 from dlmia import config as cfg
 from dlmia.attacks import make_attack
 from dlmia.metrics import attack_metrics
-from dlmia.sides import DatasetSpec, SideOutput, SideSpec, build_side, prepare_dataset
+from dlmia.sides import (
+    DatasetSpec,
+    NonmemberPolicy,
+    SideOutput,
+    SideSpec,
+    build_side,
+    prepare_dataset,
+    seeded,
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,59 @@ class CellConfig:
     attack_settings: dict[str, Any] = field(default_factory=dict)  # the attack's settings overrides
     seed: int = 0  # the attack's seed
     device: str = "auto"
+
+
+@dataclass(frozen=True)
+class SideChoice:
+    """What a user picks for one side of a cell: a dataset and a recommender with settings."""
+
+    dataset: DatasetSpec
+    recommender: str  # a name from dlmia.recommenders.RECOMMENDERS
+    settings: dict[str, Any] = field(default_factory=dict)  # the recommender's settings overrides
+
+
+@dataclass(frozen=True)
+class ListOptions:
+    """How both sides of a cell serve top-k lists and summarise them (the grid-wide choices)."""
+
+    k: int = 100  # length of every top-k list
+    nonmember_lists: NonmemberPolicy = "popular"  # how non-members get their lists
+    center: Literal["uniform", "rank"] = "uniform"  # recommendation centre of d_u
+    exclude_seen: bool = False  # drop seen items from member lists (the paper keeps them)
+
+
+def cell_config(
+    shadow: SideChoice,
+    target: SideChoice,
+    attack: str,
+    attack_settings: dict[str, Any],
+    options: ListOptions,
+    seed: int,
+    device: str = "auto",
+) -> CellConfig:
+    """The one way a run seed becomes a cell: the CLI, the grid planner and the benches call it.
+
+    `seed` re-samples everything random: the user split and the item vectors (unless the
+    dataset pins their seeds), the member halves, the recommenders, the lists and the attack.
+    """
+    sides = {
+        role: SideSpec(
+            dataset=seeded(choice.dataset, seed),
+            role=role,
+            recommender=choice.recommender,
+            settings=dict(choice.settings),
+            k=options.k,
+            nonmember_lists=options.nonmember_lists,
+            center=options.center,
+            exclude_seen=options.exclude_seen,
+            seed=seed,
+            device=device,
+        )
+        for role, choice in (("shadow", shadow), ("target", target))
+    }
+    return CellConfig(
+        sides["shadow"], sides["target"], attack, dict(attack_settings), seed, device
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,9 +137,9 @@ def attack_cell(
     started = time.perf_counter()
     attack = make_attack(attack_name, attack_settings, device=device, seed=seed)
     attack.fit(shadow.vectors, shadow.labels, target.vectors)
-    scores = attack.predict_proba(target.vectors)
+    scores = attack.predict_proba(target.vectors, lists=target.lists)
     attack_seconds = time.perf_counter() - started
-    metrics = attack_metrics(target.labels, scores)  # the only read of target labels
+    metrics = attack_metrics(target.labels, scores, seed=seed)  # the only read of target labels
     info = {
         "attack": attack.info,
         "attack_settings": cfg.as_dict(attack.config),

@@ -11,14 +11,18 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from dlmia import config as cfg
 from dlmia.attacks import ATTACKS
-from dlmia.cell import CellConfig, run_cell
+from dlmia.cell import CellConfig, ListOptions, SideChoice, run_cell
+from dlmia.cell import cell_config as build_cell_config
 from dlmia.errors import ConfigError, DlmiaError
 from dlmia.recommenders import RECOMMENDERS
-from dlmia.sides import DatasetSpec, SideSpec
+from dlmia.nonmember import POLICIES
+from dlmia.sides import DatasetSpec
+from dlmia.vectors import VECTOR_FIT_ON
 
 log = logging.getLogger("dlmia")
 
@@ -40,31 +44,40 @@ def cell_config(args: argparse.Namespace) -> CellConfig:
         raise ConfigError(f"--attack {args.attack!r}: unknown attack; known: {', '.join(sorted(ATTACKS))}")
     if args.k < 1:
         raise ConfigError(f"--k {args.k}: must be a positive list length")
-    sides = {}
+    dataset_settings = cfg.parse_assignments(args.dataset_set)
+    for key in ("name", "data_root"):
+        if key in dataset_settings:
+            raise ConfigError(f"--dataset-set {key}: give the dataset in --shadow/--target and --data-root")
+    choices = {}
     for role in ("shadow", "target"):
         dataset, recommender = parse_side(getattr(args, role), f"--{role}")
         data = cfg.build(
             DatasetSpec,
-            {"name": dataset, "data_root": args.data_root or "", "split": {"seed": args.seed}},
+            {
+                **dataset_settings,
+                "name": dataset,
+                "data_root": str(Path(args.data_root).resolve()) if args.data_root else "",
+            },
+            where="--dataset-set",
         )
-        data = cfg.replace(data, {"vectors": cfg.replace(data.vectors, {"seed": args.seed, "device": args.device})})
-        sides[role] = SideSpec(
-            dataset=data,
-            role=role,  # type: ignore[arg-type]
-            recommender=recommender,
-            settings=cfg.parse_assignments(getattr(args, f"{role}_set")),
-            k=args.k,
-            nonmember_lists=args.nonmember_lists,
-            center=args.center,
-            exclude_seen=args.exclude_seen,
-            seed=args.seed,
-            device=args.device,
-        )
-    return CellConfig(
-        shadow=sides["shadow"],
-        target=sides["target"],
-        attack=args.attack,
-        attack_settings=cfg.parse_assignments(args.set),
+        vectors = {"device": args.device}
+        if args.vectors_fit_on:
+            vectors["fit_on"] = args.vectors_fit_on
+        data = cfg.replace(data, {"vectors": cfg.replace(data.vectors, vectors)})
+        settings = cfg.parse_assignments(getattr(args, f"{role}_set"))
+        choices[role] = SideChoice(data, recommender, settings)
+    options = ListOptions(
+        k=args.k,
+        nonmember_lists=args.nonmember_lists,
+        center=args.center,
+        exclude_seen=args.exclude_seen,
+    )
+    return build_cell_config(
+        choices["shadow"],
+        choices["target"],
+        args.attack,
+        cfg.parse_assignments(args.set),
+        options,
         seed=args.seed,
         device=args.device,
     )
@@ -122,6 +135,8 @@ def command_grid_run(args: argparse.Namespace) -> int:
         cache=args.cache,
         max_retries=args.max_retries,
         quiet=args.quiet,
+        vectors_fit_on=args.vectors_fit_on,
+        no_search=args.no_search,
     )
 
 
@@ -129,7 +144,12 @@ def command_grid_validate(args: argparse.Namespace) -> int:
     """Validate a grid file and print what it would run."""
     from tune.cli import grid_validate
 
-    return grid_validate(args.file, data_root=args.data_root)
+    return grid_validate(
+        args.file,
+        data_root=args.data_root,
+        vectors_fit_on=args.vectors_fit_on,
+        no_search=args.no_search,
+    )
 
 
 def add_grid_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -148,6 +168,15 @@ def add_grid_commands(commands: argparse._SubParsersAction) -> None:  # type: ig
     validate.add_argument("file", help="grid file")
     validate.add_argument("--data-root", help="folder dataset names resolve under")
     validate.set_defaults(run=command_grid_validate)
+    for parser in (run, validate):
+        parser.add_argument(
+            "--vectors-fit-on", choices=VECTOR_FIT_ON,
+            help="set every dataset's vectors.fit_on (the grid's name gets -<value>)",
+        )
+        parser.add_argument(
+            "--no-search", action="store_true",
+            help="run DL-MIA once per cell with its fixed settings (the grid's name gets -fixed)",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,10 +187,26 @@ def build_parser() -> argparse.ArgumentParser:
     cell = commands.add_parser("cell", help="attack one (shadow, target) pair and print metrics")
     cell.add_argument("--shadow", required=True, help="DATASET:RECOMMENDER, e.g. ml-1m:lfm")
     cell.add_argument("--target", required=True, help="DATASET:RECOMMENDER, e.g. ml-1m:itemcf")
-    cell.add_argument("--attack", default="biased", help="biased or dlmia")
+    cell.add_argument(
+        "--attack", default="biased",
+        help="biased, dlmia, or a training-free baseline: norm, list-frequency",
+    )
     cell.add_argument("--data-root", help="folder dataset names resolve under (default: $DLMIA_DATA_ROOT or ./data)")
-    cell.add_argument("--seed", type=int, default=0, help="seed of the split, recommenders and attack")
-    cell.add_argument("--nonmember-lists", default="popular", choices=["popular", "popular-random", "model"])
+    cell.add_argument(
+        "--seed", type=int, default=0,
+        help="re-samples everything random: user split, item vectors, members, models, attack",
+    )
+    cell.add_argument("--nonmember-lists", default="popular", choices=POLICIES)
+    cell.add_argument(
+        "--vectors-fit-on", choices=VECTOR_FIT_ON,
+        help="histories the item vectors train on: the vectorization part (default: the "
+        "paper's) or every user's (the adversary holds them; no labels)",
+    )
+    cell.add_argument(
+        "--dataset-set", action="append", metavar="KEY=VALUE",
+        help="dataset setting of both sides, as in a grid's datasets entry (repeatable), e.g. "
+        "split={fractions: [0.5, 0.25, 0.25]} or filter={min_user: 10, min_item: 5}",
+    )
     cell.add_argument("--k", type=int, default=100, help="length of the top-k lists")
     cell.add_argument("--center", default="uniform", choices=["uniform", "rank"])
     cell.add_argument("--exclude-seen", action="store_true", help="drop seen items from member lists")

@@ -30,10 +30,12 @@ from dlmia.errors import TrainingError
 
 #: The low-FPR limits reported, as (key suffix, FPR limit).
 LOW_FPR_POINTS: tuple[tuple[str, float], ...] = (("1pct", 0.01), ("0.1pct", 0.001))
+BOOTSTRAP_SAMPLES = 1000  # resamples of the target users behind roc_auc_low / roc_auc_high
+BOOTSTRAP_LEVEL = 0.95  # coverage of that interval
 
 
 def attack_metrics(
-    labels: npt.ArrayLike, proba: npt.ArrayLike, threshold: float = 0.5
+    labels: npt.ArrayLike, proba: npt.ArrayLike, threshold: float = 0.5, seed: int = 0
 ) -> dict[str, float | int]:
     """Every metric of a membership attack, as one flat JSON-friendly dict.
 
@@ -42,9 +44,11 @@ def attack_metrics(
         proba: (n,) member probabilities in [0, 1].
         threshold: a user is predicted a member when its probability is > threshold (ties go to
             non-member, as the reference's argmax over two equal class probabilities does).
+        seed: seed of the bootstrap resamples.
 
     Returns:
-        `roc_auc`, `balanced_accuracy`, `accuracy`, `precision`, `recall`, `f1` (precision and
+        `roc_auc` with its 95% bootstrap interval over users (`roc_auc_low`, `roc_auc_high`),
+        `balanced_accuracy`, `accuracy`, `precision`, `recall`, `f1` (precision and
         f1 are 0 when nobody is predicted a member), `tpr_at_1pct_fpr`, `tpr_at_0.1pct_fpr`, and
         the counts behind them: `n_members`, `n_nonmembers`, `tp`, `fp`, `tn`, `fn` at
         `threshold`, and `fp_allowed_at_*` / `tp_at_*` for each low-FPR point.
@@ -62,8 +66,11 @@ def attack_metrics(
     fp = int(np.count_nonzero(predicted & (y == 0)))
     tpr, fpr = tp / n_pos, fp / n_neg
     precision = tp / (tp + fp) if tp + fp else 0.0
+    low, high = bootstrap_roc_auc(y, p, seed=seed)
     result: dict[str, float | int] = {
         "roc_auc": float(roc_auc_score(y, p)),
+        "roc_auc_low": low,
+        "roc_auc_high": high,
         "balanced_accuracy": (1.0 + tpr - fpr) / 2.0,
         "accuracy": (tp + n_neg - fp) / y.size,
         "precision": precision,
@@ -81,6 +88,37 @@ def attack_metrics(
         n_members=n_pos, n_nonmembers=n_neg, tp=tp, fp=fp, tn=n_neg - fp, fn=n_pos - tp
     )
     return result
+
+
+def bootstrap_roc_auc(
+    labels: npt.ArrayLike,
+    proba: npt.ArrayLike,
+    n_samples: int = BOOTSTRAP_SAMPLES,
+    level: float = BOOTSTRAP_LEVEL,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the ROC AUC, resampling users with replacement.
+
+    All resamples at once: each is a row of multinomial user counts (weights), and the weighted
+    Mann-Whitney statistic of every row comes from one pass over the users in score order
+    (tied scores form one group and count one half). A resample left with one class is dropped.
+    """
+    y, p = _checked(labels, proba)
+    rng = np.random.default_rng([seed, 0xB007])
+    order = np.argsort(p, kind="stable")
+    y, p = y[order], p[order]
+    counts = rng.multinomial(y.size, np.full(y.size, 1.0 / y.size), size=n_samples)  # (B, n)
+    starts = np.flatnonzero(np.r_[True, p[1:] != p[:-1]])  # (G,) first user of each tie group
+    group = np.cumsum(np.r_[True, p[1:] != p[:-1]]) - 1  # (n,) tie group of each user
+    negatives = np.add.reduceat(counts * (y == 0), starts, axis=1)  # (B, G) per-group weight
+    below = np.cumsum(negatives, axis=1) - negatives  # (B, G) negatives strictly below
+    positive_counts = counts * (y == 1)  # (B, n)
+    wins = (positive_counts * (below + 0.5 * negatives)[:, group]).sum(axis=1)  # (B,)
+    pairs = positive_counts.sum(axis=1) * negatives.sum(axis=1)  # (B,)
+    aucs = wins[pairs > 0] / pairs[pairs > 0]
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(aucs, [tail, 1.0 - tail])
+    return float(low), float(high)
 
 
 def roc_curve(

@@ -56,14 +56,15 @@ def result_row(config: CellConfig, result: CellResult, status: str = "ok") -> di
         "target_recommender": config.target.recommender,
         "attack": config.attack,
         "seed": config.seed,
+        "nonmember_lists": config.target.nonmember_lists,
+        "vectors_fit_on": vectors_fit_on(config),
         "status": status,
         **{k: v for k, v in result.metrics.items() if np.isscalar(v)},
         "n_shadow": info["n_shadow"],
         "n_target": info["n_target"],
         "seconds": info.get("seconds", info["attack_seconds"]),
         "attack_seconds": info["attack_seconds"],
-        "shadow_zero_vectors": info.get("shadow_side", {}).get("n_zero_vectors"),
-        "target_zero_vectors": info.get("target_side", {}).get("n_zero_vectors"),
+        **side_columns(info),
         "config": json.dumps(dataclasses.asdict(config), default=str, sort_keys=True),
         "attack_settings": json.dumps(info["attack_settings"], default=str, sort_keys=True),
         "details": json.dumps({k: v for k, v in info.items() if k != "attack_settings"}, default=str),
@@ -71,6 +72,29 @@ def result_row(config: CellConfig, result: CellResult, status: str = "ok") -> di
         **versions(),
     }
     return row
+
+
+def vectors_fit_on(config: CellConfig) -> str:
+    """The cell's item-vector setting: one name, or `shadow|target` when the sides differ."""
+    shadow, target = config.shadow.dataset.vectors.fit_on, config.target.dataset.vectors.fit_on
+    return shadow if shadow == target else f"{shadow}|{target}"
+
+
+#: Per-side facts every result row records, as (column suffix, key of the side's info).
+SIDE_FACTS: tuple[tuple[str, str], ...] = (
+    ("zero_vectors", "n_zero_vectors"),
+    ("history_coverage", "history_coverage"),  # share of history items that have a vector
+    ("list_coverage", "list_coverage"),  # share of list entries that have a vector
+)
+
+
+def side_columns(info: dict[str, Any]) -> dict[str, Any]:
+    """`shadow_<fact>` and `target_<fact>` of each of SIDE_FACTS (None where a side has no info)."""
+    return {
+        f"{role}_{column}": info.get(f"{role}_side", {}).get(key)
+        for role in ("shadow", "target")
+        for column, key in SIDE_FACTS
+    }
 
 
 def scores_frame(result: CellResult) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,7 +38,11 @@ NonmemberPolicy = Literal["popular", "popular-random", "model"]
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """How a dataset is loaded, filtered, split and vectorised."""
+    """How a dataset is loaded, filtered, split and vectorised.
+
+    `split.seed` and `vectors.seed` left as None follow the run's seed (`seeded`), so a seed
+    re-samples the user split and the item vectors with everything else; a value pins them.
+    """
 
     name: str = "synthetic"  # ml-1m, amazon-beauty, amazon-digital-music, synthetic, or a file path
     data_root: str = ""  # folder the names resolve under; "" = DLMIA_DATA_ROOT or ./data
@@ -83,26 +87,42 @@ class SideOutput:
     vectors: npt.NDArray[np.float32]  # (n_users, d) difference vectors, members first
     labels: npt.NDArray[np.int64]  # (n_users,) 1 = member, 0 = non-member
     users: npt.NDArray[np.int64]  # (n_users,) dataset user index of each row
-    info: dict[str, Any]  # counts, timings, recommender utility
+    lists: npt.NDArray[np.int32]  # (n_users, k) each user's top-k list (dataset item ids)
+    info: dict[str, Any]  # counts, coverage, timings, recommender utility
+
+
+def seeded(spec: DatasetSpec, seed: int) -> DatasetSpec:
+    """`spec` with the seeds it leaves open (None) set to the run's `seed`.
+
+    The one place a run seed reaches a dataset: the CLI, the grid planner and the benches all
+    build specs through `dlmia.cell.cell_config`, which calls this.
+    """
+    split = spec.split if spec.split.seed is not None else replace(spec.split, seed=seed)
+    vectors = spec.vectors if spec.vectors.seed is not None else replace(spec.vectors, seed=seed)
+    return replace(spec, split=split, vectors=vectors)
 
 
 def prepare_dataset(spec: DatasetSpec) -> PreparedDataset:
-    """Load, filter and split `spec`'s dataset, and fit item vectors on its vectorization part."""
+    """Load, filter and split `spec`'s dataset, and fit item vectors on the users `fit_on` names.
+
+    `spec` must have its seeds resolved (`seeded`).
+    """
     started = time.perf_counter()
     data_root = Path(spec.data_root) if spec.data_root else default_data_root()
-    raw = load_dataset(spec.name, data_root, synthetic=spec.synthetic, seed=spec.split.seed)
+    raw = load_dataset(spec.name, data_root, synthetic=spec.synthetic)
     loaded = time.perf_counter()
     filtered = kcore(raw, spec.filter or default_filter(spec.name), source=spec.name)
     histories = filtered.histories()
     parts = split_users(filtered.n_users, spec.split)
     check_part_sizes(spec.name, parts)
     split_done = time.perf_counter()
-    item_vectors = fit_item_vectors(histories.rows(parts["vectorization"]), spec.vectors)
+    item_vectors = fit_item_vectors(vector_histories(histories, parts, spec.vectors), spec.vectors)
     done = time.perf_counter()
     stats = {
         "n_users": filtered.n_users,
         "n_items": filtered.n_items,
         "n_interactions": filtered.n_interactions,
+        "vectors_fit_on": spec.vectors.fit_on,
         "n_items_with_vector": int(item_vectors.has_vector.sum()),
         "load_seconds": loaded - started,
         "filter_split_seconds": split_done - loaded,
@@ -110,6 +130,15 @@ def prepare_dataset(spec: DatasetSpec) -> PreparedDataset:
     }
     log.info("dataset %s: %s", spec.name, stats)
     return PreparedDataset(spec, histories, parts, item_vectors, filtered.fingerprint(), stats)
+
+
+def vector_histories(
+    histories: Histories, parts: dict[str, npt.NDArray[np.int64]], config: ItemVectorConfig
+) -> Histories:
+    """The histories the item vectors train on: the vectorization part, or every user."""
+    if config.fit_on == "all-histories":
+        return histories  # vectorization + shadow + target users; no labels are involved
+    return histories.rows(parts["vectorization"])
 
 
 MIN_PART_USERS = 8  # each part needs members and non-members enough to train and measure
@@ -153,15 +182,18 @@ def build_side(data: PreparedDataset, spec: SideSpec) -> SideOutput:
         recommender=recommender,
         exclude_seen=spec.exclude_seen,
     )
-    lists = torch.cat([member_lists, other_lists])  # (n_users, k), members first
+    lists = torch.cat([member_lists, other_lists]).numpy().astype(np.int32)  # (n_users, k)
     listed = time.perf_counter()
 
     vectors, n_zero = difference_vectors(data.item_vectors, visible, lists, spec.center)
     done = time.perf_counter()
+    has_vector = data.item_vectors.has_vector
     info = {
         "n_members": len(members),
         "n_nonmembers": len(nonmembers),
         "n_zero_vectors": int(n_zero),
+        "history_coverage": float(has_vector[visible.items].mean()),  # share of history items
+        "list_coverage": float(has_vector[lists].mean()),  # share of list entries with a vector
         "recommender_hr_at_10": holdout_hit_rate(recommender, data.histories.rows(nonmembers)),
         "fit_seconds": fitted - started,
         "recommend_seconds": listed - fitted,
@@ -169,7 +201,7 @@ def build_side(data: PreparedDataset, spec: SideSpec) -> SideOutput:
         "recommender_settings": dataclasses.asdict(recommender.config),
     }
     log.info("side %s/%s/%s: %s", spec.dataset.name, spec.role, spec.recommender, info)
-    return SideOutput(vectors, labels, users, info)
+    return SideOutput(vectors, labels, users, lists, info)
 
 
 def holdout_hit_rate(recommender: Any, histories: Histories, k: int = 10) -> float:

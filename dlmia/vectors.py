@@ -10,7 +10,7 @@ between the centre of their history and the centre of their recommendation list:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +24,16 @@ from dlmia.recommenders.mf import MFSettings, train_mf
 from dlmia.seeding import torch_generator
 
 FloatArray = npt.NDArray[np.float32]
+
+#: Whose histories train the item vectors (method.md section 4). `vectorization`: the users of
+#: the vectorization part only (the paper's protocol). `all-histories`: every user of the
+#: dataset (vectorization, shadow and target parts): the adversary holds every shadow and target
+#: user's history anyway, since those are its input, and no membership label is involved, so
+#: this stays within the threat model while every listed item gets a vector. (Sequential
+#: recommenders hold out each member's last item; that item is then in the vectorization data
+#: although the adversary's view of the user omits it, for members and non-members alike.)
+VectorFitOn = Literal["vectorization", "all-histories"]
+VECTOR_FIT_ON: tuple[str, ...] = get_args(VectorFitOn)
 
 
 @dataclass(frozen=True)
@@ -43,7 +53,8 @@ class ItemVectorConfig:
     l2: float = 0.01  # L2 weight per sample on user and item rows
     init_scale: float = 1.0  # initial factors are uniform in [0, init_scale)
     batch_size: int = 1024  # samples per SGD step (a row's repeats in a step are averaged)
-    seed: int = 0  # initialisation, negatives (one uniform per interaction) and order
+    fit_on: VectorFitOn = "vectorization"  # whose histories train the vectors (see VectorFitOn)
+    seed: int | None = None  # init, negatives and order; None = the run's seed (pinned if set)
     device: str = "auto"  # auto, cpu or cuda[:N]
 
 
@@ -61,7 +72,12 @@ class ItemVectors:
 
 
 def fit_item_vectors(histories: Histories, config: ItemVectorConfig) -> ItemVectors:
-    """Train item vectors on the vectorization part's `histories` (dataset-wide item ids)."""
+    """Train item vectors on `histories` (dataset-wide item ids; the users `fit_on` names).
+
+    Nothing but histories goes in: no membership label can reach the vectors.
+    """
+    if config.seed is None:
+        raise ConfigError("vectors.seed: unresolved; build specs with dlmia.sides.seeded")
     settings = MFSettings(
         factors=config.factors, epochs=config.epochs, lr=config.lr, lr_decay=config.lr_decay,
         l2=config.l2, negatives=1, init="uniform", init_scale=config.init_scale,
@@ -83,7 +99,7 @@ def fit_item_vectors(histories: Histories, config: ItemVectorConfig) -> ItemVect
 def difference_vectors(
     item_vectors: ItemVectors,
     histories: Histories,
-    rec_lists: torch.Tensor,
+    rec_lists: torch.Tensor | npt.NDArray[np.integer],
     center: Literal["uniform", "rank"] = "uniform",
 ) -> tuple[FloatArray, int]:
     """Difference vectors `d_u = mean(history vectors) - centre(list vectors)`, one per user.
@@ -105,7 +121,7 @@ def difference_vectors(
     """
     if center not in ("uniform", "rank"):
         raise ConfigError(f"vectors.center: {center!r} is not allowed; use uniform or rank")
-    lists = rec_lists.cpu().numpy().astype(np.int64)  # (n, k)
+    lists = np.asarray(torch.as_tensor(rec_lists).cpu(), dtype=np.int64)  # (n, k)
     n, k = lists.shape
     if n != histories.n_users:
         raise ConfigError(f"{n} recommendation lists for {histories.n_users} users")

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlmia.cell import CellConfig, run_cell
+from dlmia.cell import CellConfig, ListOptions, SideChoice, cell_config, run_cell
 from dlmia.cli import main
 from dlmia.data.synthetic import SyntheticConfig
-from dlmia.sides import DatasetSpec, SideSpec
+from dlmia.sides import DatasetSpec
 from dlmia.vectors import ItemVectorConfig
 
 SMALL = DatasetSpec(
@@ -23,14 +23,10 @@ SMALL = DatasetSpec(
 
 
 def small_cell(attack: str = "biased", seed: int = 0) -> CellConfig:
-    side = {"dataset": SMALL, "k": 20, "seed": seed, "device": "cpu"}
-    return CellConfig(
-        shadow=SideSpec(role="shadow", recommender="lfm", **side),
-        target=SideSpec(role="target", recommender="itemcf", **side),
-        attack=attack,
-        attack_settings={"epochs": 5} if attack == "biased" else {"epochs_vae": 5, "epochs_heads": 5, "epochs_joint": 5},
-        seed=seed,
-        device="cpu",
+    settings = {"epochs": 5} if attack == "biased" else {"epochs_vae": 5, "epochs_heads": 5, "epochs_joint": 5}
+    return cell_config(
+        SideChoice(SMALL, "lfm"), SideChoice(SMALL, "itemcf"), attack, settings,
+        ListOptions(k=20), seed=seed, device="cpu",
     )
 
 

@@ -14,6 +14,7 @@ from dlmia.data.filtering import kcore
 from dlmia.data.loaders import detect_format, load_amazon_ratings, load_file, load_ml1m, load_table
 from dlmia.data.sources import DATASETS, default_data_root, default_filter, load_dataset
 from dlmia.data.splits import SplitConfig, split_users
+from dlmia.data.synthetic import SyntheticConfig
 from dlmia.errors import ConfigError, DataError
 
 ML1M_LINES = [
@@ -181,7 +182,7 @@ def test_load_dataset_by_name_and_by_path(tmp_path: Path) -> None:
     by_path = load_dataset(str(beauty), tmp_path / "elsewhere")
     assert by_path.item_ids.tolist() == ["B0009N35D2", "0558925278"]
     assert load_dataset("beauty.csv", tmp_path).fingerprint() == by_path.fingerprint()
-    synthetic = load_dataset("synthetic", tmp_path / "elsewhere", seed=3)
+    synthetic = load_dataset("synthetic", tmp_path / "elsewhere", SyntheticConfig(seed=3))
     assert synthetic.name == "synthetic" and synthetic.n_users > 0
 
 
@@ -224,7 +225,7 @@ def test_real_ml1m_loads_fast_with_known_counts(shared_data: Path) -> None:
     data = load_dataset("ml-1m", shared_data)
     elapsed = time.perf_counter() - start
     filtered = kcore(data, default_filter("ml-1m"))
-    parts = split_users(filtered.n_users, SplitConfig())
+    parts = split_users(filtered.n_users, SplitConfig(seed=0))
     assert (data.n_users, data.n_items, data.n_interactions) == (4008, 3413, 669756)
     assert sum(len(p) for p in parts.values()) == filtered.n_users
     histories = filtered.histories()

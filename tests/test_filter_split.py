@@ -113,7 +113,7 @@ def test_filter_config_builds_from_yaml_values() -> None:
 
 @pytest.mark.parametrize("n_users", [0, 1, 2, 3, 10, 1001])
 def test_split_users_is_a_partition_with_rounded_sizes(n_users: int) -> None:
-    parts = split_users(n_users, SplitConfig())
+    parts = split_users(n_users, SplitConfig(seed=0))
     assert list(parts) == ["vectorization", "shadow", "target"]
     joined = np.concatenate(list(parts.values()))
     assert np.array_equal(np.sort(joined), np.arange(n_users))  # disjoint and covering
@@ -123,9 +123,9 @@ def test_split_users_is_a_partition_with_rounded_sizes(n_users: int) -> None:
 
 
 def test_split_sizes_follow_uneven_fractions() -> None:
-    parts = split_users(101, SplitConfig(fractions=(0.5, 0.25, 0.25)))
+    parts = split_users(101, SplitConfig(fractions=(0.5, 0.25, 0.25), seed=0))
     assert [len(p) for p in parts.values()] == [51, 25, 25]  # 50.5 rounds up (largest remainder)
-    parts = split_users(10, SplitConfig(fractions=(0.05, 0.05, 0.9)))
+    parts = split_users(10, SplitConfig(fractions=(0.05, 0.05, 0.9), seed=0))
     assert [len(p) for p in parts.values()] == [1, 0, 9]  # remainders 0.5, 0.5: the earlier wins
 
 

@@ -26,7 +26,9 @@ from tune.progress import Progress
 from tune.faults import Faults
 
 GRIDS = sorted((Path(__file__).resolve().parents[1] / "grids").glob("*.yaml"))
-EXPECTED = {"demo": (4, 8), "paper-general": (12, 72), "paper-sequential": (12, 72)}
+EXPECTED = {
+    "demo": (4, 16), "paper-general": (12, 144), "paper-sequential": (12, 144), "policies": (24, 192),
+}
 
 
 def tiny() -> dict:
@@ -60,7 +62,7 @@ def test_shipped_grids_load_and_expand(path: Path) -> None:
     grid = load_grid(path)
     plan = expand(grid, data_root="/nonexistent")
     assert grid.name == path.stem
-    assert set(grid.attacks) == {"biased", "dlmia"}
+    assert set(grid.attacks) == {"norm", "list-frequency", "biased", "dlmia"}  # baselines beside
     if grid.name in EXPECTED:
         assert (len(plan.sides), len(plan.cells)) == EXPECTED[grid.name]
     assert len({c.id for c in plan.cells}) == len(plan.cells)
@@ -190,8 +192,16 @@ def test_path_datasets_resolve_under_the_data_root(tmp_path: Path) -> None:
 
 def test_validate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["grid", "validate", str(GRIDS[0].parent / "demo.yaml")]) == 0
-    summary = "4 sides to train, 4 shadow x target pairs x 2 attacks (biased, dlmia) x 1 seeds"
-    assert f"{summary} = 8 cells" in capsys.readouterr().out
+    summary = (
+        "4 sides to train, 4 shadow x target pairs x 4 attacks (norm, list-frequency, biased, "
+        "dlmia) x 1 non-member policies (popular) x 1 seeds = 16 cells"
+    )
+    assert summary in capsys.readouterr().out
+    assert main(["grid", "validate", str(GRIDS[0].parent / "policies.yaml"), "--no-search",
+                 "--vectors-fit-on", "all-histories"]) == 0
+    out = capsys.readouterr().out
+    assert "valid grid 'policies-all-histories-fixed'" in out
+    assert "x 3 non-member policies (popular, popular-random, model) x 1 seeds = 192 cells" in out
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**tiny(), "kk": 1}))
     assert main(["grid", "validate", str(bad)]) == 2
@@ -215,6 +225,7 @@ def test_side_cache_round_trip(tmp_path: Path) -> None:
         vectors=np.arange(6, dtype=np.float32).reshape(3, 2),
         labels=np.array([1, 0, 0]),
         users=np.array([5, 7, 9]),
+        lists=np.array([[1, 2], [2, 3], [4, 1]], dtype=np.int32),
         info={"n": np.int64(3)},
     )
     spec = SideSpec(DatasetSpec(), "shadow", "lfm")
@@ -224,6 +235,7 @@ def test_side_cache_round_trip(tmp_path: Path) -> None:
     assert "ab" * 32 in cache and loaded.info == {"n": 3}
     np.testing.assert_array_equal(loaded.vectors, side.vectors)
     np.testing.assert_array_equal(loaded.users, side.users)
+    np.testing.assert_array_equal(loaded.lists, side.lists)
     assert not list(tmp_path.rglob("*.tmp"))
 
 

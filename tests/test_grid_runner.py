@@ -22,6 +22,7 @@ import ray
 import yaml
 
 from dlmia.attacks import ATTACKS
+from dlmia.cli import main as cli_main
 from tune.cache import SideCache
 from tune.faults import FAULTS_ENV
 from tune.grid import load_grid, parse_grid
@@ -144,6 +145,58 @@ def test_injected_failures_are_retried_then_recorded(
     monkeypatch.delenv(FAULTS_ENV)
     rerun = run_grid(grid, out=out, progress=QUIET)  # only the failed cell runs again
     assert (rerun.skipped, rerun.ok, rerun.sides_trained, rerun.exit_code) == (3, 1, 0, 0)
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_grid_seed_and_cli_seed_are_the_same_experiment(tmp_path: Path) -> None:
+    """`dlmia cell --seed 1` gives exactly the row a grid's seed 1 gives for that cell."""
+    raw = tiny_grid("seeded", ("lfm", "itemcf"))
+    raw["cells"] = [{"shadow": "syn.lfm", "target": "syn.itemcf"}]
+    raw["seeds"] = [1]
+    raw["attacks"]["norm"] = {}
+    run_grid(parse_grid(raw), out=tmp_path / "grid", progress=QUIET)
+    grid_rows = results(tmp_path / "grid").set_index("attack")
+    dataset = raw["datasets"]["syn"]
+    for attack, settings in (("biased", ["--set", "epochs=3"]), ("norm", [])):
+        out = tmp_path / attack
+        code = cli_main([
+            "-q", "cell", "--shadow", "synthetic:lfm", "--target", "synthetic:itemcf",
+            "--seed", "1", "--k", "10", "--device", "auto", "--attack", attack, *settings,
+            "--shadow-set", "epochs=3", "--shadow-set", "factors=16", "--out", str(out),
+            *synthetic_flags(dataset),
+        ])
+        assert code == 0
+        cli_row = pd.read_parquet(out / "result.parquet").iloc[0]
+        grid_row = grid_rows.loc[attack]
+        same = ["config", "attack_settings", "roc_auc", "roc_auc_low", "balanced_accuracy",
+                "tpr_at_1pct_fpr", "target_list_coverage", "nonmember_lists", "vectors_fit_on"]
+        assert {c: cli_row[c] for c in same} == {c: grid_row[c] for c in same}
+
+
+def synthetic_flags(dataset: dict) -> list[str]:
+    """The tiny grid's dataset settings as `dlmia cell` dataset flags."""
+    return [
+        "--dataset-set", f"synthetic={json.dumps(dataset['synthetic'])}",
+        "--dataset-set", f"vectors={json.dumps(dataset['vectors'])}",
+    ]
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_each_nonmember_policy_is_its_own_set_of_sides_and_cells(tmp_path: Path) -> None:
+    raw = tiny_grid("policies", ("lfm",))
+    raw["nonmember_lists"] = ["popular", "model"]
+    raw["attacks"] = {"list-frequency": {}}
+    plan = expand(parse_grid(raw))
+    assert sorted(plan.sides) == [
+        "syn.lfm.shadow.model.s0", "syn.lfm.shadow.popular.s0",
+        "syn.lfm.target.model.s0", "syn.lfm.target.popular.s0",
+    ]
+    summary = run_grid(parse_grid(raw), out=tmp_path / "out", progress=QUIET)
+    assert summary.exit_code == 0 and summary.ok == 2
+    frame = results(tmp_path / "out").set_index("nonmember_lists")
+    assert frame.loc["popular", "cell_id"] == "syn.lfm__syn.lfm__list-frequency__popular__s0"
+    # the shared popular list gives members away; the model's own lists do not
+    assert frame.loc["popular", "roc_auc"] > frame.loc["model", "roc_auc"]
 
 
 def run_and_kill(

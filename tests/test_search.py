@@ -29,7 +29,8 @@ def side(offset: float, rng: np.random.Generator, n: int = 160, dim: int = 8) ->
     labels = rng.integers(0, 2, n)
     scale = np.where(labels[:, None] == 1, 0.6, 1.4)
     vectors = (rng.normal(size=(n, dim)) * scale + offset).astype(np.float32)
-    return SideOutput(vectors, labels, np.arange(n), {})
+    lists = rng.integers(0, 50, (n, 5)).astype(np.int32)
+    return SideOutput(vectors, labels, np.arange(n), lists, {})
 
 
 @pytest.fixture(scope="module")

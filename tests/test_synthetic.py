@@ -84,7 +84,7 @@ def hit_rate(scores: np.ndarray, seen: np.ndarray, held_out: np.ndarray, k: int 
 def test_demo_members_are_learnable_above_popularity() -> None:
     """After the default filter and split, item-item CF on one member half beats popularity."""
     data = kcore(generate(SyntheticConfig(), 0), FilterConfig())
-    parts = split_users(data.n_users, SplitConfig())
+    parts = split_users(data.n_users, SplitConfig(seed=0))
     members, _ = member_halves(parts["target"], seed=0, role="target")
     histories = data.histories().rows(members)
     train = histories.drop_last(1)

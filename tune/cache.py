@@ -1,7 +1,7 @@
 """A content-addressed cache of trained sides on disk.
 
 A side's entry is two files named by its key (tune.plan): `<key>.npz` with the arrays (vectors,
-labels, users) and `<key>.json` with the side's spec and info. Both are written atomically, the
+labels, users, lists) and `<key>.json` with the side's spec and info. Both are written atomically, the
 JSON last, so an entry exists exactly when its JSON does: a run killed mid-write leaves at most a
 stray temporary file, never a half entry. Any grid may share one cache folder.
 """
@@ -41,7 +41,9 @@ class SideCache:
             raise KeyError(key)
         entry = json.loads(info_path.read_text())
         with np.load(arrays_path) as arrays:
-            return SideOutput(arrays["vectors"], arrays["labels"], arrays["users"], entry["info"])
+            return SideOutput(
+                arrays["vectors"], arrays["labels"], arrays["users"], arrays["lists"], entry["info"]
+            )
 
     def store(self, key: str, spec: SideSpec, side: SideOutput) -> None:
         """Write `side` (trained from `spec`) under `key`: the arrays first, then the info."""
@@ -49,7 +51,13 @@ class SideCache:
 
         def write_arrays(tmp: Path) -> None:
             with tmp.open("wb") as handle:
-                np.savez(handle, vectors=side.vectors, labels=side.labels, users=side.users)
+                np.savez(
+                    handle,
+                    vectors=side.vectors,
+                    labels=side.labels,
+                    users=side.users,
+                    lists=side.lists,
+                )
 
         atomic_write(arrays_path, write_arrays)
         write_json({"key": key, "spec": cfg.as_dict(spec), "info": plain(side.info)}, info_path)

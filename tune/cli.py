@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tune.grid import load_grid
+from tune.grid import load_grid, override
 from tune.plan import Plan, expand
 from tune.progress import Progress
 
@@ -23,9 +23,14 @@ TABLE_COLUMNS = (
 )  # fmt: skip
 
 
-def grid_validate(file: str | Path, data_root: str | Path | None = None) -> int:
+def grid_validate(
+    file: str | Path,
+    data_root: str | Path | None = None,
+    vectors_fit_on: str | None = None,
+    no_search: bool = False,
+) -> int:
     """Validate grid `file` in full and print what it would run."""
-    plan = expand(load_grid(file), data_root)
+    plan = expand(override(load_grid(file), vectors_fit_on, no_search), data_root)
     print(describe(plan))
     return 0
 
@@ -39,6 +44,8 @@ def grid_run(
     cache: str | Path | None = None,
     max_retries: int | None = None,
     quiet: bool = False,
+    vectors_fit_on: str | None = None,
+    no_search: bool = False,
 ) -> int:
     """Run grid `file`, then print the results table and the heatmaps' paths.
 
@@ -47,7 +54,7 @@ def grid_run(
     """
     from tune.runner import run_grid
 
-    grid = load_grid(file)
+    grid = override(load_grid(file), vectors_fit_on, no_search)
     progress = Progress(stream=None) if quiet else Progress.auto()
     summary = run_grid(
         grid,
@@ -74,7 +81,8 @@ def describe(plan: Plan) -> str:
         f"  {len(grid.datasets)} datasets ({', '.join(grid.datasets)}), "
         f"{len(grid.recommenders)} recommenders ({', '.join(grid.recommenders)})\n"
         f"  {len(plan.sides)} sides to train, {n_pairs} shadow x target pairs x {n_attacks} "
-        f"attacks ({', '.join(grid.attacks)}) x {n_seeds} seeds = {len(plan.cells)} cells"
+        f"attacks ({', '.join(grid.attacks)}) x {len(grid.nonmember_lists)} non-member "
+        f"policies ({', '.join(grid.nonmember_lists)}) x {n_seeds} seeds = {len(plan.cells)} cells"
         + "".join(
             f"\n  {name}: settings searched per cell, {entry.search.num_samples} trials "
             f"({entry.search.sampler}, {entry.search.max_concurrent} at once)"

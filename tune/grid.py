@@ -10,7 +10,7 @@ turns a valid grid into sides and cells. Settings precedence: dataclass defaults
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +23,7 @@ from dlmia.data.sources import DATASETS
 from dlmia.data.splits import SplitConfig
 from dlmia.data.synthetic import SyntheticConfig
 from dlmia.errors import ConfigError
+from dlmia.nonmember import POLICIES
 from dlmia.recommenders import RECOMMENDERS
 from dlmia.sides import NonmemberPolicy
 from dlmia.vectors import ItemVectorConfig
@@ -108,7 +109,7 @@ class Grid:
     cells: tuple[CellPair, ...]  # the (shadow, target) pairs, product expanded
     attacks: dict[str, AttackEntry]  # attack name (biased, dlmia) -> fixed settings
     k: int = 100  # length of every top-k list
-    nonmember_lists: NonmemberPolicy = "popular"  # how non-members get their lists (method.md 1)
+    nonmember_lists: tuple[NonmemberPolicy, ...] = ("popular",)  # each its own sides and cells
     center: Literal["uniform", "rank"] = "uniform"  # centre of the recommended items' vectors
     exclude_seen: bool = False  # drop seen items from member lists (the paper keeps them)
     seeds: tuple[int, ...] = (0,)  # each seed re-trains the sides and the attacks
@@ -131,6 +132,26 @@ def load_grid(path: str | Path) -> Grid:
         return parse_grid(raw, source=str(path))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def override(grid: Grid, vectors_fit_on: str | None = None, no_search: bool = False) -> Grid:
+    """`grid` with every dataset's `vectors.fit_on` set and/or every search dropped (DL-MIA then
+    runs once per cell with its fixed settings). The name says what changed (e.g.
+    `paper-general-all-histories-fixed`), so the default output folder differs and no result of
+    the grid as written is overwritten."""
+    name = grid.name
+    datasets = grid.datasets
+    attacks = grid.attacks
+    if vectors_fit_on is not None:
+        datasets = {
+            alias: replace(entry, vectors=cfg.replace(entry.vectors, {"fit_on": vectors_fit_on}))
+            for alias, entry in datasets.items()
+        }
+        name += f"-{vectors_fit_on}"
+    if no_search:
+        attacks = {attack: replace(entry, search=None) for attack, entry in attacks.items()}
+        name += "-fixed"
+    return replace(grid, name=name, datasets=datasets, attacks=attacks)
 
 
 def grid_dict(grid: Grid) -> dict[str, Any]:
@@ -170,6 +191,12 @@ def parse_grid(raw: Any, source: str = "") -> Grid:
         raise ConfigError(f"attacks: empty; list at least one of {', '.join(ATTACKS)}")
     cells = _cells(raw["cells"], datasets, recommenders)
     sections = {"datasets": datasets, "recommenders": recommenders, "attacks": attacks}
+    policy = raw.get("nonmember_lists")
+    if isinstance(policy, str):  # one policy may be written without a list
+        if policy not in POLICIES:
+            allowed = ", ".join(POLICIES)
+            raise ConfigError(f"nonmember_lists: {policy!r} is not allowed; use one of {allowed}")
+        sections["nonmember_lists"] = [policy]
     grid = cfg.build(Grid, {**raw, **sections, "cells": cells, "source": source})
     _check_values(grid)
     return grid
@@ -263,6 +290,9 @@ def _check_side(
 def _check_values(grid: Grid) -> None:
     if grid.k < 1:
         raise ConfigError(f"k: must be a positive list length, got {grid.k}")
+    policies = list(grid.nonmember_lists)
+    if not policies or len(set(policies)) != len(policies):
+        raise ConfigError(f"nonmember_lists: expected distinct policies, got {policies}")
     if not grid.seeds or len(set(grid.seeds)) != len(grid.seeds):
         seeds = list(grid.seeds)
         raise ConfigError(f"seeds: expected a non-empty list of distinct integers, got {seeds}")

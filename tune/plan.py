@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -18,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import dlmia
-from dlmia.cell import CellConfig
+from dlmia.cell import CellConfig, ListOptions, SideChoice, cell_config
 from dlmia.data.sources import DATASETS, default_data_root
 from dlmia.sides import DatasetSpec, SideSpec
-from tune.grid import DatasetEntry, Grid, Resources
+from tune.grid import AttackEntry, DatasetEntry, Grid, Resources
 from tune.search import SearchConfig
 
 # The modules whose code decides a side's output: a change to any of them changes every side key.
@@ -73,23 +74,38 @@ def expand(grid: Grid, data_root: str | Path | None = None) -> Plan:
     """Expand `grid` into sides and cells.
 
     Dataset names and relative paths resolve under `data_root` (default: $DLMIA_DATA_ROOT, else
-    ./data).
+    ./data). Every cell's specs come from `dlmia.cell.cell_config`, as in `dlmia cell`, so a
+    grid's seed means what the CLI's `--seed` means. Each non-member policy of the grid is its
+    own set of sides and cells; with several, ids name the policy.
     """
     root = str(Path(data_root).resolve()) if data_root else ""
     specs = {alias: dataset_spec(entry, root) for alias, entry in grid.datasets.items()}
-    dataset_keys = {alias: digest(spec_identity(spec)) for alias, spec in specs.items()}
     sides: dict[str, SideJob] = {}
     cells = []
-    for seed in grid.seeds:
-        for pair in grid.cells:
+    for seed, policy, pair in itertools.product(grid.seeds, grid.nonmember_lists, grid.cells):
+        tag = f".{policy}" if len(grid.nonmember_lists) > 1 else ""
+        options = ListOptions(grid.k, policy, grid.center, grid.exclude_seen)
+        for attack, entry in grid.attacks.items():
+            config = cell_config(
+                side_choice(grid, pair.shadow, specs),
+                side_choice(grid, pair.target, specs),
+                attack,
+                entry.settings,
+                options,
+                seed,
+                grid.runtime.device,
+            )
             ids = {}
-            for role, ref in (("shadow", pair.shadow), ("target", pair.target)):
-                job = side_job(grid, ref, role, seed, specs, dataset_keys)
+            for role, ref, spec in (
+                ("shadow", pair.shadow, config.shadow),
+                ("target", pair.target, config.target),
+            ):
+                job = side_job(grid, ref, f"{ref}.{role}{tag}.s{seed}", spec)
                 sides.setdefault(job.id, job)
                 ids[role] = job.id
-            for attack in grid.attacks:
-                cells.append(cell_job(grid, pair.shadow, pair.target, attack, seed, sides, ids))
-    datasets = {dataset_keys[a]: spec for a, spec in specs.items()}
+            cell_id = f"{pair.shadow}__{pair.target}__{attack}{tag.replace('.', '__')}__s{seed}"
+            cells.append(cell_job(cell_id, config, entry, sides, ids))
+    datasets = {job.dataset_key: job.spec.dataset for job in sides.values()}
     return Plan(grid, sides, tuple(cells), datasets)
 
 
@@ -109,66 +125,41 @@ def dataset_spec(entry: DatasetEntry, root: str) -> DatasetSpec:
     )
 
 
-def side_job(
-    grid: Grid,
-    ref: str,
-    role: str,
-    seed: int,
-    specs: dict[str, DatasetSpec],
-    dataset_keys: dict[str, str],
-) -> SideJob:
-    """The side `ref` (`dataset.recommender`) plays in `role` for `seed`."""
+def side_choice(grid: Grid, ref: str, specs: dict[str, DatasetSpec]) -> SideChoice:
+    """The dataset and recommender that side reference `ref` (`dataset.recommender`) names."""
     dataset, recommender = ref.split(".")
     entry = grid.recommenders[recommender]
-    spec = SideSpec(
-        dataset=specs[dataset],
-        role=role,  # type: ignore[arg-type]
-        recommender=entry.name,
-        settings=dict(entry.settings),
-        k=grid.k,
-        nonmember_lists=grid.nonmember_lists,
-        center=grid.center,
-        exclude_seen=grid.exclude_seen,
-        seed=seed,
-        device=grid.runtime.device,
-    )
-    identity = {"side": spec_identity(spec), "data": dataset_keys[dataset]}
-    side_id = f"{ref}.{role}.s{seed}"
-    return SideJob(side_id, spec, digest(identity), dataset_keys[dataset], entry.resources)
+    return SideChoice(specs[dataset], entry.name, dict(entry.settings))
+
+
+def side_job(grid: Grid, ref: str, side_id: str, spec: SideSpec) -> SideJob:
+    """The job that trains side `spec` (named `side_id`), keyed by its content."""
+    dataset_key = digest(spec_identity(spec.dataset))
+    identity = {"side": spec_identity(spec), "data": dataset_key}
+    resources = grid.recommenders[ref.split(".")[1]].resources
+    return SideJob(side_id, spec, digest(identity), dataset_key, resources)
 
 
 def cell_job(
-    grid: Grid,
-    shadow: str,
-    target: str,
-    attack: str,
-    seed: int,
+    cell_id: str,
+    config: CellConfig,
+    entry: AttackEntry,
     sides: dict[str, SideJob],
     ids: dict[str, str],
 ) -> CellJob:
-    """The cell attacking side `target` with `attack` trained on side `shadow`, for `seed`."""
-    entry = grid.attacks[attack]
-    config = CellConfig(
-        shadow=sides[ids["shadow"]].spec,
-        target=sides[ids["target"]].spec,
-        attack=attack,
-        attack_settings=dict(entry.settings),
-        seed=seed,
-        device=grid.runtime.device,
-    )
+    """The job of cell `config` (its sides already among `sides`), keyed by its content."""
     identity = {
         "shadow": sides[ids["shadow"]].key,
         "target": sides[ids["target"]].key,
-        "attack": attack,
+        "attack": config.attack,
         "settings": entry.settings,
-        "seed": seed,
+        "seed": config.seed,
     }
     if entry.search is not None:  # (absent otherwise: keys of fixed-settings cells stay as they were)
         identity["search"] = dataclasses.asdict(entry.search)
-    cell_id = f"{shadow}__{target}__{attack}__s{seed}"
-    key = digest(identity)
     return CellJob(
-        cell_id, config, ids["shadow"], ids["target"], key, entry.resources, entry.search
+        cell_id, config, ids["shadow"], ids["target"], digest(identity), entry.resources,
+        entry.search,
     )
 
 

@@ -242,7 +242,7 @@ def search_cell(
         "search": name, "trial": int(best["trial"]), "n_trials": len(frame),
         "criteria": {k: float(best[k]) for k in CRITERIA},
     }
-    metrics = attack_metrics(target.labels, scores)
+    metrics = attack_metrics(target.labels, scores, seed=seed)
     return SearchOutcome(CellResult(metrics, scores, target.labels, target.users, info), frame)
 
 

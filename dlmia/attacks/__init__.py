@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dlmia.attacks.base import Attack
+from dlmia.attacks.baselines import ListFrequencyAttack, NormAttack
 from dlmia.attacks.biased import BiasedAttack, BiasedConfig
 from dlmia.attacks.dlmia import DLMIAAttack
 from dlmia.config import build
@@ -16,6 +17,8 @@ __all__ = ["ATTACKS", "Attack", "BiasedAttack", "BiasedConfig", "make_attack"]
 ATTACKS: dict[str, type[Attack]] = {
     "biased": BiasedAttack,
     "dlmia": DLMIAAttack,
+    "norm": NormAttack,  # training-free: -|d_u|
+    "list-frequency": ListFrequencyAttack,  # training-free: rarity of the list's items
 }
 
 

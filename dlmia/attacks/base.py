@@ -1,8 +1,9 @@
 """The one interface every membership-inference attack implements.
 
 Lifecycle: construct with a settings dataclass, a device and a seed; `fit` once on the labelled
-shadow difference vectors and the *unlabelled* target vectors; then `predict_proba`. Target
-membership labels are never an argument of anything here: only the metrics read them.
+shadow difference vectors and the *unlabelled* target vectors; then `predict_proba` on the
+target users' vectors and, for attacks that read them, their top-k lists. Target membership
+labels are never an argument of anything here: only the metrics read them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dlmia.device import resolve_device
 
 FloatArray = npt.NDArray[np.float32]
 LabelArray = npt.NDArray[np.int64]
+ListArray = npt.NDArray[np.integer]  # (n, k) item ids of each user's top-k list
 
 
 class Attack(ABC):
@@ -42,5 +44,11 @@ class Attack(ABC):
         """Train on shadow vectors (n_s, d) with labels (n_s,) in {0, 1}; target vectors (n_t, d) unlabelled."""
 
     @abstractmethod
-    def predict_proba(self, vectors: FloatArray) -> npt.NDArray[np.float64]:
-        """(n,) member probabilities in [0, 1] for vectors (n, d)."""
+    def predict_proba(
+        self, vectors: FloatArray, *, lists: ListArray | None = None
+    ) -> npt.NDArray[np.float64]:
+        """(n,) member probabilities in [0, 1] for the users of vectors (n, d).
+
+        `lists` (n, k) are the same users' top-k lists, row for row; attacks that score lists
+        need them, the others ignore them.
+        """

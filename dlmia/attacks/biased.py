@@ -20,7 +20,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from dlmia.attacks.base import Attack, FloatArray, LabelArray
+from dlmia.attacks.base import Attack, FloatArray, LabelArray, ListArray
 from dlmia.attacks.training import (
     FusedMLPSGD,
     check_labels,
@@ -91,7 +91,9 @@ class BiasedAttack(Attack):
         }
         return self
 
-    def predict_proba(self, vectors: FloatArray) -> npt.NDArray[np.float64]:
+    def predict_proba(
+        self, vectors: FloatArray, *, lists: ListArray | None = None
+    ) -> npt.NDArray[np.float64]:
         """(n,) member probabilities for vectors (n, d); TrainingError if the head diverged."""
         if not hasattr(self, "model"):
             raise RuntimeError("BiasedAttack.predict_proba called before fit")

@@ -71,7 +71,6 @@ def load_dataset(
     name: str,
     data_root: str | Path,
     synthetic: SyntheticConfig | None = None,
-    seed: int = 0,
 ) -> Interactions:
     """Load dataset `name` (a known name or a file path), unfiltered.
 
@@ -79,8 +78,8 @@ def load_dataset(
         name: a key of `DATASETS` (case-insensitive) or the path of a data file (as given, or
             relative to `data_root`).
         data_root: the folder holding the datasets' folders (see `DATASETS`).
-        synthetic: settings for `synthetic` (default `SyntheticConfig()`); ignored otherwise.
-        seed: the generator seed for `synthetic`; ignored otherwise.
+        synthetic: settings (and seed) for `synthetic` (default `SyntheticConfig()`); ignored
+            otherwise.
 
     Raises:
         ConfigError: `name` is neither a known dataset nor an existing file.
@@ -88,7 +87,8 @@ def load_dataset(
     """
     key = name.lower()
     if key == "synthetic":
-        return generate(synthetic or SyntheticConfig(), seed)
+        synthetic = synthetic or SyntheticConfig()
+        return generate(synthetic, synthetic.seed)
     root = Path(data_root)
     if key in DATASETS:
         return dataclasses.replace(load_file(_find(key, root)), name=key)

@@ -24,7 +24,7 @@ class SplitConfig:
     """How a dataset's users are divided into the vectorization, shadow and target parts."""
 
     fractions: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)  # vectorization, shadow, target
-    seed: int = 0  # seed of the user permutation
+    seed: int | None = None  # seed of the user permutation; None = the run's seed (pinned if set)
 
     def __post_init__(self) -> None:
         values = tuple(self.fractions)
@@ -55,6 +55,8 @@ def split_users(n_users: int, config: SplitConfig) -> dict[str, IntArray]:
     sizes = np.floor(exact).astype(np.int64)
     short = n_users - int(sizes.sum())
     sizes[np.argsort(-(exact - sizes), kind="stable")[:short]] += 1
+    if config.seed is None:
+        raise ConfigError("data.split.seed: unresolved; build specs with dlmia.sides.seeded")
     order = numpy_rng(config.seed, "split_users").permutation(n_users)  # (n_users,)
     bounds = np.concatenate([[0], np.cumsum(sizes)])
     return {part: np.sort(order[bounds[i] : bounds[i + 1]]) for i, part in enumerate(PARTS)}

@@ -40,6 +40,7 @@ class SyntheticConfig:
     start_time: int = 978_300_000  # earliest first timestamp (Unix seconds)
     time_span: int = 63_072_000  # users start uniformly within this many seconds of start_time
     mean_gap: float = 86_400.0  # mean seconds between a user's consecutive interactions
+    seed: int = 0  # generator seed: part of the dataset's identity, not of a run's randomness
 
     def __post_init__(self) -> None:
         positive = ("n_users", "n_items", "n_tastes", "min_length", "time_span", "mean_gap")

@@ -20,7 +20,7 @@ import numpy.typing as npt
 import torch
 
 from dlmia import config as cfg
-from dlmia.attacks.base import Attack, FloatArray, LabelArray
+from dlmia.attacks.base import Attack, FloatArray, LabelArray, ListArray
 from dlmia.attacks.dlmia.config import DLMIAConfig
 from dlmia.attacks.dlmia.estimator import WeightEstimator
 from dlmia.attacks.dlmia.model import DLMIAModel, TrainData, pseudo_labels
@@ -173,7 +173,9 @@ class DLMIAAttack(Attack):
         )
         self.info = info
 
-    def predict_proba(self, vectors: FloatArray) -> npt.NDArray[np.float64]:
+    def predict_proba(
+        self, vectors: FloatArray, *, lists: ListArray | None = None
+    ) -> npt.NDArray[np.float64]:
         """(n,) member probabilities for target-side vectors (n, d); deterministic."""
         if self.model is None or self.scaler is None:
             raise RuntimeError("DLMIAAttack.predict_proba called before fit")

@@ -45,25 +45,33 @@ class Panel:
 
 
 def panels(frame: pd.DataFrame) -> list[Panel]:
-    """The heatmap layouts the results call for: one per (grid, paper family or none)."""
+    """The heatmap layouts the results call for: one per (grid, non-member policy, item-vector
+    setting, paper family or none); the name and title say the policy and vector setting when
+    the results hold more than one of either."""
     table = aggregate(frame)
     shadow = zip(table["shadow_dataset"].astype(str), table["shadow_recommender"].astype(str))
     target = zip(table["target_dataset"].astype(str), table["target_recommender"].astype(str))
     table["family"] = [getattr(family_of(s, t), "name", "") for s, t in zip(shadow, target)]
-    table["grid"] = table["grid"].astype(str)
-    groups = table.groupby(["grid", "family"], sort=True)
-    per_family = Counter(family for _, family in groups.groups)
+    keys = ["grid", "nonmember_lists", "vectors_fit_on", "family"]
+    for key in keys[:-1]:
+        table[key] = table[key].astype(str)
+    varying = [key for key in keys[1:-1] if table[key].nunique() > 1]
+    groups = table.groupby(keys, sort=True)
+    per_family = Counter(family for *_, family in groups.groups)
     result = []
-    for (grid, family), cells in groups:
+    for (grid, policy, vectors, family), cells in groups:
+        setting = {"nonmember_lists": policy, "vectors_fit_on": vectors}
+        suffix = "".join(f"_{setting[key]}" for key in varying)
+        detail = "".join(f", {key.split('_')[0]}: {setting[key]}" for key in varying)
         known = next((f for f in FAMILIES if f.name == family), None)
         if known:
             name = f"{grid}_{family}" if per_family[family] > 1 and grid else family
-            title = f"{family} recommenders"
-            result.append(Panel(name, title, known.sides, known.sides, cells, family))
+            title = f"{family} recommenders{detail}"
+            result.append(Panel(name + suffix, title, known.sides, known.sides, cells, family))
         else:
             rows, columns = sorted(_sides(cells, "shadow")), sorted(_sides(cells, "target"))
-            title = f"grid {grid or '(cells)'}"
-            result.append(Panel(grid or "cells", title, rows, columns, cells, None))
+            title = f"grid {grid or '(cells)'}{detail}"
+            result.append(Panel((grid or "cells") + suffix, title, rows, columns, cells, None))
     return result
 
 

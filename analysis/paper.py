@@ -12,7 +12,7 @@ from importlib import resources
 
 import pandas as pd
 
-from analysis.results import SIDE_COLUMNS, aggregate, ordered_attacks
+from analysis.results import SETTING_COLUMNS, SIDE_COLUMNS, aggregate, ordered_attacks
 
 #: The paper's dataset and recommender names -> ours.
 PAPER_NAMES: dict[str, str] = {
@@ -40,6 +40,8 @@ LABELS: dict[str, str] = {
     "popularity": "Pop",
     "biased": "Biased",
     "dlmia": "DL-MIA",
+    "norm": "norm",
+    "list-frequency": "list-freq",
 }
 
 
@@ -94,15 +96,15 @@ def paper_table() -> pd.DataFrame:
 def compare_with_paper(frame: pd.DataFrame) -> pd.DataFrame:
     """Our cells (rows of `load_results`) beside the paper's numbers, one row per (grid, cell).
 
-    Columns: `grid`, the four side columns, `family` (NA outside the paper's grid), then per
+    Columns: `grid`, `nonmember_lists`, `vectors_fit_on`, the four side columns, `family` (NA outside the paper's grid), then per
     attack present `<attack>_n_seeds`, `<attack>_n_failed`, `<attack>_balanced_accuracy_mean/_std`,
     `<attack>_roc_auc_mean/_std`, then `paper_biased_balanced_accuracy` and
     `paper_dlmia_balanced_accuracy` (the paper's "AUC" of each attack; NA outside its grid).
     """
     per_attack = aggregate(frame)
-    keys = ["grid", *SIDE_COLUMNS]
+    keys = [*SETTING_COLUMNS, *SIDE_COLUMNS]
     values = [c for c in per_attack.columns if c not in (*keys, "attack")]
-    for column in ("grid", *SIDE_COLUMNS, "attack"):
+    for column in (*keys, "attack"):
         per_attack[column] = per_attack[column].astype(str)
     wide = per_attack.pivot(index=keys, columns="attack", values=values)
     attacks = ordered_attacks(per_attack["attack"])
@@ -115,4 +117,4 @@ def compare_with_paper(frame: pd.DataFrame) -> pd.DataFrame:
     renamed = {f"auc_{a}": f"paper_{a}_balanced_accuracy" for a in ("biased", "dlmia")}
     paper = paper_table().rename(columns=renamed)
     table = wide.reset_index().merge(paper, on=list(SIDE_COLUMNS), how="left")
-    return table[["grid", *SIDE_COLUMNS, "family", *wide.columns, *renamed.values()]]
+    return table[[*keys, "family", *wide.columns, *renamed.values()]]

@@ -66,8 +66,9 @@ def summarize(out_dir: str | Path, *, roc: Sequence[str] = (), echo: bool = True
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """The comparison table as short formatted strings, one row per cell (attacks side by side)."""
     shown = pd.DataFrame(index=table.index)
-    if table["grid"].nunique() > 1:
-        shown["grid"] = table["grid"]
+    for column, title in (("grid", "grid"), ("nonmember_lists", "policy"), ("vectors_fit_on", "vectors")):
+        if table[column].nunique() > 1:
+            shown[title] = table[column]
     for role in ("shadow", "target"):
         sides = zip(table[f"{role}_dataset"], table[f"{role}_recommender"])
         shown[role] = [f"{label(dataset)}:{label(recommender)}" for dataset, recommender in sides]
@@ -136,7 +137,7 @@ def _print(report: str, shown: pd.DataFrame, note: str, tail: list[str]) -> None
         return
     table = Table(title="results per cell", caption=note)
     for column in shown.columns:
-        left = column in ("grid", "shadow", "target")
+        left = column in ("grid", "policy", "vectors", "shadow", "target")
         table.add_column(column, justify="left" if left else "right", no_wrap=True)
     for row in shown.itertuples(index=False):
         table.add_row(*row)

@@ -81,6 +81,7 @@ SCHEMA: dict[str, str] = {
     "shadow_val_auc": _FLOAT,
     "shadow_val_loss": _FLOAT,
     "reverse_auc": _FLOAT,
+    "reverse_loss": _FLOAT,
     "residual_mmd": _FLOAT,
     "shadow_pick": "boolean",
     "oracle_pick": "boolean",

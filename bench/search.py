@@ -1,19 +1,24 @@
-"""Search bench: TPE against random search on four real cells, honest pick against the oracle.
+"""Search bench: TPE against random search on real cells, the label-free pick against the
+shadow-only pick and the oracle, and the calibration of the objective's weights.
 
-Cells: two same-dataset ML-1M cells and two cross-dataset cells (ML-1M -> Digital Music and
-back, LFM). Each cell's sides are built once; then each sampler searches DL-MIA's settings on it with
-`tune.search.search_cell` (the default space, ASHA, `--trials` trials, 2 at a time, on a local Ray
-with `--cpus` CPUs). Prints, per cell and sampler: trials per minute, the best label-free
+Cells: two same-dataset ML-1M cells, a Digital Music cell and two cross-dataset cells (ML-1M ->
+Digital Music and back, LFM), each under both item-vector settings (`vectorization`,
+`all-histories`): 10 cells. Each cell's sides are built once (through `dlmia.cell.cell_config`,
+as every run builds them); then each sampler searches DL-MIA's settings on it with
+`tune.search.search_cell` (the default space, ASHA, `--trials` trials, 2 at a time, on a local
+Ray with `--cpus` CPUs). Prints, per cell and sampler: trials per minute, the best label-free
 objective found, and the target ROC AUC / balanced accuracy of the trial the objective selects,
-of DL-MIA's defaults (the first trial), of the shadow-validation-only pick and of the oracle
-(the best target ROC AUC: selected on test labels, not an attack result). Then the calibration
-table: for candidate objective weights, the target ROC AUC of the trial each weighting would
-pick (all finished trials of both samplers), per cell and on average, with the mean over
-leave-one-cell-out choices. Rerunning with the same `--out` restores finished searches and
-resumes an interrupted one (times reported are the first run's). Writes `search_curves.png` (best objective after n trials), the
-trial table and the tables under `--out`.
+of DL-MIA's defaults (the first trial), of the shadow-only pick and of the oracle (the best
+target ROC AUC: selected on test labels, not an attack result). Then the calibration table: for
+candidate objective weights, the target ROC AUC of the trial each weighting would pick (all
+finished trials of all samplers), per cell and on average; the leave-one-cell-out choice (the
+weighting best on the other cells, scored on the held-out one); the shadow-only pick; and on
+how many cells the leave-one-cell-out pick is at or above the shadow-only pick. Rerunning with
+the same `--out` restores finished searches and resumes an interrupted one (times reported are
+the first run's). Writes `search_curves.png` (best objective after n trials), the trial table
+and the tables under `--out`.
 
-    .venv/bin/python bench/search.py                          # 4 cells x {tpe, random} x 16 trials
+    .venv/bin/python bench/search.py                          # 10 cells x {tpe, random} x 16 trials
     .venv/bin/python bench/search.py --trials 8 --samplers tpe
 """
 
@@ -33,28 +38,32 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.figures import pyplot, save_figure  # noqa: E402
-from dlmia.data.splits import SplitConfig  # noqa: E402
+from dlmia.cell import ListOptions, SideChoice, cached_dataset, cell_config  # noqa: E402
 from dlmia.selection import SelectionConfig, objective  # noqa: E402
-from dlmia.sides import DatasetSpec, SideOutput, SideSpec, build_side, prepare_dataset  # noqa: E402
-from dlmia.vectors import ItemVectorConfig  # noqa: E402
+from dlmia.sides import DatasetSpec, SideOutput, build_side  # noqa: E402
+from dlmia.vectors import VECTOR_FIT_ON, ItemVectorConfig  # noqa: E402
 from tune.search import SearchConfig, search_cell  # noqa: E402
 
 ML, DM = "ml-1m", "amazon-digital-music"
-CELLS = [
+PAIRS = [
     ((ML, "itemcf"), (ML, "lfm")),
     ((ML, "lfm"), (ML, "itemcf")),
+    ((DM, "itemcf"), (DM, "lfm")),
     ((ML, "lfm"), (DM, "lfm")),  # method.md 8: where the alignment weight matters most
     ((DM, "lfm"), (ML, "lfm")),
 ]
-WEIGHTS = {  # candidate (w_shadow, w_reverse, w_mmd) of the label-free objective
-    "shadow only": (1.0, 0.0, 0.0),
-    "reverse only": (0.0, 1.0, 0.0),
+SHADOW_ONLY = "shadow-only pick (AUC, ties by loss)"
+CELLS = [(fit_on, shadow, target) for fit_on in VECTOR_FIT_ON for shadow, target in PAIRS]
+WEIGHTS = {  # candidate (w_shadow, w_reverse, w_mmd) on the log-losses and the MMD
+    "shadow loss only": (1.0, 0.0, 0.0),
+    "reverse loss only": (0.0, 1.0, 0.0),
     "shadow + reverse": (1.0, 1.0, 0.0),
-    "shadow + reverse - mmd (default)": (1.0, 1.0, 1.0),
-    "shadow + reverse - 3 mmd": (1.0, 1.0, 3.0),
-    "shadow + 2 reverse - mmd": (1.0, 2.0, 1.0),
-    "shadow - mmd": (1.0, 0.0, 1.0),
-    "shadow + reverse - 10 mmd": (1.0, 1.0, 10.0),
+    "shadow + reverse + mmd (default)": (1.0, 1.0, 1.0),
+    "shadow + reverse + 0.3 mmd": (1.0, 1.0, 0.3),
+    "shadow + reverse + 3 mmd": (1.0, 1.0, 3.0),
+    "shadow + 0.3 reverse + mmd": (1.0, 0.3, 1.0),
+    "shadow + 3 reverse + mmd": (1.0, 3.0, 1.0),
+    "shadow + mmd": (1.0, 0.0, 1.0),
 }
 
 
@@ -69,12 +78,13 @@ def main() -> None:
     ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     frames, runs = [], []
     try:
-        for (shadow, target), sampler in itertools.product(CELLS, args.samplers):
-            cell = f"{'/'.join(shadow)} -> {'/'.join(target)}"
+        for (fit_on, shadow, target), sampler in itertools.product(CELLS, args.samplers):
+            cell = f"{'/'.join(shadow)} -> {'/'.join(target)} [{fit_on}]"
             search = SearchConfig(num_samples=args.trials, max_concurrent=args.cpus, sampler=sampler)
             started = time.perf_counter()
             outcome = search_cell(
-                sides["shadow", shadow], sides["target", target], search, seed=args.seed,
+                sides["shadow", fit_on, shadow], sides["target", fit_on, target], search,
+                seed=args.seed,
                 storage_dir=args.out / sampler, name=slug(cell), device="cpu",
             )
             wall = first_wall(args.out / sampler / f"{slug(cell)}.wall", started)
@@ -92,6 +102,10 @@ def main() -> None:
     for name, frame in (("search", table), ("calibration", calibration)):
         frame.to_csv(args.out / f"{name}.csv", index=False)
         print(f"\n{name}:\n{frame.round(3).to_string(index=False)}")
+    rows = calibration.set_index("weights").drop(columns="mean")
+    loo, shadow = rows.loc["leave-one-cell-out choice"], rows.loc[SHADOW_ONLY]
+    print(f"\nleave-one-cell-out pick >= shadow-only pick on {int((loo >= shadow - 1e-9).sum())} "
+          f"of {len(loo)} cells (mean {loo.mean():.3f} vs {shadow.mean():.3f} ROC AUC)")
     print(f"\nwrote {plot_curves(trials, args.out / 'search_curves.png')}")
 
 
@@ -107,18 +121,22 @@ def parse() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def build_sides(data_root: str, seed: int) -> dict[tuple[str, tuple[str, str]], SideOutput]:
-    """Every side the cells need, built once (split and item vectors seeded by `seed`)."""
-    datasets = {}
-    for name in sorted({d for cell in CELLS for d, _ in cell}):
-        spec = DatasetSpec(name=name, data_root=data_root, split=SplitConfig(seed=seed),
-                           vectors=ItemVectorConfig(seed=seed, device="cpu"))
-        datasets[name] = prepare_dataset(spec)
+def build_sides(data_root: str, seed: int) -> dict[tuple[str, str, tuple[str, str]], SideOutput]:
+    """Every side the cells need, built once, through `cell_config` as a grid run builds them."""
     sides = {}
-    for role, index in (("shadow", 0), ("target", 1)):
-        for dataset, recommender in sorted({cell[index] for cell in CELLS}):
-            spec = SideSpec(datasets[dataset].spec, role, recommender, seed=seed, device="cpu")
-            sides[role, (dataset, recommender)] = build_side(datasets[dataset], spec)
+    for fit_on, shadow, target in CELLS:
+        choices = [
+            SideChoice(
+                DatasetSpec(name=dataset, data_root=data_root,
+                            vectors=ItemVectorConfig(fit_on=fit_on, device="cpu")),
+                recommender,
+            )
+            for dataset, recommender in (shadow, target)
+        ]
+        config = cell_config(*choices, "dlmia", {}, ListOptions(), seed, "cpu")
+        for role, spec, side in (("shadow", config.shadow, shadow), ("target", config.target, target)):
+            if (role, fit_on, side) not in sides:
+                sides[role, fit_on, side] = build_side(cached_dataset(spec.dataset), spec)
     return sides
 
 
@@ -168,16 +186,26 @@ def calibrate(trials: pd.DataFrame) -> pd.DataFrame:
             picked.loc[name, cell] = group.loc[scores.idxmax(), "target.roc_auc"]
     table = picked.copy()
     table["mean"] = picked.mean(axis=1)
-    held_out = []  # choose the weighting on three cells, score it on the fourth
+    held_out = []  # choose the weighting on the other cells, score it on the held-out one
     for cell in cells:
         best = picked.drop(columns=cell).mean(axis=1).idxmax()
         held_out.append(picked.loc[best, cell])
     table.loc["leave-one-cell-out choice", cells] = held_out
     table.loc["leave-one-cell-out choice", "mean"] = float(np.mean(held_out))
+    shadow_only = [shadow_pick(finished[finished["cell"] == cell]) for cell in cells]
+    table.loc[SHADOW_ONLY, cells] = shadow_only
+    table.loc[SHADOW_ONLY, "mean"] = float(np.mean(shadow_only))
     oracle = finished.groupby("cell", sort=False)["target.roc_auc"].max()
     table.loc["oracle (test labels)", cells] = oracle[cells].to_numpy()
     table.loc["oracle (test labels)", "mean"] = oracle.mean()
     return table.reset_index(names="weights")
+
+
+def shadow_pick(group: pd.DataFrame) -> float:
+    """Target ROC AUC of the trial shadow validation alone ranks first (`tune.search`'s rule)."""
+    ranked = group.sort_values(["shadow_val_auc", "shadow_val_loss"], ascending=[False, True],
+                               kind="stable")
+    return float(ranked["target.roc_auc"].iloc[0])
 
 
 def plot_curves(trials: pd.DataFrame, path: Path) -> Path:

@@ -27,7 +27,7 @@ from dlmia.data.sources import default_data_root, default_filter, load_dataset
 from dlmia.data.splits import SplitConfig, member_halves, split_users
 from dlmia.data.synthetic import SyntheticConfig
 from dlmia.nonmember import nonmember_lists
-from dlmia.recommenders import make_recommender
+from dlmia.recommenders import RECOMMENDERS, make_recommender
 from dlmia.vectors import ItemVectorConfig, ItemVectors, difference_vectors, fit_item_vectors
 
 log = logging.getLogger(__name__)
@@ -155,13 +155,64 @@ def check_part_sizes(name: str, parts: dict[str, npt.NDArray[np.int64]]) -> None
         )
 
 
-def build_side(data: PreparedDataset, spec: SideSpec) -> SideOutput:
-    """Train `spec`'s recommender on its members, serve lists, and build difference vectors."""
+@dataclass(frozen=True, eq=False)
+class ServedLists:
+    """A side's users, their labels and top-k lists: everything that does not depend on the
+    item vectors, so two sides that differ only in `vectors` settings can share it."""
+
+    users: npt.NDArray[np.int64]  # (n_users,) dataset user index, members first
+    labels: npt.NDArray[np.int64]  # (n_users,) 1 = member, 0 = non-member
+    lists: npt.NDArray[np.int32]  # (n_users, k)
+    info: dict[str, Any]  # the recommender's settings, utility and timings
+
+    @classmethod
+    def of(cls, side: SideOutput) -> ServedLists:
+        """The lists part of a built side (e.g. one loaded from the side cache)."""
+        info = {key: side.info[key] for key in SERVED_INFO if key in side.info}
+        return cls(side.users, side.labels, side.lists, info)
+
+
+#: The side facts that belong to the served lists (reused with them), not to the vectors.
+SERVED_INFO = (
+    "n_members", "n_nonmembers", "recommender_hr_at_10", "fit_seconds", "recommend_seconds",
+    "recommender_settings",
+)  # fmt: skip
+
+
+def build_side(
+    data: PreparedDataset, spec: SideSpec, served: ServedLists | None = None
+) -> SideOutput:
+    """Train `spec`'s recommender on its members, serve lists, and build difference vectors.
+
+    `served`: the lists of a side identical to `spec` but for its item-vector settings (from
+    the side cache); the recommender is then not trained again, only the vectors are new.
+    """
     if spec.k > data.histories.n_items:
         raise ConfigError(
             f"k={spec.k} is larger than the catalogue of {spec.dataset.name} "
             f"({data.histories.n_items} items after filtering); use a smaller k"
         )
+    reused = served is not None
+    served = served or serve_lists(data, spec)
+    started = time.perf_counter()
+    histories = data.histories.rows(served.users)
+    visible = histories.drop_last(1) if RECOMMENDERS[spec.recommender].holds_out_last else histories
+    vectors, n_zero = difference_vectors(data.item_vectors, visible, served.lists, spec.center)
+    has_vector = data.item_vectors.has_vector
+    info = {
+        **served.info,
+        "lists_reused": reused,
+        "n_zero_vectors": int(n_zero),
+        "history_coverage": float(has_vector[visible.items].mean()),  # share of history items
+        "list_coverage": float(has_vector[served.lists].mean()),  # share of list entries
+        "vector_seconds": time.perf_counter() - started,
+    }
+    log.info("side %s/%s/%s: %s", spec.dataset.name, spec.role, spec.recommender, info)
+    return SideOutput(vectors, served.labels, served.users, served.lists, info)
+
+
+def serve_lists(data: PreparedDataset, spec: SideSpec) -> ServedLists:
+    """Train the recommender on the side's members; serve members and non-members their lists."""
     started = time.perf_counter()
     members, nonmembers = member_halves(data.parts[spec.role], spec.seed, spec.role)
     users = np.concatenate([members, nonmembers])
@@ -184,24 +235,15 @@ def build_side(data: PreparedDataset, spec: SideSpec) -> SideOutput:
     )
     lists = torch.cat([member_lists, other_lists]).numpy().astype(np.int32)  # (n_users, k)
     listed = time.perf_counter()
-
-    vectors, n_zero = difference_vectors(data.item_vectors, visible, lists, spec.center)
-    done = time.perf_counter()
-    has_vector = data.item_vectors.has_vector
     info = {
         "n_members": len(members),
         "n_nonmembers": len(nonmembers),
-        "n_zero_vectors": int(n_zero),
-        "history_coverage": float(has_vector[visible.items].mean()),  # share of history items
-        "list_coverage": float(has_vector[lists].mean()),  # share of list entries with a vector
         "recommender_hr_at_10": holdout_hit_rate(recommender, data.histories.rows(nonmembers)),
         "fit_seconds": fitted - started,
         "recommend_seconds": listed - fitted,
-        "vector_seconds": done - listed,
         "recommender_settings": dataclasses.asdict(recommender.config),
     }
-    log.info("side %s/%s/%s: %s", spec.dataset.name, spec.role, spec.recommender, info)
-    return SideOutput(vectors, labels, users, lists, info)
+    return ServedLists(users, labels, lists, info)
 
 
 def holdout_hit_rate(recommender: Any, histories: Histories, k: int = 10) -> float:

@@ -13,7 +13,7 @@ from dlmia.attacks.baselines import ListFrequencyAttack, NormAttack
 from dlmia.cell import ListOptions, SideChoice, cell_config, run_cell
 from dlmia.data.synthetic import SyntheticConfig
 from dlmia.errors import ConfigError
-from dlmia.sides import DatasetSpec, build_side, prepare_dataset, seeded
+from dlmia.sides import DatasetSpec, ServedLists, build_side, prepare_dataset, seeded
 from dlmia.vectors import ItemVectorConfig
 
 SMALL = DatasetSpec(
@@ -110,3 +110,23 @@ def test_membership_labels_cannot_reach_the_item_vectors() -> None:
     members = [np.sort(side.users[side.labels == 1]) for side in built]
     assert not np.array_equal(members[0], members[1])  # other labels ...
     assert np.array_equal(data[0].item_vectors.vectors, data[1].item_vectors.vectors)  # same vectors
+
+
+def test_served_lists_are_reused_across_vector_settings() -> None:
+    """A side under other item vectors reuses the lists: exactly what training again gives."""
+    specs = [
+        seeded(dataclasses.replace(SMALL, vectors=dataclasses.replace(SMALL.vectors, fit_on=fit_on)), 0)
+        for fit_on in ("vectorization", "all-histories")
+    ]
+    sides = [
+        cell_config(SideChoice(s, "lfm"), SideChoice(s, "lfm"), "norm", {}, ListOptions(k=20), 0, "cpu").target
+        for s in specs
+    ]
+    first = build_side(prepare_dataset(specs[0]), sides[0])
+    data = prepare_dataset(specs[1])
+    fresh = build_side(data, sides[1])
+    reused = build_side(data, sides[1], ServedLists.of(first))
+    assert reused.info["lists_reused"] and not fresh.info["lists_reused"]
+    assert np.array_equal(reused.lists, fresh.lists) and np.array_equal(reused.users, fresh.users)
+    assert np.array_equal(reused.vectors, fresh.vectors)
+    assert not np.array_equal(first.vectors, fresh.vectors)  # the vectors did change

@@ -48,15 +48,26 @@ def fitted(cell: tuple[np.ndarray, ...]) -> DLMIAAttack:
 def test_criteria_ranges(fitted: DLMIAAttack, cell: tuple[np.ndarray, ...]) -> None:
     shadow, labels, target, _ = cell
     values = selection.criteria(fitted, shadow, labels, target)
-    assert set(values) == {"shadow_val_auc", "shadow_val_loss", "reverse_auc", "residual_mmd",
-                           "objective"} == set(selection.CRITERIA)
+    assert set(values) == {"shadow_val_auc", "shadow_val_loss", "reverse_auc", "reverse_loss",
+                           "residual_mmd", "objective"} == set(selection.CRITERIA)
     assert 0.5 < values["shadow_val_auc"] <= 1  # the held-out users are separable here
-    assert values["shadow_val_loss"] > 0
+    assert values["shadow_val_loss"] > 0 and values["reverse_loss"] > 0
     assert 0 <= values["reverse_auc"] <= 1
     assert 0 <= values["residual_mmd"] <= 2
-    expected = values["shadow_val_auc"] + values["reverse_auc"] - values["residual_mmd"]
+    expected = -(values["shadow_val_loss"] + values["reverse_loss"] + values["residual_mmd"])
     assert values["objective"] == pytest.approx(expected)
     assert fitted.held_out is not None and fitted.held_out.sum() == round(0.1 * len(labels))
+
+
+def test_objective_keeps_ranking_where_auc_saturates() -> None:
+    """Two trials with a perfect held-out AUC: the more confident one wins on log-loss."""
+    config = selection.SelectionConfig()
+    base = {"shadow_val_auc": 1.0, "reverse_auc": 1.0, "residual_mmd": 0.1}
+    sure = {**base, "shadow_val_loss": 0.05, "reverse_loss": 0.10}
+    unsure = {**base, "shadow_val_loss": 0.40, "reverse_loss": 0.45}
+    assert selection.objective(sure, config) > selection.objective(unsure, config)
+    missing = {**base, "shadow_val_loss": float("nan"), "reverse_loss": 0.1}
+    assert selection.objective(missing, config) == pytest.approx(-(np.log(2) + 0.1 + 0.1))
 
 
 def test_criteria_are_deterministic(fitted: DLMIAAttack, cell: tuple[np.ndarray, ...]) -> None:

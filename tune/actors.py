@@ -19,7 +19,14 @@ import ray
 import torch
 
 from dlmia.cell import CellResult, attack_cell
-from dlmia.sides import DatasetSpec, PreparedDataset, SideOutput, build_side, prepare_dataset
+from dlmia.sides import (
+    DatasetSpec,
+    PreparedDataset,
+    ServedLists,
+    SideOutput,
+    build_side,
+    prepare_dataset,
+)
 from tune.plan import CellJob, SideJob
 from tune.search import SearchOutcome, search_cell
 
@@ -55,8 +62,15 @@ class SideWorker:
         self._keep(key, data)
         return {**data.stats, "fingerprint": data.fingerprint, **task_record(started)}, data
 
-    def build(self, job: SideJob, dataset: list[ray.ObjectRef], fail: bool = False) -> SideOutput:
-        """Train side `job` on its dataset (held here, else fetched from `dataset[0]`)."""
+    def build(
+        self,
+        job: SideJob,
+        dataset: list[ray.ObjectRef],
+        fail: bool = False,
+        served: ServedLists | None = None,
+    ) -> SideOutput:
+        """Train side `job` on its dataset (held here, else fetched from `dataset[0]`); with
+        `served` lists (of the same side under other vector settings) only vectorise them."""
         started = time.time()
         data = self.datasets.get(job.dataset_key)
         if data is None:
@@ -64,7 +78,7 @@ class SideWorker:
         self._keep(job.dataset_key, data)
         if fail:
             raise InjectedFailure(f"injected failure in side {job.id} (DLMIA_GRID_FAULTS)")
-        side = build_side(data, job.spec)
+        side = build_side(data, job.spec, served)
         side.info.update(dataset=data.stats, fingerprint=data.fingerprint, **task_record(started))
         return side
 

@@ -3,7 +3,9 @@
 A side's entry is two files named by its key (tune.plan): `<key>.npz` with the arrays (vectors,
 labels, users, lists) and `<key>.json` with the side's spec and info. Both are written atomically, the
 JSON last, so an entry exists exactly when its JSON does: a run killed mid-write leaves at most a
-stray temporary file, never a half entry. Any grid may share one cache folder.
+stray temporary file, never a half entry. Any grid may share one cache folder. `lists/<lists
+key>.json` names the entry whose users, labels and lists serve every side that differs from it
+only in item-vector settings, so such a side trains no recommender again.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from dlmia import config as cfg
 from dlmia.io import atomic_write, write_json
-from dlmia.sides import SideOutput, SideSpec
+from dlmia.sides import ServedLists, SideOutput, SideSpec
 
 
 class SideCache:
@@ -61,6 +63,18 @@ class SideCache:
 
         atomic_write(arrays_path, write_arrays)
         write_json({"key": key, "spec": cfg.as_dict(spec), "info": plain(side.info)}, info_path)
+
+    def store_lists_source(self, lists_key: str, key: str) -> None:
+        """Remember that entry `key` holds the lists of every side with `lists_key`."""
+        write_json({"key": key}, self.root / "lists" / f"{lists_key}.json")
+
+    def lists(self, lists_key: str) -> ServedLists | None:
+        """The served lists of a cached side with `lists_key` (any vector settings), if any."""
+        index = self.root / "lists" / f"{lists_key}.json"
+        if not index.is_file():
+            return None
+        key = json.loads(index.read_text())["key"]
+        return ServedLists.of(self.load(key)) if key in self else None
 
     def clean(self, older_than_s: float = 3600.0) -> int:
         """Remove temporary files of killed runs (old ones: another run may share the cache)."""

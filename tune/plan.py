@@ -40,6 +40,7 @@ class SideJob:
     key: str  # sha256 content address in the side cache
     dataset_key: str  # identity of the prepared dataset it trains on
     resources: Resources
+    lists_key: str = ""  # identity of its lists: the key without the item-vector settings
 
 
 @dataclass(frozen=True)
@@ -136,8 +137,14 @@ def side_job(grid: Grid, ref: str, side_id: str, spec: SideSpec) -> SideJob:
     """The job that trains side `spec` (named `side_id`), keyed by its content."""
     dataset_key = digest(spec_identity(spec.dataset))
     identity = {"side": spec_identity(spec), "data": dataset_key}
+    lists_identity = {  # the lists never depend on the item vectors
+        "side": spec_identity(spec), "data": data_fingerprint(spec.dataset), "code": code_version()
+    }
+    lists_identity["side"]["dataset"].pop("vectors")
     resources = grid.recommenders[ref.split(".")[1]].resources
-    return SideJob(side_id, spec, digest(identity), dataset_key, resources)
+    return SideJob(
+        side_id, spec, digest(identity), dataset_key, resources, digest(lists_identity)
+    )
 
 
 def cell_job(

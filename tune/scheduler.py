@@ -155,7 +155,8 @@ class Scheduler:
             self.pending.remove(job.id)
             self.attempts[job.id] += 1
             fail = self.fail("side", job.id, self.attempts[job.id])
-            ref = worker.handle.build.remote(job, [self.datasets[job.dataset_key]], fail)
+            served = self.cache.lists(job.lists_key)  # the same side under other vectors
+            ref = worker.handle.build.remote(job, [self.datasets[job.dataset_key]], fail, served)
             self._fly(ref, Flight("side", job.id, worker))
             self.progress.started("side", job.id)
             return
@@ -189,6 +190,7 @@ class Scheduler:
                 self._side_failed(flight.id, value.error)
             return
         self.cache.store(job.key, job.spec, value)
+        self.cache.store_lists_source(job.lists_key, job.key)
         self.side_refs[flight.id] = ref
         self.side_info[flight.id] = plain(value.info)
         flight.worker.keeps(job.dataset_key)  # type: ignore[union-attr]

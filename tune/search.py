@@ -279,9 +279,16 @@ def trials_frame(results: list[Any], target: SideOutput, fixed: dict[str, Any]) 
         rows.append(row)
     frame = pd.DataFrame(rows).sort_values("trial", ignore_index=True)
     done = frame[frame["finished"]]
-    for column, key in (("selected", "objective"), ("shadow_pick", "shadow_val_auc"),
-                        ("oracle_pick", "target.roc_auc")):
+    # Shadow validation alone: the best held-out AUC, ties (common: it saturates) by log-loss.
+    ranks = {
+        "selected": ["objective"],
+        "shadow_pick": ["shadow_val_auc", "shadow_val_loss"],
+        "oracle_pick": ["target.roc_auc"],
+    }
+    for column, keys in ranks.items():
         frame[column] = False
-        if len(done) and key in done:
-            frame.loc[done[key].astype(float).idxmax(), column] = True
+        if len(done) and keys[0] in done:
+            order = [False] + [True] * (len(keys) - 1)  # the first key high, the others low
+            best = done.sort_values(keys, ascending=order, kind="stable")  # ties: earlier trial
+            frame.loc[best.index[0], column] = True
     return frame

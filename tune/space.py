@@ -19,7 +19,8 @@ KINDS = ("choice", "uniform", "loguniform", "randint")
 
 def default_space() -> dict[str, Any]:
     """Latent sizes, KL weights (log), alignment weight (with 0), estimator settings (tau, period,
-    lambda_w), head mixing and learning rate; DL-MIA's defaults lie inside every range."""
+    lambda_w), the per-side norm feature, head mixing and learning rate; DL-MIA's defaults lie
+    inside every range."""
     return {
         "latent_inv": {"choice": [8, 16, 32]},
         "latent_spe": {"choice": [8, 16, 32]},
@@ -29,6 +30,7 @@ def default_space() -> dict[str, Any]:
         "tau": {"uniform": [0.6, 0.99]},
         "period": {"choice": [2, 5, 10]},
         "lambda_w": {"loguniform": [0.1, 10.0]},
+        "norm_feature": {"choice": ["off", "pooled", "side"]},
         "alpha": {"uniform": [0.0, 0.5]},
         "beta": {"uniform": [0.0, 0.8]},
         "lr": {"loguniform": [1e-4, 1e-2]},

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,8 @@ import pandas as pd
 import torch
 
 from analysis.paper import paper_table
-from dlmia.cell import attack_cell
-from dlmia.data.splits import SplitConfig
-from dlmia.sides import DatasetSpec, SideSpec, build_side, prepare_dataset
+from dlmia.cell import ListOptions, SideChoice, attack_cell, cached_dataset, cell_config
+from dlmia.sides import DatasetSpec, build_side
 from dlmia.vectors import ItemVectorConfig
 
 ATTACK_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -65,15 +63,14 @@ def main() -> None:
 
     rows, timings = [], []
     for seed in args.seeds:
-        datasets = {
-            name: prepare_dataset(dataset_spec(name, args.data_root, seed, args.device))
-            for name in sorted({d for cell in cells for d, _ in cell})
-        }
-        sides = {}
-        for role, index in (("shadow", 0), ("target", 1)):
-            for dataset, recommender in sorted({cell[index] for cell in cells}):
-                spec = SideSpec(datasets[dataset].spec, role, recommender, seed=seed, device=args.device)
-                sides[role, dataset, recommender] = build_side(datasets[dataset], spec)
+        datasets, sides = {}, {}
+        for shadow, target in cells:  # specs as every run builds them: dlmia.cell.cell_config
+            choices = [SideChoice(dataset_spec(d, args.data_root, args.device), r) for d, r in (shadow, target)]
+            config = cell_config(*choices, "biased", {}, ListOptions(), seed, args.device)
+            for spec, (dataset, recommender) in ((config.shadow, shadow), (config.target, target)):
+                datasets[dataset] = cached_dataset(spec.dataset)
+                if (spec.role, dataset, recommender) not in sides:
+                    sides[spec.role, dataset, recommender] = build_side(datasets[dataset], spec)
         for (shadow, target), attack in itertools.product(cells, attacks):
             name, settings = ATTACK_VARIANTS[attack]
             result = attack_cell(
@@ -89,14 +86,9 @@ def main() -> None:
     print(summary(pd.DataFrame(rows)).to_string(index=False))
 
 
-def dataset_spec(name: str, data_root: str, seed: int, device: str) -> DatasetSpec:
-    """The dataset as `dlmia cell --seed` prepares it: split and item vectors seeded by `seed`."""
-    return DatasetSpec(
-        name=name,
-        data_root=data_root,
-        split=SplitConfig(seed=seed),
-        vectors=ItemVectorConfig(seed=seed, device=device),
-    )
+def dataset_spec(name: str, data_root: str, device: str) -> DatasetSpec:
+    """The dataset as `dlmia cell` names it; the seed reaches it through `cell_config`."""
+    return DatasetSpec(name=name, data_root=data_root, vectors=ItemVectorConfig(device=device))
 
 
 def stage_timings(datasets: dict, sides: dict, rows: list[dict]) -> list[dict[str, Any]]:

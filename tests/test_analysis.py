@@ -234,3 +234,31 @@ def test_dlmia_analyze_command(grid_out: Path, capsys: pytest.CaptureFixture[str
     assert "heatmap_general_roc_auc.png" in printed and "Biased BA" in printed
     assert main(["analyze", str(grid_out / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_paper_report_means_closeness_and_reasons(tmp_path: Path) -> None:
+    """The report against the paper: per family and vector setting, every attack's mean, the
+    cells within 0.05 of the paper, and one reason per cell further from it."""
+    from analysis.paper_report import write_paper_report
+
+    out = tmp_path / "part"
+    strengths = {"norm": 0.9, "list-frequency": 0.2, "biased": 0.1, "dlmia": 0.5}
+    for shadow, target in CELLS:
+        for attack, strength in strengths.items():
+            scores = fake_scores(strength, seed=1)
+            row = fake_row("general-fast-vectorization", shadow, target, attack, 0, scores)
+            row.update(vectors_fit_on="vectorization", nonmember_lists="popular",
+                       shadow_list_coverage=0.9, target_list_coverage=0.3)
+            write_result(out, row, scores)
+    paths = write_paper_report([out], tmp_path / "report")
+    names = {p.name for p in paths}
+    assert {"report.md", "cells.csv"} <= names and any(n.startswith("heatmap_") for n in names)
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "## general family: vectors fit on vectorization, non-members popular" in text
+    assert "| DL-MIA | 3 of 36 |" in text and "| norm | 3 of 36 |" in text
+    assert "Missing: no results for the sequential family." in text
+    cells = pd.read_csv(tmp_path / "report" / "cells.csv")
+    assert len(cells) == 3 and cells["paper_biased"].notna().all()
+    # coverage (30% of the target's list items) explains every miss, first of the rules
+    misses = [line for line in text.splitlines() if line.startswith("- ") and "ours" in line]
+    assert misses and all(line.endswith("coverage: only 30% of a side's list items have a vector") for line in misses)

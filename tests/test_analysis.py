@@ -261,4 +261,4 @@ def test_paper_report_means_closeness_and_reasons(tmp_path: Path) -> None:
     assert len(cells) == 3 and cells["paper_biased"].notna().all()
     # coverage (30% of the target's list items) explains every miss, first of the rules
     misses = [line for line in text.splitlines() if line.startswith("- ") and "ours" in line]
-    assert misses and all(line.endswith("coverage: only 30% of a side's list items have a vector") for line in misses)
+    assert misses and all(line.endswith("coverage: only 30% of a side's list entries have a vector") for line in misses)

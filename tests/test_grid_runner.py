@@ -252,7 +252,7 @@ def test_two_node_cluster_places_sides_on_both_nodes(tmp_path: Path) -> None:
         summary = run_grid(grid, out=out, address=cluster.address, progress=QUIET)
         assert summary.exit_code == 0 and summary.ok == 4 and summary.cpus == 2
         assert not ray.is_initialized()  # the runner disconnected what it connected
-        infos = [json.loads(p.read_text())["info"] for p in (out / "sides").rglob("*.json")]
+        infos = [json.loads(p.read_text())["info"] for p in (out / "sides").glob("??/*.json")]
         assert len(infos) == 4 and len({info["node_id"] for info in infos}) == 2
     finally:
         cluster.shutdown()

@@ -17,3 +17,7 @@ class DataError(DlmiaError):
 
 class TrainingError(DlmiaError):
     """A model diverged (non-finite outputs): a metric computed from it would be meaningless."""
+
+
+class LockedError(DlmiaError):
+    """An output folder is in use by another run (dlmia.lock): two writers would mix results."""

@@ -76,3 +76,16 @@ def test_typo_in_node_config_section_is_rejected() -> None:
     worker["max_worker"] = worker.pop("max_workers")  # misspelt key in a node type
     with pytest.raises(jsonschema.ValidationError):
         ray_up_checks(config)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_dashboard_on_loopback_and_token_auth_on_every_node(name: str) -> None:
+    prepared = ray_up_checks(load(name))
+    head = [c for c in prepared["head_start_ray_commands"] if "ray start" in c]
+    workers = [c for c in prepared["worker_start_ray_commands"] if "ray start" in c]
+    assert head and workers
+    assert all("RAY_AUTH_MODE=token ray start " in c for c in head + workers)
+    assert all("--dashboard-host=127.0.0.1" in c and "0.0.0.0" not in c for c in head)
+    tokens = {remote: local for remote, local in prepared["file_mounts"].items()
+              if remote.endswith("/.ray/auth_token")}  # fmt: skip
+    assert list(tokens.values()) == ["~/.ray/auth_token"]  # `ray get-auth-token --generate`'s

@@ -5,7 +5,8 @@ sides already in the cache, and schedules the rest (tune.scheduler): each side o
 actor with its recommender's resources, and each cell's attack as a task as soon as both its
 sides exist. Everything (side cache, result rows, scores) is written by this driver, atomically,
 so the output folder lives on the driver's machine whatever the cluster, and a driver killed at
-any moment loses only the work in flight.
+any moment loses only the work in flight. The folder has one writer: a run holds its lock
+(dlmia.lock) from before its first write to its end, and a second run on it fails at once.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from dlmia.cell import CellResult
 from dlmia.errors import DataError
+from dlmia.lock import FolderLock
 from tune.cache import SideCache, plain
 from tune.faults import Faults
 from tune.grid import Grid
@@ -90,38 +92,57 @@ def run_grid(
     Raises:
         ConfigError, DataError: bad input (a missing data file, resources no node has), before
             any work starts.
+        LockedError: another run holds the output folder (dlmia.lock), before anything is written.
     """
     started = time.perf_counter()
     plan = expand(grid, data_root)
     check_data(plan)
     faults = Faults()
     outputs = Outputs(out or Path("out") / grid.name)
-    outputs.start(grid, data_root)
-    side_cache = SideCache(cache or outputs.root / "sides")
-    side_cache.clean()
-    todo = [job for job in plan.cells if not outputs.finished(job)]
-    summary = RunSummary(grid.name, outputs.root, len(plan.cells), len(plan.cells) - len(todo))
-    retries = grid.runtime.max_retries if max_retries is None else max_retries
-    if todo:
-        with ray_session(address) as cpus:
-            from tune.scheduler import Scheduler
-
-            summary.cpus = cpus
-            progress = progress or Progress.auto()
-            searches = str(outputs.root.resolve())
-            scheduler = Scheduler(plan, todo, side_cache, retries, faults, progress, searches)
-            scheduler.on_cell = lambda job, value, attempts: record_cell(
-                outputs, plan, scheduler.side_info, job, value, attempts
-            )
-            with progress:
-                scheduler.run(strict=address is None)
-            summary.tasks = scheduler.tasks
-            counts = scheduler.side_counts()
-            summary.sides_cached, summary.sides_trained, summary.sides_failed = counts
-    statuses = [outputs.status(job) for job in todo]
+    with FolderLock(outputs.root):  # one writer per output folder; a shared --cache needs none
+        outputs.start(grid, data_root)
+        side_cache = SideCache(cache or outputs.root / "sides")
+        side_cache.clean()
+        todo = [job for job in plan.cells if not outputs.finished(job)]
+        skipped = len(plan.cells) - len(todo)
+        summary = RunSummary(grid.name, outputs.root, len(plan.cells), skipped)
+        if todo:
+            retries = grid.runtime.max_retries if max_retries is None else max_retries
+            schedule(plan, todo, outputs, side_cache, retries, faults, address, progress, summary)
+        statuses = [outputs.status(job) for job in todo]
     summary.ok, summary.failed = statuses.count("ok"), len(todo) - statuses.count("ok")
     summary.wall_seconds = time.perf_counter() - started
     return summary
+
+
+def schedule(
+    plan: Plan,
+    todo: list[CellJob],
+    outputs: Outputs,
+    side_cache: SideCache,
+    retries: int,
+    faults: Faults,
+    address: str | None,
+    progress: Progress | None,
+    summary: RunSummary,
+) -> None:
+    """Run the cells of `todo` on Ray, recording each as it ends; fill in `summary`'s CPUs,
+    tasks and side counts."""
+    with ray_session(address) as cpus:
+        from tune.scheduler import Scheduler
+
+        summary.cpus = cpus
+        progress = progress or Progress.auto()
+        searches = str(outputs.root.resolve())
+        scheduler = Scheduler(plan, todo, side_cache, retries, faults, progress, searches)
+        scheduler.on_cell = lambda job, value, attempts: record_cell(
+            outputs, plan, scheduler.side_info, job, value, attempts
+        )
+        with progress:
+            scheduler.run(strict=address is None)
+        summary.tasks = scheduler.tasks
+        counts = scheduler.side_counts()
+        summary.sides_cached, summary.sides_trained, summary.sides_failed = counts
 
 
 def record_cell(
@@ -130,9 +151,10 @@ def record_cell(
     """Write a finished cell (a CellResult, or a SearchOutcome: its selected trial and every trial)
     or a failed one (a scheduler Failure)."""
     if not isinstance(value, (CellResult, SearchOutcome)):
-        outputs.write_failed(job, value.error, plan.grid.name, sides, attempts)
+        outputs.write_failed(job, value.error, plan.grid.name, sides, attempts, value.traceback)
         return
-    result, trials = (value, None) if isinstance(value, CellResult) else (value.selected, value.trials)
+    searched = isinstance(value, SearchOutcome)
+    result, trials = (value.selected, value.trials) if searched else (value, None)
     info = plain(result.info)
     info["seconds"] = info["task_end"] - info["task_start"]
     result = dataclasses.replace(result, info=info)
@@ -154,11 +176,18 @@ def check_data(plan: Plan) -> None:
 def ray_session(address: str | None) -> Iterator[float]:
     """Connect to Ray (or start a local one) for the run; yields the cluster's CPU count.
 
-    Only a Ray started (or connected to) here is shut down afterwards; an initialised one is
-    used and left alone.
+    A local Ray listens on 127.0.0.1 only (loopback_node) and starts no dashboard. Only a Ray
+    started (or connected to) here is shut down afterwards; an initialised one is used and left
+    alone.
     """
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if not address:
+        # No token authentication for a local Ray unless RAY_AUTH_MODE asks for it: its servers
+        # listen on loopback only, so only this machine's processes reach them, and Ray's default
+        # (token on) would write ~/.ray/auth_token, which every later Ray client here then uses.
+        # On a machine shared with untrusted users, set RAY_AUTH_MODE=token. A cluster (address)
+        # keeps Ray's own rule: RAY_AUTH_MODE, else token auth when a token file is there.
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
     started = not ray.is_initialized()
@@ -167,9 +196,33 @@ def ray_session(address: str | None) -> Iterator[float]:
         if address:
             ray.init(address=address, **options)
         else:
-            ray.init(address="local", include_dashboard=False, **options)
+            with loopback_node():
+                ray.init(address="local", include_dashboard=False, **options)
     try:
         yield float(ray.cluster_resources().get("CPU", 0.0))
     finally:
         if started:
             ray.shutdown()
+
+
+@contextlib.contextmanager
+def loopback_node() -> Iterator[None]:
+    """Make a local Ray started inside this block take 127.0.0.1 as its node IP.
+
+    Ray 2.60 binds its servers (GCS, raylet and object manager, every worker's gRPC server, the
+    runtime-env and dashboard agents, the metrics exporter) to loopback when the node IP is a
+    loopback address, and to every interface otherwise. It takes the node IP from the routable
+    interface, even turning `_node_ip_address="127.0.0.1"` into it
+    (services.resolve_ip_for_localhost), except where multi-node clusters are off: the flag
+    ray_constants.ENABLE_RAY_CLUSTER (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER, read when Ray is
+    imported; off on macOS and Windows). This block turns that flag off; the servers get the
+    node IP on their command lines, and the driver keeps it after the block.
+    """
+    from ray._private import ray_constants
+
+    enabled = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = enabled

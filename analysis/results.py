@@ -7,7 +7,8 @@ Layouts read (all at once when several are present under `out_dir`):
 - a folder of such cell folders: `*/result.parquet` (the cell id is the sub-folder's name).
 
 Columns are those of `dlmia.results.result_row` plus the runner's `grid`, `cell_id`, `cell_key`,
-`shadow_side_id`, `target_side_id`, `attempts`, `error`, `finished_at` (Unix time), and
+`shadow_side_id`, `target_side_id`, `attempts`, `error` (one line), `traceback` (a failed
+cell's whole error text), `finished_at` (Unix time), and
 `result_file` (where the row was read, relative to `out_dir`). Every known column (`SCHEMA`)
 exists with one dtype whatever the files hold (names categorical, metrics float64, counts
 nullable Int64, text string), so a folder of failed cells only still has metric columns (NA).
@@ -72,7 +73,10 @@ SCHEMA: dict[str, str] = {
     "status": _NAME,
     "attempts": _INT,
     "error": _TEXT,
+    "traceback": _TEXT,
     "trial": _INT,
+    "study_trial": _INT,
+    "state": _NAME,
     "selected": "boolean",
     "search": _TEXT,
     "finished": "boolean",

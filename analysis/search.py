@@ -20,6 +20,7 @@ import pandas as pd
 from analysis.paper import label
 from analysis.figures import pyplot, save_figure
 from analysis.results import file_slug
+from tune.search import STUDY_FILE
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +65,13 @@ def search_table(frame: pd.DataFrame) -> pd.DataFrame:
 def write_search_plots(frame: pd.DataFrame, out_dir: str | Path, folder: str | Path) -> list[Path]:
     """Per searched cell, `search_<cell>.png`: the objective per trial with its running best and
     the selected trial marked (target ROC AUCs greyed: recorded, not used), and the parameter
-    importances of the cell's Optuna study (`OUT/optuna/<search>.log`, fANOVA)."""
+    importances of the cell's Optuna study (`<search>` in `OUT/optuna.log`, fANOVA)."""
     paths = []
     for cell_id, trials in searched_rows(frame).groupby("cell_id", sort=True):
         trials = trials.sort_values("trial")
         figure, (history, importance) = pyplot().subplots(1, 2, figsize=(11, 4))
         _draw_history(history, trials)
-        study = Path(out_dir) / "optuna" / f"{trials['search'].iloc[0]}.log"
-        _draw_importances(importance, study)
+        _draw_importances(importance, Path(out_dir) / STUDY_FILE, str(trials["search"].iloc[0]))
         figure.suptitle(str(cell_id), fontsize=9)
         figure.tight_layout()
         paths.append(save_figure(figure, Path(folder) / f"search_{file_slug(str(cell_id))}.png"))
@@ -102,8 +102,8 @@ def _draw_history(axes: Any, trials: pd.DataFrame) -> None:
     axes.set_title("search history", fontsize=9)
 
 
-def _draw_importances(axes: Any, study_file: Path) -> None:
-    importances = param_importances(study_file)
+def _draw_importances(axes: Any, study_file: Path, study_name: str) -> None:
+    importances = param_importances(study_file, study_name)
     axes.set_title("parameter importances (fANOVA, objective)", fontsize=9)
     if not importances:
         axes.text(0.5, 0.5, "not available\n(study missing or too few trials)",
@@ -115,9 +115,9 @@ def _draw_importances(axes: Any, study_file: Path) -> None:
     axes.set_xlabel("share of the objective's variance")
 
 
-def param_importances(study_file: Path) -> dict[str, float]:
-    """fANOVA importances of the searched settings for the objective, most important first;
-    {} when the study file is missing or holds too few finished trials."""
+def param_importances(study_file: Path, study_name: str) -> dict[str, float]:
+    """fANOVA importances of the searched settings for the objective in study `study_name`,
+    most important first; {} when the study is missing or holds too few finished trials."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -126,12 +126,16 @@ def param_importances(study_file: Path) -> dict[str, float]:
         return {}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = JournalStorage(JournalFileBackend(str(study_file)))
-    study = optuna.load_study(study_name=study_file.stem, storage=storage)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:  # no such study in the journal
+        return {}
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if len(finished) < 3:
         return {}
     try:
-        return dict(optuna.importance.get_param_importances(study))
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+        return dict(optuna.importance.get_param_importances(study, evaluator=evaluator))
     except (RuntimeError, ValueError) as exc:  # e.g. every trial scored the same
         log.warning("no parameter importances for %s: %s", study_file, exc)
         return {}

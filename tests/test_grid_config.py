@@ -272,8 +272,8 @@ def test_plain_progress_lines_and_eta() -> None:
     progress.done("cell", "d")
     text = stream.getvalue()
     assert "2 cells to run (0 already done), 12 search trials" in text
-    assert "cell d done (sides 0/0, cells 1/2, trials 5/12 started, 0 failed" in text
-    assert "search trials started (sides 0/0, cells 0/2, trials 3/12 started" in text
-    assert "trials 5/12 started, 0 failed, ETA" not in text.split("cell d done")[0]
+    assert "cell d done (sides 0/0, cells 1/2, trials 5/12 done, 0 failed" in text
+    assert "search trials done (sides 0/0, cells 0/2, trials 3/12 done" in text
+    assert "trials 5/12 done, 0 failed, ETA" not in text.split("cell d done")[0]
     progress.started_at -= 6.0  # 6 of 14 units (2 cells + 12 trials) done in 6 s: 8 s left
     assert progress.eta() == pytest.approx(8.0, abs=0.1)

@@ -4,6 +4,7 @@ killed (SIGKILL) resuming without redoing its finished trials. Tiny synthetic gr
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +42,17 @@ def search_grid(name: str, num_samples: int, max_concurrent: int = 2, **fixed: A
     return raw
 
 
-def study_trials(path: Path) -> list[optuna.trial.FrozenTrial]:
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
-    return optuna.load_study(study_name=path.stem, storage=storage).trials
+def studies(out: Path) -> dict[str, list[optuna.trial.FrozenTrial]]:
+    """Every study in the grid's one journal file, by name."""
+    path = str(out / "optuna.log")
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
+    return {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage).trials
+            for s in optuna.get_all_study_summaries(storage)}
 
 
-def finished_trials(out: Path) -> dict[Path, int]:
-    """Checkpoint folders of finished trials (a trial saves its scores when it finishes)."""
-    return {p: p.stat().st_mtime_ns for p in (out / "tune").glob("*/*/checkpoint_*")}
+def recorded_trials(out: Path) -> dict[Path, int]:
+    """The project's trial records (written when a trial is over), with their mtimes."""
+    return {p: p.stat().st_mtime_ns for p in (out / "searches").glob("*/trial-*.json")}
 
 
 
@@ -89,7 +93,7 @@ def test_searched_cells_write_every_trial_and_mark_the_selected_one(tmp_path: Pa
     progress = Progress(stream=None)
     summary = run_grid(grid, out=out, progress=progress)
     assert summary.exit_code == 0 and summary.ok == 2
-    assert (progress.trials_started, progress.trials_total) == (6, 6)
+    assert (progress.trials_done, progress.trials_total) == (6, 6)
     frame = load_results(out)
     assert len(frame) == 6 and not frame["used_for_selection"].any()
     # each cell's trials ran on that cell's sides (Tune registers trainables cluster-wide)
@@ -103,9 +107,9 @@ def test_searched_cells_write_every_trial_and_mark_the_selected_one(tmp_path: Pa
         scores = pd.read_parquet(out / "scores" / f"{cell_id}.parquet")
         assert len(scores) == chosen["n_target"]
     assert {"param.lambda_align", "param.lr", "param.period"} <= set(frame.columns)
-    studies = sorted((out / "optuna").glob("*.log"))
-    assert len(studies) == 2
-    trials = study_trials(studies[0])
+    found = studies(out)  # one journal, a study per cell, named by its search
+    assert sorted(found) == sorted(frame["search"].unique())
+    trials = found[sorted(found)[0]]
     assert len(trials) == 3 and trials[0].params["lambda_align"] == 1.0  # starts from defaults
     assert trials[0].params["period"] == 2  # the default (5) moved into the space
 
@@ -118,7 +122,8 @@ def test_searched_cells_write_every_trial_and_mark_the_selected_one(tmp_path: Pa
     best = frame.groupby("cell_id")["roc_auc"].max()
     assert table["oracle* ROC AUC"].to_dict() == pytest.approx(best.to_dict())
     assert len(list((out / "analysis").glob("search_*.png"))) == 2
-    assert set(param_importances(studies[0])) == {"lambda_align", "lr", "period"}
+    importances = param_importances(out / "optuna.log", sorted(found)[0])
+    assert set(importances) == {"lambda_align", "lr", "period"}
     plain = results_table(out, [cell.id for cell in expand(grid).cells])  # `grid run`'s fallback
     assert sorted(plain["roc_auc"]) == pytest.approx(sorted(chosen["roc_auc"]))
     assert "searched per cell, 3 trials" in describe(expand(grid))
@@ -126,23 +131,48 @@ def test_searched_cells_write_every_trial_and_mark_the_selected_one(tmp_path: Pa
     assert again.skipped == 2 and not again.tasks
 
 
+class Planted:
+    """A pickle that, when loaded, creates `marker`: what a planted file in a shared output
+    folder could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (str(self.marker), "w"))
+
+
+def plant_pickles(out: Path, marker: Path) -> int:
+    """Overwrite every pickle Tune left in the output folder with a `Planted` one."""
+    planted = [p for p in (out / "tune").rglob("*") if p.suffix == ".pkl"]
+    for path in planted:
+        path.write_bytes(pickle.dumps(Planted(marker)))
+    return len(planted)
+
+
 @pytest.mark.usefixtures("local_ray")
 def test_killed_search_resumes_without_redoing_finished_trials(tmp_path: Path) -> None:
-    raw = search_grid("killed", 4, max_concurrent=1)
+    # longer trials, one at a time: the kill lands while a trial is in flight
+    raw = search_grid("killed", 4, max_concurrent=1, epochs_vae=15, epochs_joint=15)
     path, out = tmp_path / "killed.yaml", tmp_path / "out"
     path.write_text(yaml.safe_dump(raw))
-    # killed 2 s after a trial finished: Tune saves its experiment state every second
-    run_and_kill(path, out, lambda: bool(finished_trials(out)), tmp_path / "driver.log", 2.0)
-    before = finished_trials(out)
+    # killed as soon as a trial is recorded: the next one is in flight
+    run_and_kill(path, out, lambda: bool(recorded_trials(out)), tmp_path / "driver.log")
+    before = recorded_trials(out)
     assert 1 <= len(before) < 4, (tmp_path / "driver.log").read_text()[-3000:]
     assert not (out / "results").exists() or not list((out / "results").glob("*.parquet"))
+    marker = tmp_path / "pwned"
+    assert plant_pickles(out, marker) >= 1  # Tune's own state files are pickles
 
     summary = run_grid(load_grid(path), out=out, progress=QUIET)
     assert summary.exit_code == 0 and summary.ok == 1
+    assert not marker.exists()  # nothing from the output folder was unpickled
     frame = load_results(out)
     assert sorted(frame["trial"]) == [1, 2, 3, 4] and frame["epochs"].notna().all()
-    after = finished_trials(out)  # (ASHA may have stopped some trials: they save no scores)
-    assert frame["finished"].sum() == len(after) >= len(before)
-    assert all(after[p] == t for p, t in before.items())  # trials finished before: not redone
-    (study,) = (out / "optuna").glob("*.log")
-    assert [t.state.name for t in study_trials(study)] == ["COMPLETE"] * 4
+    after = recorded_trials(out)
+    assert len(after) == 4 and all(after[p] == t for p, t in before.items())  # not redone
+    (trials,) = studies(out).values()
+    states = [t.state.name for t in trials]
+    assert len(states) - states.count("FAIL") == 4  # the killed run's trial in flight: FAIL
+    assert set(states) <= {"COMPLETE", "PRUNED", "FAIL"}
+    assert sorted(frame["study_trial"]) == [t.number for t in trials if t.state.name != "FAIL"]

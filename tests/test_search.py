@@ -71,11 +71,15 @@ def test_every_trial_is_recorded(outcome: tuple[SearchOutcome, Path]) -> None:
 
 def test_study_is_persisted_and_starts_from_defaults(outcome: tuple[SearchOutcome, Path]) -> None:
     _, folder = outcome
-    path = folder / "optuna" / "cell.log"
+    path = folder / "optuna.log"
     assert path.exists()
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
     study = optuna.load_study(study_name="cell", storage=storage)
     assert len(study.trials) == 4
+    states = {t.state for t in study.trials}
+    assert states <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    assert all("objective" in t.user_attrs and "shadow_val_loss" in t.user_attrs
+               for t in study.trials)  # the criteria as user attributes
     assert study.trials[0].params == {"lambda_align": 1.0, "lr": 1e-3}  # DL-MIA's defaults
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
 
@@ -91,7 +95,7 @@ def test_target_labels_do_not_change_the_selection(
     permuted = dataclasses.replace(target, labels=labels)
     again = search_cell(shadow, permuted, config(4), seed=0, storage_dir=folder, name="cell",
                         fixed=FIXED)
-    columns = ["trial_id", "objective", "selected", "shadow_pick"]
+    columns = ["trial", "study_trial", "objective", "selected", "shadow_pick"]
     assert again.trials[columns].equals(result.trials[columns])
     assert not np.allclose(again.trials["target.roc_auc"], result.trials["target.roc_auc"])
 

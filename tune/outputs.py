@@ -2,13 +2,16 @@
 
 Layout under OUT (the analysis package reads it):
 - `results/<cell_id>.parquet`: one row, `dlmia.results.result_row` plus the columns `grid`,
-  `cell_id`, `cell_key`, `shadow_side_id`, `target_side_id`, `attempts`, `error` and `status`
-  ("ok" or "failed"; a failed row has the same columns, NaN metrics and the error text);
+  `cell_id`, `cell_key`, `shadow_side_id`, `target_side_id`, `attempts`, `error`, `traceback`
+  and `status` ("ok" or "failed"; a failed row has the same columns, NaN metrics, the error in
+  one line and its whole traceback; both are "" in an ok row);
   a searched cell has one row per trial instead (`trial_rows`), the cell's result marked
   `selected`;
 - `scores/<cell_id>.parquet`: the target users' member scores (user, label, score), of the
   selected trial for a searched cell;
-- `tune/<search>/` and `optuna/<search>.log`: a search's Tune experiment and Optuna study;
+- `searches/<search>/`: a search's trial records (tune.trials), what a resumed search reads;
+  `optuna.log`: every search's Optuna study (one journal, a study per cell); `tune/`: Tune's
+  own experiment folders, written and never read back (they hold pickles);
 - `grid.yaml`: the resolved grid; `sides/`: the side cache unless `--cache` names another.
 Every file is written atomically, the result row last, so a cell is finished exactly when its
 result file exists with status ok and the cell's current content key.
@@ -99,17 +102,26 @@ class Outputs:
         return write_parquet(pd.DataFrame(rows), self.results / f"{job.id}.parquet")
 
     def write_failed(
-        self, job: CellJob, error: str, grid: str, sides: dict[str, Any], attempts: int
+        self,
+        job: CellJob,
+        error: str,
+        grid: str,
+        sides: dict[str, Any],
+        attempts: int,
+        traceback: str = "",
     ) -> Path:
-        """Write a failed cell: the same columns as an ok row, NaN metrics and the error."""
+        """Write a failed cell: the same columns as an ok row, NaN metrics, the error (one line)
+        and its traceback (the whole text)."""
         (self.scores / f"{job.id}.parquet").unlink(missing_ok=True)
         result = failed_result(job, error, sides)
         row = result_row(job.config, result, status="failed")
-        row |= self._extra(job, grid, attempts, error, "failed")
+        row |= self._extra(job, grid, attempts, error, "failed", traceback)
         return write_parquet(pd.DataFrame([row]), self.results / f"{job.id}.parquet")
 
     @staticmethod
-    def _extra(job: CellJob, grid: str, attempts: int, error: str, status: str) -> dict[str, Any]:
+    def _extra(
+        job: CellJob, grid: str, attempts: int, error: str, status: str, traceback: str = ""
+    ) -> dict[str, Any]:
         return {
             "grid": grid,
             "cell_id": job.id,
@@ -118,14 +130,15 @@ class Outputs:
             "target_side_id": job.target,
             "attempts": attempts,
             "error": error,
+            "traceback": traceback,
             "status": status,
             "finished_at": time.time(),
         }
 
 
 #: Columns of a search's trials frame that its result rows keep as they are.
-TRIAL_COLUMNS = ("trial", "finished", "epochs", *CRITERIA, "selected", "shadow_pick", "oracle_pick",
-                 "used_for_selection")  # fmt: skip
+TRIAL_COLUMNS = ("trial", "study_trial", "state", "finished", "epochs", *CRITERIA, "selected",
+                 "shadow_pick", "oracle_pick", "used_for_selection")  # fmt: skip
 
 
 def trial_rows(cell_row: dict[str, Any], trials: pd.DataFrame) -> list[dict[str, Any]]:

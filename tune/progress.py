@@ -37,7 +37,7 @@ class Progress:
         self.live = live and stream is not None
         self.stream = stream
         self.sides, self.cells = Counts(), Counts()
-        self.trials_started, self.trials_total = 0, 0  # of this run's searches
+        self.trials_done, self.trials_total = 0, 0  # of this run's searches
         self._trial_line_at = float("-inf")
         self.started_at = time.perf_counter()
         self._view: Live | None = None
@@ -52,22 +52,22 @@ class Progress:
         the trials its searched cells plan."""
         self.sides = Counts(total=sides)
         self.cells = Counts(total=cells + skipped, reused=skipped)
-        self.trials_started, self.trials_total = 0, trials
+        self.trials_done, self.trials_total = 0, trials
         self.started_at = time.perf_counter()
         searches = f", {trials} search trials" if trials else ""
         self._line(
             f"{sides} sides to make ready, {cells} cells to run ({skipped} already done){searches}"
         )
 
-    def trials(self, started: int) -> None:
-        """How many search trials have started so far (resumed searches' earlier ones too); a
+    def trials(self, done: int) -> None:
+        """How many search trials are done so far (resumed searches' earlier ones too); a
         plain line when the count moved, at most every `TRIAL_LINE_SECONDS` (and at the end)."""
-        moved, self.trials_started = started != self.trials_started, started
+        moved, self.trials_done = done != self.trials_done, done
         now = time.perf_counter()
-        due = now - self._trial_line_at >= TRIAL_LINE_SECONDS or started == self.trials_total
+        due = now - self._trial_line_at >= TRIAL_LINE_SECONDS or done == self.trials_total
         if moved and due:
             self._trial_line_at = now
-            self._line(f"search trials started ({self._summary()})")
+            self._line(f"search trials done ({self._summary()})")
 
     def started(self, kind: str, name: str) -> None:
         self._counts(kind).running.add(name)
@@ -95,7 +95,7 @@ class Progress:
         work = (self.sides.total - self.sides.reused) + (self.cells.total - self.cells.reused)
         work += self.trials_total
         finished = self.sides.done + self.sides.failed + self.cells.done + self.cells.failed
-        finished += self.trials_started
+        finished += self.trials_done
         if not finished or not work:
             return None
         elapsed = time.perf_counter() - self.started_at
@@ -130,7 +130,7 @@ class Progress:
         )
 
     def _trials(self) -> str:
-        return f"{self.trials_started}/{self.trials_total} started"
+        return f"{self.trials_done}/{self.trials_total} done"
 
     def _line(self, text: str) -> None:
         if self.stream is None or self.live:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from tune.cache import SideCache, plain
 from tune.plan import CellJob, Plan
 from tune.pool import Shape, Worker, WorkerPool
 from tune.progress import Progress
+from tune.search import trial_store
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,40 @@ log = logging.getLogger(__name__)
 class Failure:
     """A call that raised."""
 
-    error: str  # one line: exception type and message
+    error: str  # one line: the cause's exception type and message (error_line)
     retryable: bool = True  # False for bad input (a DlmiaError), which would only fail again
+    traceback: str = ""  # the whole remote traceback, as Ray reports it
+
+    @classmethod
+    def of(cls, exc: RayError) -> Failure:
+        """The failure `exc` reports: for a task, its cause (the exception the task raised)."""
+        cause = exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc
+        retryable = not isinstance(cause, DlmiaError)
+        return cls(error_line(cause), retryable, traceback=plain_text(str(exc)))
+
+
+#: A line of a Python traceback's stack ("  File "x.py", line 3, in f").
+STACK_LINE = re.compile(r'^\s+File ".*", line \d+')
+#: The line a traceback ends with: an exception's (dotted) type, and its message if it has one.
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(: .*)?$")
+#: The terminal colour codes Ray puts around task names.
+ANSI_CODE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def error_line(cause: BaseException) -> str:
+    """What went wrong, in one line: `Type: message` of `cause`, or where its message holds a
+    traceback (Tune's TuneError wraps a trial's), the last exception line of that traceback."""
+    lines = [line for line in plain_text(str(cause)).splitlines() if line.strip()]
+    if any(STACK_LINE.match(line) for line in lines):
+        raised = [line for line in lines if EXCEPTION_LINE.match(line)]
+        if raised:
+            return raised[-1]
+    return f"{type(cause).__name__}: {lines[0] if lines else ''}"
+
+
+def plain_text(text: str) -> str:
+    """`text` without terminal colour codes and surrounding blank space."""
+    return ANSI_CODE.sub("", text).strip()
 
 
 @dataclass(frozen=True)
@@ -241,11 +275,11 @@ class Scheduler:
         self.progress.started("cell", job.id)
 
     def _search_options(self) -> Any:
-        """`search_task` as a CPU-less Tune driver on this driver's node (its Tune and Optuna
-        state go to the output folder here), saving Tune's experiment state every second so a
-        killed run resumes with little to redo."""
+        """`search_task` as a CPU-less Tune driver on this driver's node (its trial records and
+        Optuna study go to the output folder here), without Tune's per-trial log files (the
+        project records every trial itself, tune.trials)."""
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-        env = {"env_vars": {"TUNE_GLOBAL_CHECKPOINT_S": "1"}}
+        env = {"env_vars": {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}}
         return search_task.options(num_cpus=0, scheduling_strategy=here, runtime_env=env)
 
     def _cell_done(self, flight: Flight, value: Any) -> None:
@@ -260,17 +294,13 @@ class Scheduler:
         self.progress.done("cell", job.id, failed=failed)
 
     def _count_trials(self, every: float = 5.0, force: bool = False) -> None:
-        """Tell the progress view how many trials the searches have started: the trial folders
-        of their Tune experiments in the output folder (none with a remote `storage_path`)."""
+        """Tell the progress view how many trials the searches have done (their records)."""
         now = time.monotonic()
         if not self.searches or (now - self.trials_counted_at < every and not force):
             return
         self.trials_counted_at = now
-        tune_dir = Path(self.search_dir) / "tune"
-        started = sum(
-            len(list((tune_dir / job.search_name).glob("*/params.json"))) for job in self.searches
-        )
-        self.progress.trials(started)
+        done = sum(trial_store(self.search_dir, job.search_name).count() for job in self.searches)
+        self.progress.trials(done)
 
     # --- events -------------------------------------------------------------------------------
 
@@ -305,15 +335,13 @@ class Scheduler:
         except RayError as exc:
             if isinstance(exc, RayActorError) and flight.worker is not None:
                 self.pool.remove(flight.worker)
-            cause = exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc
-            lines = str(cause).strip().splitlines()
-            error = f"{type(cause).__name__}: {lines[0] if lines else ''}"
-            log.warning("%s %s failed: %s", flight.kind, flight.id, error)
+            failure = Failure.of(exc)
+            log.warning("%s %s failed: %s", flight.kind, flight.id, failure.error)
             # a failed attempt still kept its resources busy: from submission (a side's worker
             # was idle then; a cell may have queued) to now
             record = {"task_start": flight.submitted, "task_end": time.time()}
             self._task(f"{flight.kind} (failed)", flight.id, record)
-            return Failure(error, retryable=not isinstance(cause, DlmiaError))
+            return failure
 
     def _retry(self, kind: str, name: str, failure: Failure) -> bool:
         """Whether to run `name` again after `failure`."""

@@ -7,24 +7,26 @@ residual discrepancy and their `objective`) after every joint epoch through `tun
 
 Honesty by construction: trials receive the shadow side and the target *vectors* only (through
 `tune.with_parameters`, i.e. the object store, never recomputing the sides); the target labels
-stay in this driver. A finished trial saves its target member scores in its checkpoint; the
+stay in this driver. A finished trial's last report carries its target member scores; the
 driver scores them against the target labels *after* the search, for the record only: rows
 carry `used_for_selection=False` for those metrics. The cell's result is the finished trial with
 the best objective (`selected`); the trial shadow validation alone would pick (`shadow_pick`) and
 the best target ROC AUC (`oracle_pick`, selected on test labels) are flagged beside it.
 
-Persistence: the Optuna study is a JournalStorage file `storage_dir/optuna/<name>.log`
-(`optuna-dashboard storage_dir/optuna/<name>.log`); Tune's experiment lives under `storage_dir`
-(or `SearchConfig.storage_path`, e.g. s3://bucket/prefix). Rerunning an interrupted search with
-the same `storage_dir` and `name` resumes it with `Tuner.restore` (search state included).
+Persistence without pickles: each trial's record is the project's own JSON + .npy
+(`storage_dir/searches/<name>/`, tune.trials), written before Optuna hears of it; the studies of
+every search under one `storage_dir` share one journal file, `storage_dir/optuna.log`, one study
+per cell (`optuna-dashboard storage_dir/optuna.log`), with ASHA-stopped trials PRUNED and each
+trial's criteria as user attributes. Rerunning an interrupted search rebuilds a fresh Tuner on the
+same study for the trials not yet recorded; Tune's own experiment state (pickles) is written
+under `storage_dir/tune/` (or `SearchConfig.storage_path`) but never read back.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-import tempfile
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import optuna
 import pandas as pd
+from optuna.trial import TrialState
 
 from dlmia import config as cfg
 from dlmia.attacks.dlmia import DLMIAAttack
@@ -43,8 +46,10 @@ from dlmia.selection import CRITERIA, SelectionConfig, criteria
 from dlmia.sides import SideOutput
 from tune.space import build_space, check_space, default_space, settings_of, start_point
 
-SCORES_FILE = "target_scores.npy"
+from tune.trials import SCORES_KEY, TrialRecord, TrialStore, encode_scores
+
 SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
+STUDY_FILE = "optuna.log"  # under storage_dir: every search's study, one journal per grid
 
 
 class SearchInterrupted(DlmiaError):
@@ -102,7 +107,8 @@ def _trainable(
     seed: int,
     device: str,
 ) -> None:
-    """One trial: fit DL-MIA, report the label-free criteria per joint epoch, save the scores."""
+    """One trial: fit DL-MIA, report the label-free criteria per joint epoch, and last the final
+    criteria with the target member scores (`final`)."""
     from ray import tune
 
     settings = settings_of(config, fixed)
@@ -110,19 +116,16 @@ def _trainable(
 
     def report(epoch: int) -> None:
         values = criteria(attack, shadow.vectors, shadow.labels, target_vectors, selection)
-        tune.report({**values, "epoch": epoch + 1, "done": False})
+        tune.report({**values, "epoch": epoch + 1, "final": False})
 
     attack.on_epoch = report
     attack.fit(shadow.vectors, shadow.labels, target_vectors)
     final = criteria(attack, shadow.vectors, shadow.labels, target_vectors, selection)
     scores = attack.predict_proba(target_vectors)  # (n_target,)
-    with tempfile.TemporaryDirectory() as folder:
-        np.save(Path(folder) / SCORES_FILE, scores)
-        tune.report(
-            {**final, "epoch": settings.epochs_joint + 1, "done": True,
-             "fit_seconds": attack.info.get("fit_seconds")},
-            checkpoint=tune.Checkpoint.from_directory(folder),
-        )
+    tune.report({
+        **final, "epoch": settings.epochs_joint + 1, "final": True,
+        "fit_seconds": attack.info.get("fit_seconds"), SCORES_KEY: encode_scores(scores),
+    })
 
 
 def _named_trainable(search: str) -> Any:
@@ -135,29 +138,97 @@ def _named_trainable(search: str) -> Any:
     return trial
 
 
-def _tuner(
-    trainable: Any, search: SearchConfig, fixed: dict[str, Any], seed: int, storage: str,
-    name: str, study: Path, callbacks: list[Any],
-) -> Any:
-    """A fresh Tuner: OptunaSearch (seeded sampler, journal study) + ASHA over joint epochs."""
+def _recording_search(**kwargs: Any) -> Any:
+    """An OptunaSearch (imported lazily with Ray) that records every trial it hears is over."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    class RecordingSearch(OptunaSearch):  # type: ignore[misc]
+        """Writes each trial's record (`store`) before telling the study: complete, PRUNED when
+        ASHA stopped it, FAIL when it raised; a trial cut short by an interruption is left to
+        the next run (`reconcile`)."""
+
+        def __init__(self, store: TrialStore, **options: Any) -> None:
+            super().__init__(**options)
+            self.store = store
+
+        def on_trial_complete(
+            self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+        ) -> None:
+            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+                return
+            trial = self._ot_trials[trial_id]
+            self._completed_trials.add(trial_id)
+            if not error and not (result or {}).get("done"):
+                return  # interrupted, not stopped by ASHA: it runs again on resume
+            record = TrialRecord.of(trial.number, trial.params, result, error)
+            self.store.write(record)
+            tell(self._ot_study, trial, record)
+
+    return RecordingSearch(**kwargs)
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, record: TrialRecord) -> None:
+    """Tell the study how `trial` ended, with its criteria as user attributes."""
+    for key, value in record.metrics.items():
+        trial.set_user_attr(key, value)
+    if record.state == "complete":
+        study.tell(trial, record.objective)
+    else:
+        study.tell(trial, state=TrialState.PRUNED if record.state == "pruned" else TrialState.FAIL)
+
+
+def open_journal(path: Path) -> optuna.storages.BaseStorage:
+    """The journal file at `path` (created when absent) as an Optuna storage."""
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def reconcile(study: optuna.Study, records: list[TrialRecord]) -> None:
+    """Bring a study left by an interrupted run in line with the records: a running trial that
+    was recorded gets its recorded end, one that was not is FAIL (it runs again as a new trial)."""
+    recorded = {record.number: record for record in records}
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        trial = optuna.Trial(study, frozen._trial_id)  # optuna's handle on a running trial
+        if frozen.number in recorded:
+            tell(study, trial, recorded[frozen.number])
+        else:
+            study.tell(trial, state=TrialState.FAIL)
+
+
+def _tuner(
+    trainable: Any, search: SearchConfig, fixed: dict[str, Any], seed: int, storage: str,
+    name: str, study_file: Path, store: TrialStore, remaining: int, callbacks: list[Any],
+) -> Any:
+    """A fresh Tuner for the `remaining` trials of the search: a RecordingSearch (seeded sampler,
+    the cell's study) + ASHA over joint epochs; the defaults go first while no record holds them."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    study.parent.mkdir(parents=True, exist_ok=True)
     space = search.searched_space(fixed)
     base = settings_of({}, fixed)  # DL-MIA's defaults with the fixed settings
-    searcher = OptunaSearch(
+    sampler = SAMPLERS[search.sampler](seed=seed)
+    journal = open_journal(study_file)
+    study = optuna.create_study(storage=journal, study_name=name, direction="maximize",
+                                sampler=sampler, load_if_exists=True)
+    records = store.load()
+    reconcile(study, records)
+    first = start_point(space, cfg.as_dict(base))
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    pending = not waiting and all(record.params != first for record in records)
+    searcher = _recording_search(
+        store=store,
         space=OptunaSearch.convert_search_space(build_space(space)),
         metric="objective",
         mode="max",
-        points_to_evaluate=[start_point(space, cfg.as_dict(base))],
-        sampler=SAMPLERS[search.sampler](seed=seed),
+        points_to_evaluate=[first] if pending else None,
+        sampler=sampler,
         study_name=name,
-        storage=JournalStorage(JournalFileBackend(str(study))),
+        storage=journal,
     )
     max_t = max(base.epochs_joint + 1, search.grace_epochs)
     scheduler = ASHAScheduler(
@@ -169,11 +240,12 @@ def _tuner(
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent),
             scheduler=scheduler,
-            num_samples=search.num_samples,
+            num_samples=remaining,
             time_budget_s=search.time_budget_s,
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=name, storage_path=storage, verbose=0,
+            name=f"{name}-{time.time_ns()}", storage_path=storage, verbose=0,
             failure_config=tune.FailureConfig(max_failures=1), callbacks=callbacks,
         ),
     )
@@ -207,34 +279,34 @@ def search_cell(
     storage_dir = Path(storage_dir).resolve()
     storage = search.storage_path or str(storage_dir / "tune")
     fixed = dict(fixed or {})
-    trainable = tune.with_resources(
-        tune.with_parameters(
-            _named_trainable(name), shadow=shadow, target_vectors=target.vectors, fixed=fixed,
-            selection=search.selection, seed=seed, device=device,
-        ),
-        {"cpu": resources[0], "gpu": resources[1]},
-    )
-    experiment = f"{storage.rstrip('/')}/{name}"
+    store = trial_store(storage_dir, name)
+    remaining = search.num_samples - len(store.load())
     started = time.monotonic()
-    if tune.Tuner.can_restore(experiment):
-        tuner = tune.Tuner.restore(experiment, trainable, resume_errored=True)
-    else:
-        study = storage_dir / "optuna" / f"{name}.log"
-        tuner = _tuner(trainable, search, fixed, seed, storage, name, study, list(callbacks or []))
-    grid = tuner.fit()
-    results = [r for r in grid if r.metrics]
+    if remaining > 0:
+        trainable = tune.with_resources(
+            tune.with_parameters(
+                _named_trainable(name), shadow=shadow, target_vectors=target.vectors,
+                fixed=fixed, selection=search.selection, seed=seed, device=device,
+            ),
+            {"cpu": resources[0], "gpu": resources[1]},
+        )
+        study_file = storage_dir / STUDY_FILE
+        _tuner(trainable, search, fixed, seed, storage, name, study_file, store, remaining,
+               list(callbacks or [])).fit()
+    records = store.load()
     budget_spent = search.time_budget_s is not None and (
         time.monotonic() - started >= search.time_budget_s
     )
-    if len(grid) < search.num_samples and not budget_spent:
+    if len(records) < search.num_samples and not budget_spent:
         raise SearchInterrupted(
-            f"search {name}: {len(grid)} of {search.num_samples} trials; rerun to resume"
+            f"search {name}: {len(records)} of {search.num_samples} trials; rerun to resume"
         )
-    frame = trials_frame(results, target, fixed)
+    frame = trials_frame(records, target, fixed)
     if not frame["finished"].any():
-        raise DlmiaError(f"search {name}: no trial finished; see {experiment}")
+        raise DlmiaError(f"search {name}: no trial finished; see {store.folder}")
     best = frame.loc[frame["selected"]].iloc[0]
-    scores = _scores(results[int(best["result_index"])])
+    scores = next(r.scores for r in records if r.number == best["study_trial"])
+    assert scores is not None  # a finished trial's record holds its scores
     info = {
         "n_shadow": len(shadow.labels), "n_target": len(target.labels),
         "attack_seconds": float(best["fit_seconds"]),
@@ -246,38 +318,33 @@ def search_cell(
     return SearchOutcome(CellResult(metrics, scores, target.labels, target.users, info), frame)
 
 
-def _scores(result: Any) -> np.ndarray:
-    with result.checkpoint.as_directory() as folder:
-        return np.load(Path(folder) / SCORES_FILE)  # type: ignore[no-any-return]
+def trial_store(storage_dir: str | Path, name: str) -> TrialStore:
+    """Where search `name` under `storage_dir` keeps its trial records."""
+    return TrialStore(Path(storage_dir) / "searches" / name)
 
 
-def trial_number(result: Any) -> int:
-    """The trial's 1-based creation number in its experiment (from its folder name)."""
-    found = re.search(rf"_{result.metrics['trial_id']}_(\d+)_", Path(result.path).name)
-    return int(found.group(1)) if found else -1
-
-
-def trials_frame(results: list[Any], target: SideOutput, fixed: dict[str, Any]) -> pd.DataFrame:
-    """One row per trial: `param.*`, label-free criteria, `target.*` metrics (finished trials;
-    recorded after the search, `used_for_selection` False) and the three picks."""
+def trials_frame(
+    records: list[TrialRecord], target: SideOutput, fixed: dict[str, Any]
+) -> pd.DataFrame:
+    """One row per trial (`trial` 1, 2, ... in study order; `study_trial` is Optuna's number):
+    `param.*`, label-free criteria, `target.*` metrics (finished trials; recorded after the
+    search, `used_for_selection` False) and the three picks."""
     rows = []
-    for index, result in enumerate(results):
-        metrics = result.metrics
-        finished = bool(metrics.get("done")) and result.checkpoint is not None
+    for position, record in enumerate(sorted(records, key=lambda r: r.number), start=1):
         row: dict[str, Any] = {
-            "trial": trial_number(result), "trial_id": metrics.get("trial_id"),
-            "result_index": index,
-            "finished": finished, "epochs": metrics.get("epoch"),
-            **{f"param.{k}": v for k, v in result.config.items()},
-            **{k: metrics.get(k) for k in (*CRITERIA, "fit_seconds")},
-            "settings": json.dumps(cfg.as_dict(settings_of(result.config, fixed)), sort_keys=True),
+            "trial": position, "study_trial": record.number, "state": record.state,
+            "finished": record.state == "complete",
+            "epochs": record.metrics.get("epoch", math.nan),
+            **{f"param.{k}": v for k, v in record.params.items()},
+            **{k: record.metrics.get(k, math.nan) for k in (*CRITERIA, "fit_seconds")},
+            "settings": json.dumps(cfg.as_dict(settings_of(record.params, fixed)), sort_keys=True),
             "used_for_selection": False,
         }
-        if finished:
-            target_metrics = attack_metrics(target.labels, _scores(result))
+        if record.scores is not None:
+            target_metrics = attack_metrics(target.labels, record.scores)
             row.update({f"target.{k}": v for k, v in target_metrics.items() if np.isscalar(v)})
         rows.append(row)
-    frame = pd.DataFrame(rows).sort_values("trial", ignore_index=True)
+    frame = pd.DataFrame(rows)
     done = frame[frame["finished"]]
     # Shadow validation alone: the best held-out AUC, ties (common: it saturates) by log-loss.
     ranks = {

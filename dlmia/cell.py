@@ -17,8 +17,10 @@ import numpy as np
 import numpy.typing as npt
 
 from dlmia import config as cfg
-from dlmia.attacks import make_attack
+from dlmia.attacks import attack_config, make_attack
+from dlmia.device import check_device
 from dlmia.metrics import attack_metrics
+from dlmia.recommenders import recommender_config
 from dlmia.sides import (
     DatasetSpec,
     NonmemberPolicy,
@@ -74,7 +76,15 @@ def cell_config(
 
     `seed` re-samples everything random: the user split and the item vectors (unless the
     dataset pins their seeds), the member halves, the recommenders, the lists and the attack.
+
+    Raises:
+        ConfigError: an unknown name or a bad setting of the attack, a recommender or the
+            device, before any work.
     """
+    check_device(device)
+    attack_config(attack, attack_settings)
+    for choice in (shadow, target):
+        recommender_config(choice.recommender, choice.settings)
     sides = {
         role: SideSpec(
             dataset=seeded(choice.dataset, seed),

@@ -7,6 +7,7 @@ Every user error ends as one line on stderr and exit code 2; the last line on st
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -19,6 +20,7 @@ from dlmia.attacks import ATTACKS
 from dlmia.cell import CellConfig, ListOptions, SideChoice, run_cell
 from dlmia.cell import cell_config as build_cell_config
 from dlmia.errors import ConfigError, DlmiaError
+from dlmia.lock import FolderLock
 from dlmia.recommenders import RECOMMENDERS
 from dlmia.nonmember import POLICIES
 from dlmia.sides import DatasetSpec
@@ -44,7 +46,7 @@ def cell_config(args: argparse.Namespace) -> CellConfig:
         raise ConfigError(f"--attack {args.attack!r}: unknown attack; known: {', '.join(sorted(ATTACKS))}")
     if args.k < 1:
         raise ConfigError(f"--k {args.k}: must be a positive list length")
-    dataset_settings = cfg.parse_assignments(args.dataset_set)
+    dataset_settings = cfg.parse_assignments(args.dataset_set, "--dataset-set")
     for key in ("name", "data_root"):
         if key in dataset_settings:
             raise ConfigError(f"--dataset-set {key}: give the dataset in --shadow/--target and --data-root")
@@ -64,7 +66,7 @@ def cell_config(args: argparse.Namespace) -> CellConfig:
         if args.vectors_fit_on:
             vectors["fit_on"] = args.vectors_fit_on
         data = cfg.replace(data, {"vectors": cfg.replace(data.vectors, vectors)})
-        settings = cfg.parse_assignments(getattr(args, f"{role}_set"))
+        settings = cfg.parse_assignments(getattr(args, f"{role}_set"), f"--{role}-set")
         choices[role] = SideChoice(data, recommender, settings)
     options = ListOptions(
         k=args.k,
@@ -91,11 +93,12 @@ def command_cell(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     config = cell_config(args)
-    result = run_cell(config)
-    row = result_row(config, result)
-    if args.out:
-        for path in write_cell(args.out, row, result):
-            log.info("wrote %s", path)
+    with FolderLock(args.out) if args.out else contextlib.nullcontext():  # one writer per --out
+        result = run_cell(config)
+        row = result_row(config, result)
+        if args.out:
+            for path in write_cell(args.out, row, result):
+                log.info("wrote %s", path)
     summary: dict[str, Any] = {
         **{k: v for k, v in row.items() if k not in ("config", "details", "attack_settings")},
         "attack_settings": json.loads(row["attack_settings"]),

@@ -9,6 +9,7 @@ Precedence is always: dataclass defaults < grid file < `--set` on the command li
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -62,14 +63,19 @@ def as_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
-def parse_assignments(assignments: list[str] | None) -> dict[str, Any]:
-    """Parse `key=value` strings (from `--set`) into a dict; values are read as YAML scalars."""
+def parse_assignments(assignments: list[str] | None, option: str = "--set") -> dict[str, Any]:
+    """Parse `key=value` strings (from `option`, e.g. `--set`) into a dict; values are read as
+    YAML (a number, a list `[1, 2]`, a mapping `{a: 1}`)."""
     parsed: dict[str, Any] = {}
     for item in assignments or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected key=value")
-        parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+            raise ConfigError(f"{option} {item!r}: expected key=value")
+        try:
+            parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"{option} {item!r}: the value is not valid YAML ({problem})") from None
     return parsed
 
 
@@ -118,6 +124,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from dlmia.errors import ConfigError
+
+
+def check_device(device: str) -> str:
+    """`device` when it is a form dlmia accepts (auto, cpu, cuda, cuda:N), whether or not this
+    machine has it: a grid checked on a laptop may name the cluster's GPUs."""
+    if device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", device):
+        return device
+    raise ConfigError(f"device {device!r}: use auto, cpu, cuda or cuda:N")
 
 
 def resolve_device(device: str = "auto") -> torch.device:

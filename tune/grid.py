@@ -82,7 +82,7 @@ class Runtime:
     """How the runner behaves; none of it changes a result."""
 
     max_retries: int = 1  # further attempts of a side or cell that raised, before it is failed
-    device: str = "auto"  # of recommenders and attacks: auto (CUDA if the worker has a GPU), cpu
+    device: Literal["auto", "cpu"] = "auto"  # of models: auto (CUDA if the worker has a GPU), cpu
     side_workers: int = 0  # most side workers alive at once; 0 = as many as the cluster fits
     max_concurrent_cells: int = 0  # most attack tasks in flight; 0 = twice the cluster's CPUs
 

@@ -12,7 +12,7 @@ from dlmia.attacks.dlmia import DLMIAAttack
 from dlmia.config import build
 from dlmia.errors import ConfigError
 
-__all__ = ["ATTACKS", "Attack", "BiasedAttack", "BiasedConfig", "make_attack"]
+__all__ = ["ATTACKS", "Attack", "BiasedAttack", "BiasedConfig", "attack_config", "make_attack"]
 
 ATTACKS: dict[str, type[Attack]] = {
     "biased": BiasedAttack,
@@ -30,8 +30,16 @@ def make_attack(
     Raises:
         ConfigError: unknown attack name, or a bad key or value (named `attack.<name>.<key>`).
     """
+    return ATTACKS[name](attack_config(name, settings), device=device, seed=seed)
+
+
+def attack_config(name: str, settings: Mapping[str, Any] | None = None) -> Any:
+    """The settings of attack `name`: `settings` checked and applied over its defaults (cheap:
+    lets a run refuse bad settings before any training).
+
+    Raises:
+        ConfigError: as `make_attack`.
+    """
     if name not in ATTACKS:
         raise ConfigError(f"attack {name!r} is unknown; known attacks are {', '.join(ATTACKS)}")
-    attack_cls = ATTACKS[name]
-    config = build(attack_cls.Config, settings, where=f"attack.{name}")
-    return attack_cls(config, device=device, seed=seed)
+    return build(ATTACKS[name].Config, settings, where=f"attack.{name}")

@@ -36,13 +36,21 @@ def make_recommender(
         ConfigError: unknown name (the message lists the known ones) or a bad setting (the
             message names the key as `recommender.<name>.<key>`).
     """
+    return RECOMMENDERS[name](recommender_config(name, settings), device=device, seed=seed)
+
+
+def recommender_config(name: str, settings: Mapping[str, Any] | None = None) -> Any:
+    """The settings of recommender `name`: `settings` checked and applied over its defaults
+    (cheap: lets a run refuse bad settings before any training).
+
+    Raises:
+        ConfigError: as `make_recommender`.
+    """
     if name not in RECOMMENDERS:
         raise ConfigError(
             f"recommender {name!r} is unknown; use one of {', '.join(sorted(RECOMMENDERS))}"
         )
-    cls = RECOMMENDERS[name]
-    config = build(cls.Config, settings, where=f"recommender.{name}")
-    return cls(config, device=device, seed=seed)
+    return build(RECOMMENDERS[name].Config, settings, where=f"recommender.{name}")
 
 
-__all__ = ["RECOMMENDERS", "Recommender", "make_recommender"]
+__all__ = ["RECOMMENDERS", "Recommender", "make_recommender", "recommender_config"]

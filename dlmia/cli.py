@@ -13,13 +13,15 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from dlmia import config as cfg
 from dlmia.attacks import ATTACKS
 from dlmia.cell import CellConfig, ListOptions, SideChoice, run_cell
 from dlmia.cell import cell_config as build_cell_config
+from dlmia.device import resolve_device
 from dlmia.errors import ConfigError, DlmiaError
+from dlmia.io import check_writable
 from dlmia.lock import FolderLock
 from dlmia.recommenders import RECOMMENDERS
 from dlmia.nonmember import POLICIES
@@ -40,12 +42,23 @@ def parse_side(text: str, option: str) -> tuple[str, str]:
     return dataset, recommender
 
 
+def data_root_option(value: str | None) -> str:
+    """`--data-root` as an absolute path ("" when not given); a folder that does not exist is
+    refused (a typo would otherwise surface as "dataset not found" only for named datasets)."""
+    if not value:
+        return ""
+    if not Path(value).is_dir():
+        raise ConfigError(f"--data-root {value}: no such folder")
+    return str(Path(value).resolve())
+
+
 def cell_config(args: argparse.Namespace) -> CellConfig:
     """The typed cell configuration the `cell` command's options describe."""
     if args.attack not in ATTACKS:
         raise ConfigError(f"--attack {args.attack!r}: unknown attack; known: {', '.join(sorted(ATTACKS))}")
     if args.k < 1:
         raise ConfigError(f"--k {args.k}: must be a positive list length")
+    resolve_device(args.device)  # this machine runs the cell: a CUDA device must be here
     dataset_settings = cfg.parse_assignments(args.dataset_set, "--dataset-set")
     for key in ("name", "data_root"):
         if key in dataset_settings:
@@ -58,7 +71,7 @@ def cell_config(args: argparse.Namespace) -> CellConfig:
             {
                 **dataset_settings,
                 "name": dataset,
-                "data_root": str(Path(args.data_root).resolve()) if args.data_root else "",
+                "data_root": data_root_option(args.data_root),
             },
             where="--dataset-set",
         )
@@ -93,6 +106,8 @@ def command_cell(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     config = cell_config(args)
+    if args.out:
+        check_writable(args.out, "--out")
     with FolderLock(args.out) if args.out else contextlib.nullcontext():  # one writer per --out
         result = run_cell(config)
         row = result_row(config, result)
@@ -114,6 +129,7 @@ def command_fetch(args: argparse.Namespace) -> int:
     """Download a public dataset into a folder (the only command that uses the network)."""
     from dlmia.data.fetch import fetch
 
+    check_writable(args.to, "--to")
     path = fetch(args.name, args.to, progress=sys.stderr.isatty())
     print(path)
     return 0
@@ -133,13 +149,14 @@ def command_grid_run(args: argparse.Namespace) -> int:
     return grid_run(
         args.file,
         address=args.address,
-        data_root=args.data_root,
+        data_root=data_root_option(args.data_root) or None,
         out=args.out,
         cache=args.cache,
         max_retries=args.max_retries,
         quiet=args.quiet,
         vectors_fit_on=args.vectors_fit_on,
         no_search=args.no_search,
+        yes=args.yes,
     )
 
 
@@ -149,7 +166,7 @@ def command_grid_validate(args: argparse.Namespace) -> int:
 
     return grid_validate(
         args.file,
-        data_root=args.data_root,
+        data_root=data_root_option(args.data_root) or None,
         vectors_fit_on=args.vectors_fit_on,
         no_search=args.no_search,
     )
@@ -166,6 +183,7 @@ def add_grid_commands(commands: argparse._SubParsersAction) -> None:  # type: ig
     run.add_argument("--out", help="output folder (default: out/<grid name>)")
     run.add_argument("--cache", help="side cache folder, may be shared between grids (default: OUT/sides)")
     run.add_argument("--max-retries", type=int, help="retries of a failing side or cell (default: the grid's)")
+    run.add_argument("--yes", action="store_true", help="run a grid of more than 10,000 cells")
     run.set_defaults(run=command_grid_run)
     validate = actions.add_parser("validate", help="check a grid file and print what it would run")
     validate.add_argument("file", help="grid file")
@@ -182,8 +200,16 @@ def add_grid_commands(commands: argparse._SubParsersAction) -> None:  # type: ig
         )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's error form: one `dlmia: error:` line (with the command it
+    concerns and a pointer to --help), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"dlmia: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dlmia", description=__doc__.splitlines()[0])
+    parser = Parser(prog="dlmia", description=__doc__.splitlines()[0])
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings on stderr")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -251,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except DlmiaError as exc:
-        print(f"dlmia: error: {exc}", file=sys.stderr)
+        print(f"dlmia: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line
         return 2
     except KeyboardInterrupt:
         print("dlmia: interrupted", file=sys.stderr)

@@ -74,9 +74,16 @@ def parse_assignments(assignments: list[str] | None, option: str = "--set") -> d
         try:
             parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            problem = yaml_problem(exc)
             raise ConfigError(f"{option} {item!r}: the value is not valid YAML ({problem})") from None
     return parsed
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line: where (line, column) and what."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
 
 
 def _path(where: str, key: str) -> str:

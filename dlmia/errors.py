@@ -21,3 +21,7 @@ class TrainingError(DlmiaError):
 
 class LockedError(DlmiaError):
     """An output folder is in use by another run (dlmia.lock): two writers would mix results."""
+
+
+class OutputError(DlmiaError):
+    """An output folder cannot be written (permissions, disk full, read-only file system)."""

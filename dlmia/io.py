@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from dlmia.errors import ConfigError
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call `write(tmp_path)` then rename the temporary file to `path` (same folder, same filesystem)."""
@@ -30,6 +32,29 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def check_writable(folder: str | Path, option: str) -> Path:
+    """`folder` when files can be written in it (it, or the nearest folder above it that exists,
+    takes a probe file), so a run refuses a bad output folder before any work, not after.
+
+    Raises:
+        ConfigError: it is a file, or the probe cannot be written (permissions, read-only or
+            immutable file system), naming `option`.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{option} {folder}: is a file, not a folder")
+    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {folder}: {existing} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".dlmia-probe.", dir=existing)
+    except OSError as exc:
+        raise ConfigError(f"{option} {folder}: cannot write in {existing} ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
+    return folder
 
 
 def _umask() -> int:

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 import torch
 
 from dlmia.data.histories import Histories
-from dlmia.device import resolve_device
+from dlmia.device import check_device, resolve_device
 from dlmia.errors import ConfigError, TrainingError
 from dlmia.recommenders.mf import MFSettings, train_mf
 from dlmia.seeding import torch_generator
@@ -56,6 +56,17 @@ class ItemVectorConfig:
     fit_on: VectorFitOn = "vectorization"  # whose histories train the vectors (see VectorFitOn)
     seed: int | None = None  # init, negatives and order; None = the run's seed (pinned if set)
     device: str = "auto"  # auto, cpu or cuda[:N]
+
+    def __post_init__(self) -> None:
+        for key in ("factors", "epochs", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"vectors.{key}: must be >= 1, got {getattr(self, key)}")
+        for key in ("lr", "lr_decay", "init_scale"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"vectors.{key}: must be > 0, got {getattr(self, key)}")
+        if self.l2 < 0:
+            raise ConfigError(f"vectors.l2: must be >= 0, got {self.l2}")
+        check_device(self.device)
 
 
 @dataclass(frozen=True, eq=False)

@@ -86,6 +86,7 @@ def test_bad_input_gives_one_line_and_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], shadow: str, extra: list[str],
     files: dict[str, str], message: str,
 ) -> None:
+    (tmp_path / "data").mkdir()
     for name, text in files.items():
         write(tmp_path / "data" / name, text)
     out = tmp_path / "out"

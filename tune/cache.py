@@ -11,7 +11,9 @@ only in item-vector settings, so such a side trains no recommender again.
 from __future__ import annotations
 
 import json
+import logging
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ import numpy as np
 from dlmia import config as cfg
 from dlmia.io import atomic_write, write_json
 from dlmia.sides import ServedLists, SideOutput, SideSpec
+
+log = logging.getLogger(__name__)
 
 
 class SideCache:
@@ -42,10 +46,24 @@ class SideCache:
         if not info_path.is_file():
             raise KeyError(key)
         entry = json.loads(info_path.read_text())
-        with np.load(arrays_path) as arrays:
+        with np.load(arrays_path, allow_pickle=False) as arrays:
             return SideOutput(
                 arrays["vectors"], arrays["labels"], arrays["users"], arrays["lists"], entry["info"]
             )
+
+    def get(self, key: str) -> SideOutput | None:
+        """The side stored under `key`; None when absent or unreadable (a truncated or foreign
+        entry is reported and removed, so the side is trained again)."""
+        if key not in self:
+            return None
+        try:
+            return self.load(key)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            log.warning("side cache entry %s is unreadable (%s: %s); it is trained again",
+                        self.paths(key)[0], type(exc).__name__, exc)
+            for path in self.paths(key):
+                path.unlink(missing_ok=True)
+            return None
 
     def store(self, key: str, spec: SideSpec, side: SideOutput) -> None:
         """Write `side` (trained from `spec`) under `key`: the arrays first, then the info."""
@@ -73,8 +91,12 @@ class SideCache:
         index = self.root / "lists" / f"{lists_key}.json"
         if not index.is_file():
             return None
-        key = json.loads(index.read_text())["key"]
-        return ServedLists.of(self.load(key)) if key in self else None
+        try:
+            key = json.loads(index.read_text())["key"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        side = self.get(key)
+        return ServedLists.of(side) if side is not None else None
 
     def clean(self, older_than_s: float = 3600.0) -> int:
         """Remove temporary files of killed runs (old ones: another run may share the cache)."""

@@ -11,11 +11,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from dlmia.errors import ConfigError
+from dlmia.io import check_writable
 from tune.grid import load_grid, override
 from tune.plan import Plan, expand
 from tune.progress import Progress
 
 log = logging.getLogger(__name__)
+
+LARGE_GRID = 10_000  # cells above which `grid run` asks for --yes
 
 TABLE_COLUMNS = (
     "shadow", "target", "attack", "seed", "roc_auc", "balanced_accuracy", "tpr_at_1pct_fpr",
@@ -29,8 +33,11 @@ def grid_validate(
     vectors_fit_on: str | None = None,
     no_search: bool = False,
 ) -> int:
-    """Validate grid `file` in full and print what it would run."""
+    """Validate grid `file` in full (its data files included) and print what it would run."""
+    from tune.runner import check_data
+
     plan = expand(override(load_grid(file), vectors_fit_on, no_search), data_root)
+    check_data(plan)
     print(describe(plan))
     return 0
 
@@ -46,15 +53,30 @@ def grid_run(
     quiet: bool = False,
     vectors_fit_on: str | None = None,
     no_search: bool = False,
+    yes: bool = False,
 ) -> int:
     """Run grid `file`, then print the results table and the heatmaps' paths.
 
     Returns:
         The exit code: 0 when every cell finished, 1 when any failed.
+
+    Raises:
+        ConfigError: bad options, or a grid of more than `LARGE_GRID` cells without `yes`.
     """
     from tune.runner import run_grid
 
+    if max_retries is not None and max_retries < 0:
+        raise ConfigError(f"--max-retries {max_retries}: must be >= 0")
     grid = override(load_grid(file), vectors_fit_on, no_search)
+    check_writable(out or Path("out") / grid.name, "--out")
+    if cache:
+        check_writable(cache, "--cache")
+    cells = len(expand(grid, data_root).cells)
+    if cells > LARGE_GRID and not yes:
+        raise ConfigError(
+            f"{file}: {cells:,} cells (more than {LARGE_GRID:,}); check the grid with "
+            f"`dlmia grid validate`, then pass --yes to run it"
+        )
     progress = Progress(stream=None) if quiet else Progress.auto()
     summary = run_grid(
         grid,

@@ -127,7 +127,7 @@ def load_grid(path: str | Path) -> Grid:
     try:
         raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML ({cfg.yaml_problem(exc)})") from None
     try:
         return parse_grid(raw, source=str(path))
     except ConfigError as exc:

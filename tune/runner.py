@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dlmia.cell import CellResult
-from dlmia.errors import DataError
+from dlmia.errors import DataError, OutputError
 from dlmia.lock import FolderLock
 from tune.cache import SideCache, plain
 from tune.faults import Faults
@@ -139,7 +139,13 @@ def schedule(
             outputs, plan, scheduler.side_info, job, value, attempts
         )
         with progress:
-            scheduler.run(strict=address is None)
+            try:
+                scheduler.run(strict=address is None)
+            except OSError as exc:  # writing a side, a result or a trial record failed
+                raise OutputError(
+                    f"cannot write {exc.filename or outputs.root} ({exc.strerror or exc}); the "
+                    f"cells finished so far are kept: fix it and rerun to resume"
+                ) from exc
         summary.tasks = scheduler.tasks
         counts = scheduler.side_counts()
         summary.sides_cached, summary.sides_trained, summary.sides_failed = counts

@@ -169,8 +169,10 @@ class Scheduler:
                 log.warning("%s; waiting for the autoscaler to add one", message)
 
     def _load_cached(self) -> None:
-        for side_id in [s for s in self.pending if self.plan.sides[s].key in self.cache]:
-            side = self.cache.load(self.plan.sides[side_id].key)
+        for side_id in list(self.pending):
+            side = self.cache.get(self.plan.sides[side_id].key)
+            if side is None:
+                continue
             self.side_refs[side_id] = ray.put(side)
             self.side_info[side_id] = side.info
             self.pending.remove(side_id)

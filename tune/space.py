@@ -8,6 +8,7 @@ An entry is `setting: {kind: args}` with kind `choice` (a list of values), `unif
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from dlmia import config as cfg
@@ -52,10 +53,37 @@ def check_space(space: dict[str, Any], where: str = "space") -> None:
             raise ConfigError(
                 f"{where}.{name}.{kind}: expected a list ([low, high] for ranges), got {args!r}"
             )
-        if kind == "loguniform" and not 0 < args[0] < args[1]:
-            raise ConfigError(f"{where}.{name}.loguniform: need 0 < low < high, got {args!r}")
-        if kind in ("uniform", "randint") and not args[0] < args[1]:
-            raise ConfigError(f"{where}.{name}.{kind}: need low < high, got {args!r}")
+        if kind != "choice":
+            check_bounds(f"{where}.{name}.{kind}", kind, args)
+        for value in args if kind == "choice" else (args[0], highest(kind, args)):
+            check_value(f"{where}.{name}.{kind}", name, value)
+
+
+def check_bounds(where: str, kind: str, args: list[Any]) -> None:
+    """A range's [low, high]: finite numbers (integers for randint), low < high (0 < low for
+    loguniform)."""
+    number = int if kind == "randint" else (int, float)
+    if not all(isinstance(v, number) and not isinstance(v, bool) and math.isfinite(v)
+               for v in args):
+        kinds = "integers" if kind == "randint" else "finite numbers"
+        raise ConfigError(f"{where}: low and high must be {kinds}, got {args!r}")
+    if kind == "loguniform" and not 0 < args[0] < args[1]:
+        raise ConfigError(f"{where}: need 0 < low < high, got {args!r}")
+    if not args[0] < args[1]:
+        raise ConfigError(f"{where}: need low < high, got {args!r}")
+
+
+def highest(kind: str, args: list[Any]) -> Any:
+    """The largest value a range entry can sample (randint excludes its high)."""
+    return args[1] - 1 if kind == "randint" else args[1]
+
+
+def check_value(where: str, name: str, value: Any) -> None:
+    """Refuse a value of the space that is no valid DL-MIA setting (e.g. tau 2, latent size -4)."""
+    try:
+        settings_of({name: value}, {})
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {value!r} is not a valid {name} ({exc})") from None
 
 
 def build_space(space: dict[str, Any]) -> dict[str, Any]:
@@ -76,8 +104,7 @@ def nearest(spec: dict[str, Any], value: Any) -> Any:
     kind, args = next(iter(spec.items()))
     if kind == "choice":
         return value if value in args else args[0]
-    high = args[1] - 1 if kind == "randint" else args[1]
-    return min(max(value, args[0]), high)
+    return min(max(value, args[0]), highest(kind, args))
 
 
 def start_point(space: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:

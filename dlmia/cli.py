@@ -130,7 +130,7 @@ def command_fetch(args: argparse.Namespace) -> int:
     from dlmia.data.fetch import fetch
 
     check_writable(args.to, "--to")
-    path = fetch(args.name, args.to, progress=sys.stderr.isatty())
+    path = fetch(args.name, args.to, progress=sys.stderr.isatty(), sha256=args.sha256)
     print(path)
     return 0
 
@@ -255,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = data.add_parser("fetch", help="download ml-1m, amazon-beauty or amazon-digital-music")
     fetch.add_argument("name", choices=["ml-1m", "amazon-beauty", "amazon-digital-music"])
     fetch.add_argument("--to", required=True, help="destination folder (a data root)")
+    fetch.add_argument("--sha256", help="the SHA-256 the file must have (pins an unpinned one)")
     fetch.set_defaults(run=command_fetch)
     add_grid_commands(commands)
 

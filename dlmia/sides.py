@@ -50,6 +50,7 @@ class DatasetSpec:
     split: SplitConfig = field(default_factory=SplitConfig)  # three-way user split and its seed
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # used when name == synthetic
     vectors: ItemVectorConfig = field(default_factory=ItemVectorConfig)  # the item-vector LFM
+    keep_duplicates: bool = False  # keep exact repeats of an interaction (default: drop them)
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,12 @@ def prepare_dataset(spec: DatasetSpec) -> PreparedDataset:
     started = time.perf_counter()
     data_root = Path(spec.data_root) if spec.data_root else default_data_root()
     raw = load_dataset(spec.name, data_root, synthetic=spec.synthetic)
+    duplicates = 0
+    if not spec.keep_duplicates:
+        raw, duplicates = raw.without_duplicates()
+        if duplicates:
+            log.warning("removed %d exact duplicate interactions from %s (keep_duplicates: true "
+                        "keeps them)", duplicates, spec.name)
     loaded = time.perf_counter()
     filtered = kcore(raw, spec.filter or default_filter(spec.name), source=spec.name)
     histories = filtered.histories()
@@ -122,6 +129,7 @@ def prepare_dataset(spec: DatasetSpec) -> PreparedDataset:
         "n_users": filtered.n_users,
         "n_items": filtered.n_items,
         "n_interactions": filtered.n_interactions,
+        "n_duplicates_removed": duplicates,
         "vectors_fit_on": spec.vectors.fit_on,
         "n_items_with_vector": int(item_vectors.has_vector.sum()),
         "load_seconds": loaded - started,

@@ -51,9 +51,10 @@ def served_zip(served: Path) -> bytes:
     return path.read_bytes()
 
 
-def expect(monkeypatch: pytest.MonkeyPatch, md5: str | None, size: int | None) -> None:
+def expect(monkeypatch: pytest.MonkeyPatch, md5: str | None, size: int | None,
+           sha256: str | None = None) -> None:
     url = REMOTE_FILES["ml-1m"].url
-    monkeypatch.setitem(fetch_module.REMOTE_FILES, "ml-1m", RemoteFile(url, md5, size))
+    monkeypatch.setitem(fetch_module.REMOTE_FILES, "ml-1m", RemoteFile(url, size, sha256, md5))
 
 
 def test_fetch_downloads_checks_and_is_loadable(
@@ -119,6 +120,123 @@ def test_unknown_name_lists_fetchable_ones(tmp_path: Path) -> None:
 def test_published_checksum_and_destinations_are_where_loading_looks(tmp_path: Path) -> None:
     assert REMOTE_FILES["ml-1m"].md5 == "c4d9eecfca2ab87c1945afe126590906"
     assert REMOTE_FILES["ml-1m"].size == 5917549
-    for name in REMOTE_FILES:
+    for name, remote in REMOTE_FILES.items():
+        assert remote.url.startswith("https://")
         relative = destination(name, tmp_path).relative_to(tmp_path).as_posix()
-        assert relative in DATASETS[name].files
+        assert relative in [file for file, _ in DATASETS[name].files]
+
+
+class HostileHandler(http.server.BaseHTTPRequestHandler):
+    """Serves `PAYLOAD` at /good, and misbehaves on purpose at the other paths."""
+
+    PAYLOAD = b"1::10::5::97830\n" * 64
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base's name)
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (the base's name)
+        port = self.server.server_address[1]
+        routes = {
+            "/good": lambda: self._send(self.PAYLOAD),
+            "/same-host": lambda: self._redirect(f"http://127.0.0.1:{port}/good"),
+            "/other-host": lambda: self._redirect(f"http://localhost:{port}/good"),
+            "/loop": lambda: self._redirect(f"http://127.0.0.1:{port}/loop"),
+            "/truncated": lambda: self._send(self.PAYLOAD[:100], length=len(self.PAYLOAD)),
+            "/liar": lambda: self._send(bytes(len(self.PAYLOAD))),  # right size, wrong bytes
+            "/endless": lambda: self._send(self.PAYLOAD * 40, length=None),
+        }
+        routes.get(self.path.rsplit("/", 1)[0] or self.path, lambda: self.send_error(404))()
+
+    def _send(self, body: bytes, length: int | None = -1) -> None:
+        self.send_response(200)
+        if length is not None:
+            self.send_header("Content-Length", str(len(body) if length == -1 else length))
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def _redirect(self, location: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", location + "/ml-1m.zip")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture
+def hostile(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A local server that redirects, truncates and lies (HostileHandler); its base URL."""
+    for proxy in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HostileHandler)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def pin_payload(monkeypatch: pytest.MonkeyPatch) -> None:
+    payload = HostileHandler.PAYLOAD
+    expect(monkeypatch, None, len(payload), hashlib.sha256(payload).hexdigest())
+
+
+def left_behind(root: Path) -> list[Path]:
+    return list(root.rglob("*")) if root.exists() else []
+
+
+def test_same_host_redirect_is_followed_and_checked(
+    hostile: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pin_payload(monkeypatch)
+    path = fetch("ml-1m", tmp_path / "root", base_url=f"{hostile}/same-host", progress=False)
+    assert path.read_bytes() == HostileHandler.PAYLOAD
+
+
+@pytest.mark.parametrize(
+    ("route", "message"),
+    [
+        ("other-host", "redirects to another host \\(localhost\\)"),
+        ("loop", "redirect"),  # more than MAX_REDIRECTS hops
+        ("truncated", "got 100 of 1024 bytes"),
+        ("liar", "SHA256 is [0-9a-f]{64}, expected"),
+        ("endless", "more than the 1024 bytes expected; cut off"),
+    ],
+)
+def test_hostile_servers_are_refused_and_leave_nothing(
+    hostile: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, route: str, message: str
+) -> None:
+    pin_payload(monkeypatch)
+    root = tmp_path / "root"
+    with pytest.raises(DataError, match=message):
+        fetch("ml-1m", root, base_url=f"{hostile}/{route}", progress=False)
+    assert left_behind(root) == []  # no file, no temporary file, no folder
+
+
+def test_redirect_policy_refuses_a_downgrade_and_another_host() -> None:
+    from dlmia.data.fetch import check_redirect
+
+    check_redirect("https://a.org/x", "https://a.org/y")  # same host: followed
+    check_redirect("http://a.org/x", "https://a.org/y")  # an upgrade: followed
+    with pytest.raises(DataError, match="from https to http"):
+        check_redirect("https://a.org/x", "http://a.org/y")
+    with pytest.raises(DataError, match="another host"):
+        check_redirect("https://a.org/x", "https://b.org/x")
+
+
+def test_a_pinned_sha256_is_enforced_and_an_unpinned_one_reported(
+    hostile: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    payload = HostileHandler.PAYLOAD
+    expect(monkeypatch, None, None)  # nothing pinned: the received digest is printed
+    fetch("ml-1m", tmp_path / "a", base_url=f"{hostile}/good", progress=False)
+    assert hashlib.sha256(payload).hexdigest() in capsys.readouterr().err
+    with pytest.raises(DataError, match="SHA256 is"):
+        fetch("ml-1m", tmp_path / "b", base_url=f"{hostile}/good", progress=False,
+              sha256="0" * 64)
+    assert left_behind(tmp_path / "b") == []
+    with pytest.raises(ConfigError, match="64 hexadecimal"):
+        fetch("ml-1m", tmp_path / "c", base_url=f"{hostile}/good", sha256="abc")

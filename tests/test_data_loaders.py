@@ -242,5 +242,63 @@ def test_real_digital_music_default_filter_keeps_the_data(shared_data: Path) -> 
         pytest.skip("no amazon-digital-music/interactions.tsv in the shared data")
     data = load_dataset("amazon-digital-music", shared_data)
     assert (data.n_users, data.n_items, data.n_interactions) == (5270, 206381, 277011)
+    assert data.without_duplicates()[1] == 9261  # the published file repeats (user, item) rows
     filtered = kcore(data, default_filter("amazon-digital-music"))
     assert (filtered.n_users, filtered.n_items, filtered.n_interactions) == (5270, 206381, 277011)
+
+
+def test_exact_duplicates_are_dropped_and_counted() -> None:
+    from dlmia.data.interactions import Interactions
+
+    users, items, times = ["a", "b", "a", "a", "b"], [1, 2, 1, 1, 3], [5, 6, 5, 9, 7]
+    data = Interactions.from_raw("t", users, items, times)
+    kept, dropped = data.without_duplicates()
+    assert dropped == 1  # (a, 1, 5) twice; (a, 1, 9) is a re-rating at another time: kept
+    assert kept.users.tolist() == [0, 1, 0, 1] and kept.times.tolist() == [5, 6, 9, 7]
+    untimed = Interactions.from_raw("t", users, items)
+    assert untimed.without_duplicates()[1] == 2  # without times, every repeat of (a, 1)
+    same, none = kept.without_duplicates()
+    assert none == 0 and same is kept
+
+
+def test_a_doubled_file_prepares_like_the_single_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import dataclasses
+    import logging
+
+    from dlmia.sides import DatasetSpec, prepare_dataset, seeded
+    from dlmia.vectors import ItemVectorConfig
+
+    rng = np.random.default_rng(0)
+    rows = [f"u{u},i{i},5,{1000 + j}" for u in range(90)
+            for j, i in enumerate(rng.choice(40, 12, replace=False))]
+    single, doubled = tmp_path / "single.csv", tmp_path / "doubled.csv"
+    single.write_text("\n".join(rows) + "\n")
+    doubled.write_text("\n".join(rows + rows) + "\n")
+    vectors = ItemVectorConfig(epochs=1, factors=4, device="cpu")
+    spec = seeded(DatasetSpec(name=str(single), vectors=vectors), 0)
+    with caplog.at_level(logging.WARNING):
+        one = prepare_dataset(spec)
+        two = prepare_dataset(dataclasses.replace(spec, name=str(doubled)))
+    assert f"removed {len(rows)} exact duplicate interactions" in caplog.text
+    assert two.stats["n_duplicates_removed"] == len(rows)
+    assert one.stats["n_duplicates_removed"] == 0
+    assert one.fingerprint == two.fingerprint  # the same interactions, hence the same sides
+    kept = prepare_dataset(dataclasses.replace(spec, name=str(doubled), keep_duplicates=True))
+    assert kept.stats["n_interactions"] == 2 * one.stats["n_interactions"]
+
+
+def test_a_named_dataset_is_read_in_its_own_format(tmp_path: Path) -> None:
+    path = tmp_path / "amazon-beauty" / "ratings_Beauty.csv"
+    path.parent.mkdir()
+    path.write_text("A1,B1,five,1\n")  # would pass for a header if the format were guessed
+    with pytest.raises(DataError, match="line 1: expected user,item,rating,timestamp"):
+        load_dataset("amazon-beauty", tmp_path)
+
+
+def test_a_corrupt_compressed_table_is_a_data_error(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv.gz"
+    path.write_bytes(b"\x1f\x8b\x08\x00garbage")
+    with pytest.raises(DataError, match="cannot be read as a table"):
+        load_file(path)

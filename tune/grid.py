@@ -57,6 +57,7 @@ class DatasetEntry:
     split: SplitConfig = field(default_factory=SplitConfig)  # user-part fractions and their seed
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # used by name: synthetic
     vectors: ItemVectorConfig = field(default_factory=ItemVectorConfig)  # the item-vector LFM
+    keep_duplicates: bool = False  # keep exact repeats of an interaction (default: drop them)
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,7 @@ def dataset_spec(entry: DatasetEntry, root: str) -> DatasetSpec:
         split=entry.split,
         synthetic=entry.synthetic,
         vectors=entry.vectors,
+        keep_duplicates=entry.keep_duplicates,
     )
 
 
@@ -192,7 +193,7 @@ def data_fingerprint(spec: DatasetSpec) -> str:
     if key == "synthetic":
         return "synthetic"
     root = Path(spec.data_root) if spec.data_root else default_data_root()
-    candidates = [root / f for f in DATASETS[key].files] if key in DATASETS else [Path(spec.name)]
+    candidates = [root / f for f, _ in DATASETS[key].files] if key in DATASETS else [Path(spec.name)]
     for path in candidates:
         if path.is_file():
             stat = path.stat()

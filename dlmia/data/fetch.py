@@ -1,38 +1,52 @@
 """Downloading the paper's public datasets (`dlmia data fetch NAME --to DIR`), only on request.
 
-A download goes to a temporary file in the destination folder, is checked (size, and MD5 where
-the publisher gives one) and only then renamed into place, so a failed or corrupt download leaves
-nothing behind. The file lands where `load_dataset` looks for it: `DIR/NAME/<file name>`.
+A download goes to a temporary file in the destination folder and is checked before it is
+renamed into place: its size, its SHA-256 (and MD5 where the publisher gives one). Redirects are
+followed only to the same host, never from https down to http, at most `MAX_REDIRECTS` times; a
+server that sends more bytes than the file should have is cut off. A failed, truncated or
+corrupt download leaves nothing behind. The file lands where `load_dataset` looks for it:
+`DIR/NAME/<file name>`.
+
+Digests: MovieLens-1M's MD5 and size are the publisher's (files.grouplens.org). No SHA-256 is
+pinned for it, nor any digest for the Amazon 2014 files (the publishers give none, and this
+project was built offline, where they could not be measured): for those, `fetch` prints the
+SHA-256 it received, and `--sha256` (the `sha256` argument) pins the one a user trusts.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import sys
 import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from email.message import Message
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO
+from urllib.parse import urlsplit
 
 from dlmia.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-_AMAZON_2014 = "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles"
+_AMAZON_2014 = "https://snap.stanford.edu/data/amazon/productGraph/categoryFiles"
 _CHUNK = 1 << 20
+MAX_REDIRECTS = 5
+MAX_UNKNOWN_SIZE = 4 << 30  # a file of unknown size is cut off above 4 GiB
 
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """A downloadable data file and what it must look like."""
+    """A downloadable data file and what it must look like (None: not known)."""
 
-    url: str  # where the publisher serves it
-    md5: str | None  # published MD5 hex digest; None when the publisher gives none
-    size: int | None  # size in bytes; None when unknown
+    url: str  # where the publisher serves it (https)
+    size: int | None  # size in bytes
+    sha256: str | None  # SHA-256 hex digest
+    md5: str | None = None  # the publisher's MD5 hex digest, where it gives one
 
     @property
     def filename(self) -> str:
@@ -42,8 +56,9 @@ class RemoteFile:
 REMOTE_FILES: dict[str, RemoteFile] = {
     "ml-1m": RemoteFile(
         "https://files.grouplens.org/datasets/movielens/ml-1m.zip",
-        "c4d9eecfca2ab87c1945afe126590906",
-        5917549,
+        size=5917549,
+        sha256=None,
+        md5="c4d9eecfca2ab87c1945afe126590906",
     ),
     # The McAuley lab's 2014 "ratings only" files (jmcauley.ucsd.edu/data/amazon/links.html).
     "amazon-beauty": RemoteFile(f"{_AMAZON_2014}/ratings_Beauty.csv", None, None),
@@ -57,7 +72,8 @@ def destination(name: str, to_dir: str | Path) -> Path:
 
 
 def fetch(
-    name: str, to_dir: str | Path, *, base_url: str | None = None, progress: bool = True
+    name: str, to_dir: str | Path, *, base_url: str | None = None, progress: bool = True,
+    sha256: str | None = None,
 ) -> Path:
     """Download dataset `name` into the data root `to_dir` and return the file's path.
 
@@ -69,12 +85,15 @@ def fetch(
         base_url: a folder URL serving the file under its usual name, in place of the
             publisher's (a mirror; tests use a local server).
         progress: show a progress bar on stderr (rich on a terminal, plain lines otherwise).
+        sha256: the SHA-256 the file must have (over the registry's, where it has one).
 
     Raises:
-        ConfigError: `name` cannot be fetched.
+        ConfigError: `name` cannot be fetched, or `sha256` is not a hex digest.
         DataError: the download failed or the file failed a check (nothing is left behind).
     """
     remote = _remote(name)
+    if sha256 is not None:
+        remote = replace(remote, sha256=_hex_digest(sha256))
     dest = destination(name, to_dir)
     if dest.is_file() and _problem(dest, remote) is None:
         _say(progress, f"{dest} is already there and passes the checks")
@@ -85,7 +104,7 @@ def fetch(
     handle, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{remote.filename}.", suffix=".part")
     try:
         with os.fdopen(handle, "wb") as out:
-            _download(url, out, remote.filename if progress else None)
+            _download(url, out, remote.size, remote.filename if progress else None)
         problem = _problem(Path(tmp), remote)
         if problem is not None:
             raise DataError(
@@ -99,6 +118,9 @@ def fetch(
             if not any(folder.iterdir()):
                 folder.rmdir()
         raise
+    if remote.sha256 is None:
+        _say(True, f"{dest}: no SHA-256 is pinned for {name}; received {_digest(dest, 'sha256')}"
+                   f" (compare it with a trusted copy; --sha256 pins it)")
     _say(progress, f"saved {dest}")
     return dest
 
@@ -110,26 +132,62 @@ def _remote(name: str) -> RemoteFile:
     return REMOTE_FILES[name]
 
 
-def _download(url: str, out: BinaryIO, label: str | None) -> None:
-    """Stream `url` into `out`; DataError when it cannot be fetched or arrives truncated."""
+def _hex_digest(text: str) -> str:
+    digest = text.strip().lower()
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ConfigError(f"--sha256 {text!r}: expected 64 hexadecimal digits")
+    return digest
+
+
+class SameHostRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to the same host, never from https to http, and at most
+    `MAX_REDIRECTS` times; anything else ends the download with a DataError."""
+
+    max_redirections = MAX_REDIRECTS
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+        headers: Message, newurl: str,
+    ) -> urllib.request.Request | None:
+        check_redirect(req.full_url, newurl)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def check_redirect(old: str, new: str) -> None:
+    """Raise DataError unless a redirect from `old` to `new` stays on the host, unweakened."""
+    before, after = urlsplit(old), urlsplit(new)
+    if after.hostname != before.hostname:
+        raise DataError(f"{old} redirects to another host ({after.hostname}); not followed")
+    if before.scheme == "https" and after.scheme != "https":
+        raise DataError(f"{old} redirects from https to {after.scheme}; not followed")
+
+
+def _download(url: str, out: BinaryIO, size: int | None, label: str | None) -> None:
+    """Stream `url` into `out`; DataError when it cannot be fetched, arrives truncated, or
+    outgrows the expected `size` (or its Content-Length)."""
+    opener = urllib.request.build_opener(SameHostRedirects)
     try:
-        with urllib.request.urlopen(url, timeout=60) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            bar = _Progress(label, total) if label is not None else None
+        with opener.open(url, timeout=60) as response:
+            announced = int(response.headers.get("Content-Length") or 0) or None
+            limit = size or announced or MAX_UNKNOWN_SIZE
+            bar = _Progress(label, size or announced) if label is not None else None
             received = 0
             try:
                 while chunk := response.read(_CHUNK):
-                    out.write(chunk)
                     received += len(chunk)
+                    if received > limit:
+                        raise DataError(f"could not download {url}: more than the {limit} "
+                                        "bytes expected; cut off")
+                    out.write(chunk)
                     if bar is not None:
                         bar.update(received)
             finally:
                 if bar is not None:
                     bar.close()
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         raise DataError(f"could not download {url}: {exc}") from exc
-    if total is not None and received != total:
-        raise DataError(f"could not download {url}: got {received} of {total} bytes")
+    if announced is not None and received != announced:
+        raise DataError(f"could not download {url}: got {received} of {announced} bytes")
 
 
 def _problem(path: Path, remote: RemoteFile) -> str | None:
@@ -137,14 +195,18 @@ def _problem(path: Path, remote: RemoteFile) -> str | None:
     size = path.stat().st_size
     if remote.size is not None and size != remote.size:
         return f"size is {size} bytes, expected {remote.size}"
-    if remote.md5 is not None:
-        digest = hashlib.md5(usedforsecurity=False)
-        with path.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
-        if digest.hexdigest() != remote.md5:
-            return f"MD5 is {digest.hexdigest()}, expected {remote.md5}"
+    for kind, expected in (("sha256", remote.sha256), ("md5", remote.md5)):
+        if expected is not None and (actual := _digest(path, kind)) != expected:
+            return f"{kind.upper()} is {actual}, expected {expected}"
     return None
+
+
+def _digest(path: Path, kind: str) -> str:
+    digest = hashlib.new(kind, usedforsecurity=False)
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _say(enabled: bool, message: str) -> None:

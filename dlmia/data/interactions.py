@@ -83,6 +83,23 @@ class Interactions:
             indptr, self.items[order], self.n_items, np.arange(self.n_users, dtype=np.int64), times
         )
 
+    def without_duplicates(self) -> tuple[Interactions, int]:
+        """These interactions with exact repeats dropped (the same user, item and timestamp, or
+        the same user and item when there are no timestamps; the first row stays, order kept),
+        and how many were dropped. A re-rating at another time is not a repeat."""
+        columns = [self.users, self.items] if self.times is None else [
+            self.users, self.items, self.times]
+        keys = np.stack(columns, axis=1)
+        _, first = np.unique(keys, axis=0, return_index=True)
+        keep = np.sort(first)
+        dropped = self.n_interactions - len(keep)
+        if not dropped:
+            return self, 0
+        times = None if self.times is None else self.times[keep]
+        kept = Interactions(self.name, self.users[keep], self.items[keep], times,
+                            self.user_ids, self.item_ids)
+        return kept, dropped
+
     def fingerprint(self) -> str:
         """A content hash of the interactions (for cache keys): same data, same fingerprint."""
         digest = hashlib.sha256()

@@ -11,9 +11,10 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Literal, NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +36,7 @@ _ITEM_NAMES = (
 )  # fmt: skip
 _TIME_NAMES = ("timestamp", "time", "ts", "datetime", "date", "unixreviewtime", "eventtime")
 _COMPRESSION = (".gz", ".bz2", ".xz", ".zst", ".zip")
+FileFormat = Literal["ml1m", "amazon", "table"]
 
 
 def load_ml1m(path: str | Path) -> Interactions:
@@ -108,19 +110,20 @@ def load_table(
     return Interactions.from_raw(str(path), frame[user].to_numpy(), frame[item].to_numpy(), times)
 
 
-def load_file(path: str | Path) -> Interactions:
-    """Read a file in whichever supported format it holds (by suffix and first line).
+def load_file(path: str | Path, file_format: FileFormat | None = None) -> Interactions:
+    """Read a file in `file_format`, or (None) in whichever supported format it holds.
 
-    `.zip` or a first line with `::` is MovieLens-1M; a headerless `a,b,number,integer` first
-    line is Amazon 2014 ratings; anything else is a table with a header (`load_table`).
+    Detected by suffix and first line: `.zip` or a first line with `::` is MovieLens-1M; a
+    headerless `a,b,number,integer` first line is Amazon 2014 ratings; anything else is a table
+    with a header (`load_table`). A named dataset gives its format, so a malformed first line
+    is reported as such rather than read as a header.
     """
     path = existing_file(path)
-    return {"ml1m": load_ml1m, "amazon": load_amazon_ratings, "table": load_table}[
-        detect_format(path)
-    ](path)
+    readers = {"ml1m": load_ml1m, "amazon": load_amazon_ratings, "table": load_table}
+    return readers[file_format or detect_format(path)](path)
 
 
-def detect_format(path: Path) -> str:
+def detect_format(path: Path) -> FileFormat:
     """`ml1m`, `amazon` or `table`: the reader that `load_file` uses for `path`."""
     if path.suffix.lower() == ".zip" and _base_suffix(path) == "":
         return "ml1m"
@@ -141,7 +144,7 @@ def _read_any_table(path: Path) -> pd.DataFrame:
             return pd.read_parquet(path)
         sep = {".tsv": "\t", ".tab": "\t", ".csv": ","}.get(kind) or _sniff_delimiter(path)
         return pd.read_csv(path, sep=sep, skip_blank_lines=False)
-    except (ValueError, OSError, pd.errors.ParserError, ImportError) as exc:
+    except (ValueError, OSError, EOFError, zlib.error, pd.errors.ParserError, ImportError) as exc:
         raise DataError(f"{path}: cannot be read as a table with a header row ({exc})") from exc
 
 

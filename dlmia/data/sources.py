@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dlmia.data.filtering import FilterConfig
 from dlmia.data.interactions import Interactions
-from dlmia.data.loaders import load_file
+from dlmia.data.loaders import FileFormat, load_file
 from dlmia.data.synthetic import SyntheticConfig, generate
 from dlmia.errors import ConfigError, DataError
 
@@ -24,19 +24,20 @@ DATA_ROOT_ENV = "DLMIA_DATA_ROOT"
 class DatasetSource:
     """A named dataset: the files that may hold it and how to filter it by default."""
 
-    files: tuple[str, ...]  # candidate paths under the data root; the first that exists is read
+    files: tuple[tuple[str, FileFormat], ...]  # (path under the data root, its format); the
+    # first that exists is read
     filter: FilterConfig  # default filter (method.md section 2)
     description: str  # one line for listings and error messages
 
 
 DATASETS: dict[str, DatasetSource] = {
     "ml-1m": DatasetSource(
-        ("ml-1m/ratings.dat", "ml-1m/ml-1m.zip", "ml-1m.zip"),
+        (("ml-1m/ratings.dat", "ml1m"), ("ml-1m/ml-1m.zip", "ml1m"), ("ml-1m.zip", "ml1m")),
         FilterConfig(min_user=5, min_item=5),
         "MovieLens-1M ratings (ratings.dat or the official ml-1m.zip)",
     ),
     "amazon-beauty": DatasetSource(
-        ("amazon-beauty/ratings_Beauty.csv",),
+        (("amazon-beauty/ratings_Beauty.csv", "amazon"),),
         FilterConfig(min_user=5, min_item=5),
         "Amazon 2014 Beauty, ratings-only CSV",
     ),
@@ -46,8 +47,8 @@ DATASETS: dict[str, DatasetSource] = {
     # interactions, and min_item=5 1,478 users, 1,886 items and 15,150 interactions.
     "amazon-digital-music": DatasetSource(
         (
-            "amazon-digital-music/ratings_Digital_Music.csv",
-            "amazon-digital-music/interactions.tsv",
+            ("amazon-digital-music/ratings_Digital_Music.csv", "amazon"),
+            ("amazon-digital-music/interactions.tsv", "table"),
         ),
         FilterConfig(min_user=5, min_item=1),
         "Amazon 2014 Digital Music, ratings-only CSV or a user/item TSV",
@@ -91,7 +92,7 @@ def load_dataset(
         return generate(synthetic, synthetic.seed)
     root = Path(data_root)
     if key in DATASETS:
-        return dataclasses.replace(load_file(_find(key, root)), name=key)
+        return dataclasses.replace(load_file(*_find(key, root)), name=key)
     for path in (Path(name), root / name):
         if path.is_file():
             return load_file(path)
@@ -102,12 +103,12 @@ def load_dataset(
     )
 
 
-def _find(name: str, root: Path) -> Path:
-    """The first existing file of dataset `name` under `root`."""
-    candidates = [root / f for f in DATASETS[name].files]
-    for path in candidates:
+def _find(name: str, root: Path) -> tuple[Path, FileFormat]:
+    """The first existing file of dataset `name` under `root`, and its format."""
+    candidates = [root / file for file, _ in DATASETS[name].files]
+    for path, (_, file_format) in zip(candidates, DATASETS[name].files):
         if path.is_file():
-            return path
+            return path, file_format
     raise DataError(
         f"dataset {name!r} not found: looked for {', '.join(map(str, candidates))}. Download it "
         f"with `dlmia data fetch {name} --to {root}`, or pass --data-root (or set "

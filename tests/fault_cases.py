@@ -1,0 +1,354 @@
+"""The catalogue of bad inputs: every one must end in one `dlmia: error:` line and exit code 2,
+before any work, leaving nothing behind. tests/test_faults.py runs each case, bench/faults.py
+prints the table. A case names what is wrong, the command (placeholders `{tmp}` for its scratch
+folder, `{grid}` for its grid file), the files it writes first, and a fragment of the message.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Edit = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input and the error it must give."""
+
+    group: str  # what kind of input: cell options, data files, grid files, ...
+    name: str  # what is wrong with it
+    argv: tuple[str, ...]  # the dlmia command line, with {tmp} and {grid}
+    message: str  # a fragment the error line must hold
+    files: dict[str, str | bytes] = field(default_factory=dict)  # written under {tmp} first
+    grid: Edit | None = None  # edits the base grid, written to {grid}
+
+    def grid_text(self) -> str | None:
+        """The case's grid file, or None when it needs none."""
+        if self.grid is None:
+            return None
+        raw = base_grid()
+        self.grid(raw)
+        return yaml.safe_dump(raw, sort_keys=False)
+
+
+def base_grid() -> dict[str, Any]:
+    """A valid two-side synthetic grid every grid case breaks in one place."""
+    return copy.deepcopy({
+        "name": "faults",
+        "datasets": {"syn": {"name": "synthetic",
+                             "synthetic": {"n_users": 240, "n_items": 60, "mean_length": 12.0}}},
+        "recommenders": {"lfm": {"name": "lfm", "settings": {"epochs": 2}},
+                         "itemcf": {"name": "itemcf"}},
+        "cells": {"product": {"shadow": ["syn.lfm", "syn.itemcf"],
+                              "target": ["syn.lfm", "syn.itemcf"]}},
+        "attacks": {"biased": {"settings": {"epochs": 2}},
+                    "dlmia": {"search": {"num_samples": 2}}},
+        "k": 10,
+    })
+
+
+CELL = ("cell", "--shadow", "synthetic:lfm", "--target", "synthetic:itemcf", "--device", "cpu",
+        "--out", "{tmp}/out")
+VALIDATE = ("grid", "validate", "{grid}")
+
+
+def cell(*extra: str, name: str, message: str, files: dict[str, str | bytes] | None = None
+         ) -> Case:
+    """A `dlmia cell` case on synthetic data with `extra` options (the last --out wins)."""
+    return Case("cell options", name, (*CELL, *extra), message, files=files or {})
+
+
+def data(name: str, text: str | bytes, message: str, file: str = "r.csv") -> Case:
+    """A `dlmia cell` case on a ratings file `file` holding `text`."""
+    side = f"{{tmp}}/{file}:itemcf"
+    argv = ("cell", "--shadow", side, "--target", side, "--device", "cpu", "--out", "{tmp}/out")
+    return Case("data files", name, argv, message, files={file: text})
+
+
+def grid(name: str, edit: Edit, message: str, argv: tuple[str, ...] = VALIDATE) -> Case:
+    """A grid-file case: the base grid with `edit` applied."""
+    return Case("grid files", name, argv, message, grid=edit)
+
+
+def setting(path: str, value: Any) -> Edit:
+    """An edit that sets the dotted key `path` of a grid to `value`."""
+    def edit(raw: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = raw
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return edit
+
+
+def removed(path: str) -> Edit:
+    """An edit that deletes the dotted key `path` of a grid."""
+    def edit(raw: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = raw
+        for key in parents:
+            node = node[key]
+        del node[last]
+    return edit
+
+
+def space(entry: Any, name: str = "tau") -> Edit:
+    """An edit that searches DL-MIA setting `name` over `entry`."""
+    return setting("attacks.dlmia.search.space", {name: entry})
+
+
+ROWS = "".join(f"u{u},i{(u * 7 + j) % 40},5,{1000 + j}\n" for u in range(60) for j in range(12))
+
+CASES: tuple[Case, ...] = (
+    # --- dlmia cell: options ------------------------------------------------------------------
+    cell("--attack", "nosuch", name="unknown attack", message="unknown attack"),
+    cell("--k", "0", name="k zero", message="--k 0"),
+    cell("--k", "-3", name="k negative", message="--k -3"),
+    cell("--k", "x", name="k not an integer", message="invalid int value"),
+    cell("--k", "5000", name="k above the catalogue", message="larger than the catalogue"),
+    cell("--seed", "1.5", name="seed not an integer", message="invalid int value"),
+    cell("--threads", "many", name="threads not an integer", message="invalid int value"),
+    cell("--center", "mean", name="unknown centre", message="invalid choice"),
+    cell("--nonmember-lists", "random", name="unknown non-member policy", message="invalid choice"),
+    cell("--vectors-fit-on", "everything", name="unknown vector fit", message="invalid choice"),
+    cell("--device", "tpu", name="unknown device", message="device 'tpu'"),
+    cell("--device", "cuda:x", name="malformed CUDA device", message="device 'cuda:x'"),
+    cell("--device", "cuda", name="CUDA device without CUDA", message="CUDA is not available"),
+    cell("--set", "lr=fast", name="attack setting of the wrong type", message="attack.biased.lr"),
+    cell("--set", "lr=.nan", name="attack setting NaN", message="finite number"),
+    cell("--set", "lr=.inf", name="attack setting infinite", message="finite number"),
+    cell("--set", "lr=-.inf", name="attack setting minus infinity", message="finite number"),
+    cell("--set", "hidden=[1", name="--set unclosed list", message="not valid YAML"),
+    cell("--set", "hidden={a: 1", name="--set unclosed mapping", message="not valid YAML"),
+    cell("--set", "hidden=\t1", name="--set value with a tab", message="not valid YAML"),
+    cell("--set", "hidden=[0]", name="attack hidden size zero", message="hidden"),
+    cell("--set", "epochs=-1", name="attack epochs negative", message="epochs"),
+    cell("--set", "novalue", name="--set without =", message="expected key=value"),
+    cell("--set", "=1", name="--set without key", message="expected key=value"),
+    cell("--set", "badkey=1", name="unknown attack setting", message="attack.biased.badkey"),
+    cell("--attack", "dlmia", "--set", "tau=2", name="DL-MIA tau out of range", message="tau"),
+    cell("--attack", "dlmia", "--set", "latent_inv=0", name="DL-MIA latent size zero",
+         message="latent_inv"),
+    cell("--attack", "dlmia", "--set", "alpha=0.8", "--set", "beta=0.8",
+         name="DL-MIA head mix above 1", message="alpha"),
+    cell("--attack", "dlmia", "--set", "spe_dist=cauchy", name="DL-MIA unknown distribution",
+         message="spe_dist"),
+    cell("--shadow-set", "factors=many", name="recommender setting of the wrong type",
+         message="recommender.lfm.factors"),
+    cell("--shadow-set", "nosuch=1", name="unknown recommender setting",
+         message="recommender.lfm.nosuch"),
+    cell("--target-set", "neighbours=x", name="unknown target recommender setting",
+         message="recommender.itemcf"),
+    cell("--shadow-set", "epochs=[1", name="--shadow-set YAML error", message="--shadow-set"),
+    cell("--dataset-set", "name=ml-1m", name="dataset name through --dataset-set",
+         message="--dataset-set name"),
+    cell("--dataset-set", "data_root=/x", name="data root through --dataset-set",
+         message="--dataset-set data_root"),
+    cell("--dataset-set", "nosuch=1", name="unknown dataset setting", message="nosuch"),
+    cell("--dataset-set", "split={fractions: [0.5, 0.5]}", name="split of two parts",
+         message="fractions"),
+    cell("--dataset-set", "split={fractions: [0.5, 0.4, 0.3]}", name="split not summing to 1",
+         message="fractions"),
+    cell("--dataset-set", "split={fractions: [1.2, -0.1, -0.1]}", name="negative split part",
+         message="fractions"),
+    cell("--dataset-set", "filter={min_user: 0}", name="filter minimum zero", message="min_user"),
+    cell("--dataset-set", "filter={min_user: x}", name="filter minimum not a number",
+         message="min_user"),
+    cell("--dataset-set", "vectors={fit_on: all}", name="unknown vector fit in a setting",
+         message="fit_on"),
+    cell("--dataset-set", "vectors={factors: 0}", name="item vector size zero", message="factors"),
+    cell("--dataset-set", "synthetic={n_users: 5}", name="synthetic data too small",
+         message="left no users"),
+    cell("--data-root", "{tmp}/nowhere", name="data root that does not exist",
+         message="--data-root"),
+    cell("--out", "{tmp}/file.txt", name="--out is a file", message="is a file",
+         files={"file.txt": "x"}),
+    cell("--out", "/proc/dlmia-out", name="--out where nothing can be written",
+         message="cannot write"),
+    Case("cell options", "missing --target", ("cell", "--shadow", "synthetic:lfm"),
+         "required: --target"),
+    Case("cell options", "side without recommender",
+         ("cell", "--shadow", "synthetic", "--target", "synthetic:lfm"), "DATASET:RECOMMENDER"),
+    Case("cell options", "side with empty dataset",
+         ("cell", "--shadow", ":lfm", "--target", "synthetic:lfm"), "DATASET:RECOMMENDER"),
+    Case("cell options", "unknown recommender",
+         ("cell", "--shadow", "synthetic:svd", "--target", "synthetic:lfm"), "unknown recommender"),
+    Case("cell options", "unknown dataset name",
+         ("cell", "--shadow", "movielens:lfm", "--target", "synthetic:lfm"), "unknown dataset"),
+    Case("cell options", "named dataset whose file is missing",
+         ("cell", "--shadow", "ml-1m:lfm", "--target", "ml-1m:lfm", "--data-root", "{tmp}"),
+         "ml-1m"),
+    Case("commands", "no command", (), "required: command"),
+    Case("commands", "unknown command", ("train",), "invalid choice"),
+    Case("commands", "unknown option", (*CELL, "--shadwo", "x"), "unrecognized arguments"),
+    Case("commands", "grid without action", ("grid",), "required: grid_command"),
+    Case("commands", "data without action", ("data",), "required: data_command"),
+    # --- data files ---------------------------------------------------------------------------
+    Case("data files", "file that does not exist",
+         ("cell", "--shadow", "{tmp}/none.csv:itemcf", "--target", "{tmp}/none.csv:itemcf"),
+         "none.csv"),
+    data("empty file", "", "r.csv"),
+    data("header only", "user,item,rating,timestamp\n", "r.csv"),
+    data("binary garbage", bytes(range(256)) * 8, "r.csv"),
+    data("one column", "".join(f"u{u}\n" for u in range(50)), "r.csv"),
+    data("too few users after the filter", "u1,i1,5,1\nu2,i2,5,2\n", "r.csv"),
+    data("every user alike: too small to split",
+         "".join(f"u{u},i{i},5,{i}\n" for u in range(6) for i in range(6)), "too small to split"),
+    data("unknown extension", ROWS, "r.xyz", file="r.xyz"),
+    data("corrupt gzip", b"\x1f\x8b\x08\x00garbage", "r.csv.gz", file="r.csv.gz"),
+    data("corrupt zip", b"PK\x03\x04garbage", "r.zip", file="r.zip"),
+    data("parquet that is not parquet", b"PAR1 not really", "r.parquet", file="r.parquet"),
+    data("header with no user column", "a,b,c\n1,2,3\n", "r.csv"),
+    Case("data files", "MovieLens line malformed",
+         ("cell", "--shadow", "ml-1m:itemcf", "--target", "ml-1m:itemcf", "--data-root", "{tmp}",
+          "--out", "{tmp}/out"), "line 2",
+         files={"ml-1m/ratings.dat": "1::2::5::978300760\nbad line\n"}),
+    Case("data files", "MovieLens with tabs",
+         ("cell", "--shadow", "ml-1m:itemcf", "--target", "ml-1m:itemcf", "--data-root", "{tmp}",
+          "--out", "{tmp}/out"), "ratings.dat",
+         files={"ml-1m/ratings.dat": "1\t2\t5\t978300760\n"}),
+    Case("data files", "MovieLens zip without ratings.dat",
+         ("cell", "--shadow", "ml-1m:itemcf", "--target", "ml-1m:itemcf", "--data-root", "{tmp}",
+          "--out", "{tmp}/out"), "zip", files={"ml-1m/ml-1m.zip": b"PK\x05\x06" + bytes(18)}),
+    Case("data files", "Amazon file with a bad rating",
+         ("cell", "--shadow", "amazon-beauty:itemcf", "--target", "amazon-beauty:itemcf",
+          "--data-root", "{tmp}", "--out", "{tmp}/out"), "line 1",
+         files={"amazon-beauty/ratings_Beauty.csv": "A1,B1,five,1\n"}),
+    Case("data files", "data path is a folder",
+         ("cell", "--shadow", "{tmp}/folder:itemcf", "--target", "{tmp}/folder:itemcf",
+          "--out", "{tmp}/out"), "folder", files={"folder/x.txt": "x"}),
+    # --- grid files ---------------------------------------------------------------------------
+    Case("grid files", "grid file missing", ("grid", "validate", "{tmp}/none.yaml"), "none.yaml"),
+    Case("grid files", "grid file not YAML", VALIDATE, "not valid YAML",
+         files={"grid.yaml": "name: [x\n"}),
+    Case("grid files", "grid file a list", VALIDATE, "grid.yaml", files={"grid.yaml": "- a\n"}),
+    Case("grid files", "grid file empty", VALIDATE, "grid.yaml", files={"grid.yaml": ""}),
+    Case("grid files", "grid file with a tab", VALIDATE, "not valid YAML",
+         files={"grid.yaml": "name: x\n\tk: 3\n"}),
+    grid("unknown top-level key", setting("seed", [0]), "seed"),
+    grid("no datasets", removed("datasets"), "datasets"),
+    grid("no cells", removed("cells"), "cells"),
+    grid("no attacks", removed("attacks"), "attacks"),
+    grid("datasets empty", setting("datasets", {}), "datasets"),
+    grid("attacks empty", setting("attacks", {}), "attacks"),
+    grid("unknown dataset key", setting("datasets.syn.filters", {}), "datasets.syn.filters"),
+    grid("dataset with name and path", setting("datasets.syn.path", "r.csv"), "exactly one"),
+    grid("dataset with neither name nor path", removed("datasets.syn.name"), "exactly one"),
+    grid("unknown dataset name", setting("datasets.syn.name", "movielens"), "movielens"),
+    grid("dataset path missing", lambda raw: raw["datasets"].update(
+        syn={"path": "/nonexistent/r.csv"}), "r.csv"),
+    grid("split fractions wrong", setting("datasets.syn.split", {"fractions": [0.9, 0.9, 0.9]}),
+         "fractions"),
+    grid("filter minimum zero", setting("datasets.syn.filter", {"min_user": 0}), "min_user"),
+    grid("unknown vector fit", setting("datasets.syn.vectors", {"fit_on": "all"}), "fit_on"),
+    grid("vector epochs NaN", setting("datasets.syn.vectors", {"epochs": float("nan")}), "epochs"),
+    grid("unknown recommender key", setting("recommenders.lfm.setings", {}), "recommenders.lfm"),
+    grid("unknown recommender name", setting("recommenders.lfm.name", "svd"), "svd"),
+    grid("bad recommender setting", setting("recommenders.lfm.settings", {"factors": "x"}),
+         "factors"),
+    grid("recommender setting infinite",
+         setting("recommenders.lfm.settings", {"lr": float("inf")}), "finite"),
+    grid("negative CPUs", setting("recommenders.lfm.resources", {"num_cpus": -1}), "num_cpus"),
+    grid("unknown resource", setting("recommenders.lfm.resources", {"memory": 4}), "memory"),
+    grid("cell with an unknown side", setting("cells", [{"shadow": "syn.svd",
+                                                         "target": "syn.lfm"}]), "syn.svd"),
+    grid("cell side without recommender", setting("cells", [{"shadow": "syn",
+                                                             "target": "syn.lfm"}]), "syn"),
+    grid("cells of an unknown form", setting("cells", "everything"), "cells"),
+    grid("product without target", removed("cells.product.target"), "target"),
+    grid("unknown attack", setting("attacks.mia", {}), "mia"),
+    grid("unknown attack key", setting("attacks.biased.setting", {}), "attacks.biased"),
+    grid("bad attack setting", setting("attacks.biased.settings", {"lr": "fast"}), "lr"),
+    grid("attack setting NaN", setting("attacks.biased.settings", {"lr": float("nan")}),
+         "finite"),
+    grid("search on biased", setting("attacks.biased.search", {"num_samples": 2}), "only dlmia"),
+    grid("search trials zero", setting("attacks.dlmia.search.num_samples", 0), "num_samples"),
+    grid("search unknown key", setting("attacks.dlmia.search.trials", 3), "trials"),
+    grid("search unknown sampler", setting("attacks.dlmia.search.sampler", "grid"), "sampler"),
+    grid("search budget negative", setting("attacks.dlmia.search.time_budget_s", -5),
+         "time_budget_s"),
+    grid("search reduction factor 1", setting("attacks.dlmia.search.reduction_factor", 1),
+         "reduction_factor"),
+    grid("space: unknown setting", space({"choice": [1]}, "tua"), "tua"),
+    grid("space: tau out of range", space({"uniform": [0, 2]}), "tau"),
+    grid("space: latent size negative", space({"choice": [-4]}, "latent_inv"), "latent_inv"),
+    grid("space: string bounds", space({"uniform": ["low", "high"]}), "finite numbers"),
+    grid("space: mixed bounds", space({"uniform": ["low", 0.9]}), "finite numbers"),
+    grid("space: infinite bound", space({"loguniform": [1e-4, float("inf")]}, "lr"), "finite"),
+    grid("space: loguniform from 0", space({"loguniform": [0, 1]}, "lr"), "0 < low"),
+    grid("space: low above high", space({"uniform": [0.9, 0.6]}), "low < high"),
+    grid("space: randint of floats", space({"randint": [1.5, 4]}, "period"), "integers"),
+    grid("space: unknown kind", space({"normal": [0, 1]}), "expected one of"),
+    grid("space: two kinds", space({"uniform": [0.6, 0.9], "choice": [0.7]}), "expected one of"),
+    grid("space: empty choice", space({"choice": []}), "expected a list"),
+    grid("space: range of three", space({"uniform": [0.6, 0.7, 0.8]}), "expected a list"),
+    grid("space: bad choice value", space({"choice": ["off", "sometimes"]}, "norm_feature"),
+         "norm_feature"),
+    grid("k zero", setting("k", 0), "k"),
+    grid("k not an integer", setting("k", "ten"), "k"),
+    grid("unknown non-member policy", setting("nonmember_lists", "random"), "random"),
+    grid("policy list with an unknown one", setting("nonmember_lists", ["popular", "x"]), "x"),
+    grid("unknown centre", setting("center", "mean"), "mean"),
+    grid("seeds not integers", setting("seeds", ["zero"]), "seeds"),
+    grid("seeds empty", setting("seeds", []), "seeds"),
+    grid("runtime unknown key", setting("runtime.retries", 2), "runtime.retries"),
+    grid("runtime device bogus", setting("runtime.device", "bogus"), "runtime.device"),
+    grid("runtime device a GPU name", setting("runtime.device", "cuda:0"), "runtime.device"),
+    grid("runtime retries negative", setting("runtime.max_retries", -1), "runtime"),
+    grid("runtime workers negative", setting("runtime.side_workers", -2), "runtime"),
+    grid("name not a string", setting("name", ["a"]), "name"),
+    grid("name with a slash", setting("name", "../escape"), "name"),
+    grid("more than 10,000 cells without --yes", setting("seeds", list(range(2600))),
+         "--yes", argv=("grid", "run", "{grid}", "--out", "{tmp}/out")),
+    grid("--max-retries negative", lambda raw: None, "--max-retries",
+         argv=("grid", "run", "{grid}", "--max-retries", "-1", "--out", "{tmp}/out")),
+    grid("grid --out is a file", lambda raw: None, "is a file",
+         argv=("grid", "run", "{grid}", "--out", "{tmp}/grid.yaml")),
+    grid("grid --cache is a file", lambda raw: None, "--cache",
+         argv=("grid", "run", "{grid}", "--cache", "{tmp}/grid.yaml", "--out", "{tmp}/out")),
+    grid("grid --data-root missing", lambda raw: None, "--data-root",
+         argv=("grid", "validate", "{grid}", "--data-root", "{tmp}/nowhere")),
+    grid("grid unknown --vectors-fit-on", lambda raw: None, "invalid choice",
+         argv=("grid", "validate", "{grid}", "--vectors-fit-on", "x")),
+    # --- other commands -----------------------------------------------------------------------
+    Case("other commands", "fetch an unknown dataset", ("data", "fetch", "ml-2m", "--to", "{tmp}"),
+         "invalid choice"),
+    Case("other commands", "fetch --to a file",
+         ("data", "fetch", "ml-1m", "--to", "{tmp}/file.txt"), "is a file",
+         files={"file.txt": "x"}),
+    Case("other commands", "fetch --to an unwritable place",
+         ("data", "fetch", "ml-1m", "--to", "/proc/dlmia-data"), "cannot write"),
+    Case("other commands", "analyze a missing folder", ("analyze", "{tmp}/none"), "does not exist"),
+    Case("other commands", "analyze an empty folder", ("analyze", "{tmp}"), "no results"),
+    Case("other commands", "analyze a file", ("analyze", "{tmp}/file.txt"), "does not exist",
+         files={"file.txt": "x"}),
+)
+
+
+def prepare(case: Case, tmp: Path) -> list[str]:
+    """Write the case's files (and grid) under `tmp`; its command line, placeholders filled."""
+    for name, content in case.files.items():
+        path = tmp / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    text = case.grid_text()
+    if text is not None:
+        (tmp / "grid.yaml").write_text(text)
+    grid = str(tmp / "grid.yaml")
+    return [arg.replace("{tmp}", str(tmp)).replace("{grid}", grid) for arg in case.argv]
+
+
+def outcome(argv: list[str]) -> int:
+    """`dlmia -q ARGV` in-process; its exit code (argparse's own exits included)."""
+    from dlmia.cli import main
+
+    try:
+        return main(["-q", *argv])
+    except SystemExit as exc:
+        return int(exc.code or 0)

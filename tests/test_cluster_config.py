@@ -39,8 +39,26 @@ def test_config_passes_ray_up_checks(name: str) -> None:
     prepared = ray_up_checks(load(name))
     assert prepared["cluster_name"].startswith("dlmia")
     assert prepared["head_node_type"] in prepared["available_node_types"]
-    assert any("dlmia" in command for command in prepared["setup_commands"])
-    assert "/grids" in next(iter(prepared["file_mounts"]))
+    image = prepared["docker"]["image"]
+    assert image.split(":")[-1].startswith("v")  # the project's image at a tag, not `latest`
+    commands = " ".join(prepared["setup_commands"])
+    assert "pip install" not in commands and "rsync" not in commands  # all in the image; no data
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_the_head_takes_no_task_cpus(name: str) -> None:
+    prepared = ray_up_checks(load(name))
+    (head,) = [c for c in prepared["head_start_ray_commands"] if "ray start" in c]
+    assert "--num-cpus=0" in head and "--num-gpus=0" in head
+
+
+def test_the_image_is_rays_gpu_image_at_the_pinned_versions() -> None:
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    ray_pin = next(line.split("==")[1] for line in (ROOT / "requirements.lock").read_text()
+                   .splitlines() if line.startswith("ray=="))
+    assert f"FROM rayproject/ray:{ray_pin}-py311-gpu" in dockerfile
+    assert "requirements.lock" in dockerfile and "requirements-cluster.lock" in dockerfile
+    assert "@${DLMIA_REF}" in dockerfile and "ARG DLMIA_REF=v" in dockerfile  # a tag
 
 
 def test_aws_config_has_cpu_head_and_autoscaling_gpu_workers() -> None:
@@ -51,8 +69,6 @@ def test_aws_config_has_cpu_head_and_autoscaling_gpu_workers() -> None:
     assert not head.startswith(("g", "p"))  # a CPU instance family
     assert workers and all(t["node_config"]["InstanceType"].startswith("g5.") for t in workers)
     assert all(t["min_workers"] < t["max_workers"] for t in workers)
-    pinned = [c for c in config["setup_commands"] if "dlmia @ git+" in c]
-    assert pinned and all("@v" in c.split("dlmia @ ")[1] for c in pinned)  # a tag, not a branch
 
 
 def test_local_config_lists_machines() -> None:

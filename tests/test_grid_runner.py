@@ -254,5 +254,29 @@ def test_two_node_cluster_places_sides_on_both_nodes(tmp_path: Path) -> None:
         assert not ray.is_initialized()  # the runner disconnected what it connected
         infos = [json.loads(p.read_text())["info"] for p in (out / "sides").glob("??/*.json")]
         assert len(infos) == 4 and len({info["node_id"] for info in infos}) == 2
+        prepared = {t["node_id"] for t in summary.tasks if t["kind"] == "prepare"}
+        assert prepared == {cluster.head_node.node_id}  # the data is read on the driver's node
     finally:
         cluster.shutdown()
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_side_workers_train_from_the_object_store_without_the_data_file(tmp_path: Path) -> None:
+    """A worker node needs no data root: the prepared dataset reaches it through Ray."""
+    from dlmia.data.synthetic import SyntheticConfig, generate
+    from tune.actors import SideWorkerActor, prepare_task
+
+    data = generate(SyntheticConfig(n_users=240, n_items=60, mean_length=12.0), 0)
+    path = tmp_path / "data" / "ratings.csv"
+    path.parent.mkdir()
+    pd.DataFrame({"user": data.users, "item": data.items}).to_csv(path, index=False)
+    raw = tiny_grid("objects")
+    raw["datasets"]["syn"] = {"path": str(path), "vectors": raw["datasets"]["syn"]["vectors"]}
+    job = next(iter(expand(parse_grid(raw)).sides.values()))
+    stats, prepared = prepare_task.remote(job.spec.dataset, 1)
+    ray.get(stats)
+    path.unlink()
+    path.parent.rmdir()  # the data root is gone
+    worker = SideWorkerActor.remote(1)
+    side = ray.get(worker.build.remote(job, [prepared]))
+    assert len(side.labels) == side.info["n_members"] + side.info["n_nonmembers"]

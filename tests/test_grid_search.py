@@ -32,12 +32,13 @@ SPACE = {"lambda_align": {"choice": [0.0, 1.0, 10.0]}, "lr": {"loguniform": [1e-
          "period": {"choice": [2, 3]}}
 
 
-def search_grid(name: str, num_samples: int, max_concurrent: int = 2, **fixed: Any) -> dict:
+def search_grid(name: str, num_samples: int, max_concurrent: int = 2, grace_epochs: int = 1,
+                **fixed: Any) -> dict:
     """One LFM -> ItemCF cell whose DL-MIA settings are searched."""
     raw = tiny_grid(name)
     raw["cells"] = [{"shadow": "syn.lfm", "target": "syn.itemcf"}]
-    search = {"num_samples": num_samples, "max_concurrent": max_concurrent, "grace_epochs": 1,
-              "space": SPACE}
+    search = {"num_samples": num_samples, "max_concurrent": max_concurrent,
+              "grace_epochs": grace_epochs, "space": SPACE}
     raw["attacks"] = {"dlmia": {"settings": {**FIXED, **fixed}, "search": search}}
     return raw
 
@@ -86,7 +87,7 @@ def test_search_changes_the_cell_key_and_fixed_settings_are_not_searched() -> No
 
 @pytest.mark.usefixtures("local_ray")
 def test_searched_cells_write_every_trial_and_mark_the_selected_one(tmp_path: Path) -> None:
-    raw = search_grid("search", 3)
+    raw = search_grid("search", 3, grace_epochs=4)  # no ASHA stop: three finished trials
     raw["cells"].append({"shadow": "syn.itemcf", "target": "syn.lfm"})  # searched concurrently
     grid = parse_grid(raw)
     out = tmp_path / "out"

@@ -1,11 +1,13 @@
-"""Ray remote code: side workers that hold prepared datasets, and the cell attack task.
+"""Ray remote code: dataset preparation, side workers, and the cell attack and search tasks.
 
-A side worker is an actor with its recommender's resources. It prepares a dataset once (load,
-filter, split, item vectors) and keeps it, so each further side of that dataset skips the work;
-the prepared dataset also goes into the object store, where other workers fetch it instead of
-preparing it again. A cell's attack is a plain task whose two side outputs Ray resolves from the
-object store. A cell with a search runs `search_task` instead: a Tune driver that holds no CPU
-itself and runs the cell's trials, each with the attack's resources, anywhere on the cluster.
+A dataset is prepared once (load, filter, split, item vectors) by `prepare_task`, which the
+scheduler pins to the driver's node, where the data files are; the prepared dataset goes into
+the object store, and every side worker fetches it from there, so no worker node needs the data.
+A side worker is an actor with its recommender's resources; it keeps the prepared datasets it
+has used, so each further side of a dataset skips the fetch. A cell's attack is a plain task
+whose two side outputs Ray resolves from the object store. A cell with a search runs
+`search_task` instead: a Tune driver that holds no CPU itself and runs the cell's trials, each
+with the attack's resources, anywhere on the cluster.
 """
 
 from __future__ import annotations
@@ -47,20 +49,21 @@ def task_record(started: float) -> dict[str, Any]:
     }
 
 
+@ray.remote(num_returns=2, max_retries=0)
+def prepare_task(spec: DatasetSpec, threads: int) -> tuple[dict[str, Any], PreparedDataset]:
+    """Prepare dataset `spec`: (stats for the driver, the dataset for the object store)."""
+    started = time.time()
+    torch.set_num_threads(threads)
+    data = prepare_dataset(spec)
+    return {**data.stats, "fingerprint": data.fingerprint, **task_record(started)}, data
+
+
 class SideWorker:
     """Trains sides; keeps the prepared datasets it has used (see MAX_DATASETS)."""
 
     def __init__(self, num_threads: int) -> None:
         torch.set_num_threads(num_threads)
         self.datasets: OrderedDict[str, PreparedDataset] = OrderedDict()
-
-    @ray.method(num_returns=2)
-    def prepare(self, key: str, spec: DatasetSpec) -> tuple[dict[str, Any], PreparedDataset]:
-        """Prepare dataset `spec` and keep it; returns (stats for the driver, the dataset)."""
-        started = time.time()
-        data = prepare_dataset(spec)
-        self._keep(key, data)
-        return {**data.stats, "fingerprint": data.fingerprint, **task_record(started)}, data
 
     def build(
         self,
@@ -69,8 +72,9 @@ class SideWorker:
         fail: bool = False,
         served: ServedLists | None = None,
     ) -> SideOutput:
-        """Train side `job` on its dataset (held here, else fetched from `dataset[0]`); with
-        `served` lists (of the same side under other vector settings) only vectorise them."""
+        """Train side `job` on its prepared dataset (held here, else fetched from the object store
+        through `dataset[0]`; never from a data file); with `served` lists (of the same side
+        under other vector settings) only vectorise them."""
         started = time.time()
         data = self.datasets.get(job.dataset_key)
         if data is None:

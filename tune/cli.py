@@ -14,6 +14,7 @@ import pandas as pd
 from dlmia.errors import ConfigError
 from dlmia.io import check_writable
 from tune.grid import load_grid, override
+from tune.outputs import output_root
 from tune.plan import Plan, expand
 from tune.progress import Progress
 
@@ -68,7 +69,9 @@ def grid_run(
     if max_retries is not None and max_retries < 0:
         raise ConfigError(f"--max-retries {max_retries}: must be >= 0")
     grid = override(load_grid(file), vectors_fit_on, no_search)
-    check_writable(out or Path("out") / grid.name, "--out")
+    out = output_root(grid.name, out)
+    check_writable(out, "--out")
+    print(f"grid {grid.name}: results go to {out}", flush=True)
     if cache:
         check_writable(cache, "--cache")
     cells = len(expand(grid, data_root).cells)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -42,6 +43,23 @@ from tune.grid import Grid, grid_dict
 from tune.plan import CellJob
 
 log = logging.getLogger(__name__)
+
+
+OUT_ENV = "DLMIA_OUT"  # the folder grids write into by default (a grid's output is OUT/<name>)
+JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray for the entrypoint of a submitted job
+
+
+def output_root(grid_name: str, out: str | Path | None = None) -> Path:
+    """The absolute output folder of grid `grid_name`: `out` when given; else
+    `$DLMIA_OUT/<name>`; else, inside a Ray job (whose working directory is a temporary copy),
+    `~/dlmia-out/<name>` on the node running the job; else `out/<name>` here."""
+    if out is not None:
+        return Path(out).expanduser().absolute()
+    if os.environ.get(OUT_ENV):
+        return (Path(os.environ[OUT_ENV]).expanduser() / grid_name).absolute()
+    if os.environ.get(JOB_ENV):
+        return Path.home() / "dlmia-out" / grid_name
+    return (Path("out") / grid_name).absolute()
 
 
 class Outputs:

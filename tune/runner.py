@@ -27,7 +27,7 @@ from dlmia.lock import FolderLock
 from tune.cache import SideCache, plain
 from tune.faults import Faults
 from tune.grid import Grid
-from tune.outputs import Outputs
+from tune.outputs import Outputs, output_root
 from tune.plan import CellJob, Plan, data_fingerprint, expand
 from tune.progress import Progress
 from tune.search import SearchOutcome
@@ -84,7 +84,8 @@ def run_grid(
         out: the output folder; rerunning into the same folder resumes.
         data_root: the folder dataset names and relative paths resolve under.
         cache: the side cache folder (default OUT/sides); grids may share one.
-        address: a Ray cluster (`auto`, `ray://host:10001`); None starts a local Ray in-process.
+        address: a Ray cluster (`auto`, `ray://host:10001`); None: $RAY_ADDRESS (set for a
+            submitted Ray job's entrypoint) or, without it, a local Ray in-process.
             When Ray is already initialised it is used as it is, and left running.
         max_retries: overrides the grid's runtime.max_retries.
         progress: where progress goes (default: a live view on a terminal, else plain lines).
@@ -98,7 +99,7 @@ def run_grid(
     plan = expand(grid, data_root)
     check_data(plan)
     faults = Faults()
-    outputs = Outputs(out or Path("out") / grid.name)
+    outputs = Outputs(output_root(grid.name, out))
     with FolderLock(outputs.root):  # one writer per output folder; a shared --cache needs none
         outputs.start(grid, data_root)
         side_cache = SideCache(cache or outputs.root / "sides")
@@ -108,6 +109,7 @@ def run_grid(
         summary = RunSummary(grid.name, outputs.root, len(plan.cells), skipped)
         if todo:
             retries = grid.runtime.max_retries if max_retries is None else max_retries
+            address = address or os.environ.get("RAY_ADDRESS") or None
             schedule(plan, todo, outputs, side_cache, retries, faults, address, progress, summary)
         statuses = [outputs.status(job) for job in todo]
     summary.ok, summary.failed = statuses.count("ok"), len(todo) - statuses.count("ok")

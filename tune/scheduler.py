@@ -1,8 +1,9 @@
 """Scheduling one run on Ray: sides on the worker pool, cells as tasks, retries, failures.
 
-The driver loop keeps the cluster busy: every idle worker gets a side of a dataset it holds (or
-one ready in the object store), or prepares a dataset nobody has started. A cell's attack is
-submitted the moment both its sides exist. A side or cell that raises is retried up to
+The driver loop keeps the cluster busy: the datasets waiting sides need are prepared on the
+driver's node (where the data is) and put in the object store; every idle worker gets a side of
+a prepared dataset, one it holds first. A cell's attack is submitted the moment both its sides
+exist. A side or cell that raises is retried up to
 `max_retries` times (not for bad input, which would only fail again), then recorded as failed;
 the run goes on. The scheduler writes nothing but the side cache: finished cells go to
 `on_cell`.
@@ -26,7 +27,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from dlmia.errors import ConfigError, DlmiaError
 
-from tune.actors import attack_task, search_task
+from tune.actors import attack_task, prepare_task, search_task
 from tune.cache import SideCache, plain
 from tune.plan import CellJob, Plan
 from tune.pool import Shape, Worker, WorkerPool
@@ -118,6 +119,12 @@ class Scheduler:
         self.on_cell: Callable[[CellJob, Any, int], None] = lambda job, value, attempts: None
         resources = ray.cluster_resources()
         self.has_gpu = resources.get("GPU", 0) > 0
+        # datasets are prepared on the driver's node: with a CPU of it where it has one (a
+        # cluster's head may have none for tasks), two at a time
+        self.here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), False)
+        here = next(n for n in ray.nodes() if n["NodeID"] == self.here.node_id)
+        self.prepare_cpus = 1 if here["Resources"].get("CPU", 0) >= 1 else 0
+        self.prepare_cap = 2
         cap = plan.grid.runtime.max_concurrent_cells
         self.cell_cap = cap or max(2, int(2 * resources.get("CPU", 1)))
         skipped = len(plan.cells) - len(todo)
@@ -132,7 +139,9 @@ class Scheduler:
         self._load_cached()
         try:
             while self.pending or self.waiting or self.flights:
-                self.pool.resize(Counter(self.shape(s) for s in self.pending))
+                self._prepare_datasets()
+                ready = [s for s in self.pending if self.plan.sides[s].dataset_key in self.ready]
+                self.pool.resize(Counter(self.shape(s) for s in ready))  # idle workers hold CPUs
                 for worker in self.pool.idle():
                     self._give_work(worker)
                 self._submit_cells()
@@ -182,7 +191,7 @@ class Scheduler:
     # --- sides --------------------------------------------------------------------------------
 
     def _give_work(self, worker: Worker) -> None:
-        """A side of a ready dataset (one the worker holds first), else a dataset to prepare."""
+        """A side of a prepared dataset, one the worker holds first."""
         mine = [self.plan.sides[s] for s in self.pending if self.shape(s) == worker.shape]
         ready = [job for job in mine if job.dataset_key in self.ready]
         held = [job for job in ready if job.dataset_key in worker.holds]
@@ -195,24 +204,29 @@ class Scheduler:
             ref = worker.handle.build.remote(job, [self.datasets[job.dataset_key]], fail, served)
             self._fly(ref, Flight("side", job.id, worker))
             self.progress.started("side", job.id)
-            return
-        unprepared = [job.dataset_key for job in mine if job.dataset_key not in self.datasets]
-        if unprepared:
-            key = unprepared[0]
-            stats, self.datasets[key] = worker.handle.prepare.remote(key, self.plan.datasets[key])
-            self._fly(stats, Flight("prepare", key, worker))
+
+    def _prepare_datasets(self) -> None:
+        """Prepare the datasets that waiting sides need, on the driver's node (where the data
+        files are), `prepare_cap` at a time; they reach the workers through the object store."""
+        in_flight = sum(f.kind == "prepare" for f in self.flights.values())
+        needed = dict.fromkeys(self.plan.sides[s].dataset_key for s in self.pending)
+        for key in [k for k in needed if k not in self.datasets][: self.prepare_cap - in_flight]:
+            task = prepare_task.options(
+                num_cpus=self.prepare_cpus, scheduling_strategy=self.here, name=f"prepare {key}"
+            )
+            stats, self.datasets[key] = task.remote(self.plan.datasets[key], 1)
+            self._fly(stats, Flight("prepare", key))
 
     def _prepare_done(self, flight: Flight, value: Any) -> None:
         if not isinstance(value, Failure):
             self.ready.add(flight.id)
-            flight.worker.keeps(flight.id)  # type: ignore[union-attr]
             self._task("prepare", flight.id, value)
             return
         with contextlib.suppress(RayError):  # read the error, or Ray reports it as unhandled
             ray.get(self.datasets.pop(flight.id))
         self.attempts[flight.id] += 1
         if self.attempts[flight.id] <= self.max_retries and value.retryable:
-            return  # the next idle worker prepares it again
+            return  # prepared again on the next round
         for side_id in [s for s in self.pending if self.plan.sides[s].dataset_key == flight.id]:
             self.pending.remove(side_id)
             self._side_failed(side_id, f"preparing its dataset failed: {value.error}")
@@ -280,9 +294,8 @@ class Scheduler:
         """`search_task` as a CPU-less Tune driver on this driver's node (its trial records and
         Optuna study go to the output folder here), without Tune's per-trial log files (the
         project records every trial itself, tune.trials)."""
-        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         env = {"env_vars": {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}}
-        return search_task.options(num_cpus=0, scheduling_strategy=here, runtime_env=env)
+        return search_task.options(num_cpus=0, scheduling_strategy=self.here, runtime_env=env)
 
     def _cell_done(self, flight: Flight, value: Any) -> None:
         job = self.cells[flight.id]

@@ -30,7 +30,8 @@ def make_attack(
     Raises:
         ConfigError: unknown attack name, or a bad key or value (named `attack.<name>.<key>`).
     """
-    return ATTACKS[name](attack_config(name, settings), device=device, seed=seed)
+    config = attack_config(name, settings)  # checks the name first
+    return ATTACKS[name](config, device=device, seed=seed)
 
 
 def attack_config(name: str, settings: Mapping[str, Any] | None = None) -> Any:

@@ -36,7 +36,8 @@ def make_recommender(
         ConfigError: unknown name (the message lists the known ones) or a bad setting (the
             message names the key as `recommender.<name>.<key>`).
     """
-    return RECOMMENDERS[name](recommender_config(name, settings), device=device, seed=seed)
+    config = recommender_config(name, settings)  # checks the name first
+    return RECOMMENDERS[name](config, device=device, seed=seed)
 
 
 def recommender_config(name: str, settings: Mapping[str, Any] | None = None) -> Any:

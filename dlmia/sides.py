@@ -28,6 +28,7 @@ from dlmia.data.splits import SplitConfig, member_halves, split_users
 from dlmia.data.synthetic import SyntheticConfig
 from dlmia.nonmember import nonmember_lists
 from dlmia.recommenders import RECOMMENDERS, make_recommender
+from dlmia.recommenders.known import KnownItems
 from dlmia.vectors import ItemVectorConfig, ItemVectors, difference_vectors, fit_item_vectors
 
 log = logging.getLogger(__name__)
@@ -183,7 +184,7 @@ class ServedLists:
 #: The side facts that belong to the served lists (reused with them), not to the vectors.
 SERVED_INFO = (
     "n_members", "n_nonmembers", "recommender_hr_at_10", "fit_seconds", "recommend_seconds",
-    "recommender_settings",
+    "recommender_settings", "recommender_items", "validation_seconds",
 )  # fmt: skip
 
 
@@ -225,9 +226,8 @@ def serve_lists(data: PreparedDataset, spec: SideSpec) -> ServedLists:
     members, nonmembers = member_halves(data.parts[spec.role], spec.seed, spec.role)
     users = np.concatenate([members, nonmembers])
     labels = np.concatenate([np.ones(len(members)), np.zeros(len(nonmembers))]).astype(np.int64)
-    recommender = make_recommender(
-        spec.recommender, spec.settings, device=spec.device, seed=spec.seed
-    ).fit(data.histories.rows(members))
+    model = make_recommender(spec.recommender, spec.settings, device=spec.device, seed=spec.seed)
+    recommender = KnownItems(model).fit(data.histories.rows(members))  # ranks what it trained on
     fitted = time.perf_counter()
 
     visible = recommender.training_prefix(data.histories.rows(users))  # what the adversary sees
@@ -250,6 +250,8 @@ def serve_lists(data: PreparedDataset, spec: SideSpec) -> ServedLists:
         "fit_seconds": fitted - started,
         "recommend_seconds": listed - fitted,
         "recommender_settings": dataclasses.asdict(recommender.config),
+        "recommender_items": len(recommender.catalogue),  # the items it trained on and ranks
+        "validation_seconds": sum(epoch.eval_s for epoch in getattr(model, "log", [])),
     }
     return ServedLists(users, labels, lists, info)
 

@@ -106,8 +106,10 @@ def _trainable(
     selection: SelectionConfig,
     seed: int,
     device: str,
+    report_at: frozenset[int],
 ) -> None:
-    """One trial: fit DL-MIA, report the label-free criteria per joint epoch, and last the final
+    """One trial: fit DL-MIA, report the label-free criteria after the joint epochs in
+    `report_at` (ASHA's rungs: the only reports it reads before the last), and last the final
     criteria with the target member scores (`final`)."""
     from ray import tune
 
@@ -115,6 +117,8 @@ def _trainable(
     attack = DLMIAAttack(settings, device=device, seed=seed)
 
     def report(epoch: int) -> None:
+        if epoch + 1 not in report_at:
+            return
         values = criteria(attack, shadow.vectors, shadow.labels, target_vectors, selection)
         tune.report({**values, "epoch": epoch + 1, "final": False})
 
@@ -230,9 +234,8 @@ def _tuner(
         study_name=name,
         storage=journal,
     )
-    max_t = max(base.epochs_joint + 1, search.grace_epochs)
     scheduler = ASHAScheduler(
-        time_attr="epoch", metric="objective", mode="max", max_t=max_t,
+        time_attr="epoch", metric="objective", mode="max", max_t=max_epoch(search, fixed),
         grace_period=search.grace_epochs, reduction_factor=search.reduction_factor,
     )
     return tune.Tuner(
@@ -249,6 +252,21 @@ def _tuner(
             failure_config=tune.FailureConfig(max_failures=1), callbacks=callbacks,
         ),
     )
+
+
+def max_epoch(search: SearchConfig, fixed: dict[str, Any]) -> int:
+    """ASHA's horizon in reported epochs: the joint epochs, and one for the final report."""
+    return max(settings_of({}, fixed).epochs_joint + 1, search.grace_epochs)
+
+
+def rung_epochs(search: SearchConfig, fixed: dict[str, Any]) -> frozenset[int]:
+    """The epochs at which ASHA compares trials (grace * factor^i below the horizon): a report
+    at these epochs and the final one decide exactly what reports at every epoch would."""
+    horizon, epoch, rungs = max_epoch(search, fixed), search.grace_epochs, set()
+    while epoch < horizon:
+        rungs.add(epoch)
+        epoch *= search.reduction_factor
+    return frozenset(rungs)
 
 
 def search_cell(
@@ -287,6 +305,7 @@ def search_cell(
             tune.with_parameters(
                 _named_trainable(name), shadow=shadow, target_vectors=target.vectors,
                 fixed=fixed, selection=search.selection, seed=seed, device=device,
+                report_at=rung_epochs(search, fixed),
             ),
             {"cpu": resources[0], "gpu": resources[1]},
         )

@@ -1,8 +1,9 @@
 """Shared training machinery of the neural recommenders (NCF, GRU4Rec, Caser, BERT4Rec).
 
 Every neural model holds out each member's last item (method.md section 2): it trains on
-`histories.drop_last(1)` and, after each epoch, ranks the whole catalogue for every member from
-that prefix and scores the held-out item (HR@10, NDCG@10). Training stops after `patience`
+`histories.drop_last(1)` and, after each epoch, ranks the whole catalogue for a fixed, seeded
+sample of at most `validation_users` members from that prefix and scores the held-out item
+(HR@10, NDCG@10). Training stops after `patience`
 epochs without a better NDCG@10, and the best epoch's weights are restored (the published code
 exported lists from the last epoch instead; not copied here).
 
@@ -31,8 +32,9 @@ from torch import nn
 
 from dlmia.data.histories import Histories, IntArray
 from dlmia.errors import ConfigError, TrainingError
+from dlmia.optim import adam
 from dlmia.recommenders.base import Recommender
-from dlmia.seeding import seed_torch, torch_generator
+from dlmia.seeding import numpy_rng, seed_torch, torch_generator
 
 EVAL_K = 10  # early stopping watches NDCG@10 and HR@10
 # Numeric settings (of any neural model) for which 0 is meaningful; all others must be > 0.
@@ -49,6 +51,7 @@ class NeuralConfig:
     lr: float = 1e-3  # Adam learning rate
     weight_decay: float = 0.0  # Adam L2 weight
     patience: int = 5  # epochs without a better validation NDCG@10 before stopping
+    validation_users: int = 1000  # members (a fixed, seeded sample) early stopping ranks for
     amp: bool = False  # bfloat16 autocast on CUDA (ignored on the CPU)
 
     def __post_init__(self) -> None:
@@ -116,20 +119,19 @@ class NeuralRecommender(Recommender):
         cfg = self.config
         self.n_items = histories.n_items
         train, targets = self.training_prefix(histories), histories.last_items()
+        watched = validation_rows(histories.n_users, cfg.validation_users, self.seed, self.name)
         seed_torch(self.seed, self.name, "init")
         self.net = self.build(train).to(self.device)
         data = self.prepare(train)
         generator = torch_generator(self.seed, self.name, "batches")
-        optimiser = torch.optim.Adam(
-            self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
-        )
+        optimiser = adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         stopper = EarlyStopping(cfg.patience)
         self.log = []
         for epoch in range(1, cfg.epochs + 1):
             start = perf_counter()
             loss = self._train_epoch(data, generator, optimiser)
             middle = perf_counter()
-            hr, ndcg = ranking_metrics(self, train, targets, k=EVAL_K)
+            hr, ndcg = ranking_metrics(self, train.rows(watched), targets[watched], k=EVAL_K)
             seconds = (middle - start, perf_counter() - middle)
             self.log.append(EpochLog(epoch, loss, hr, ndcg, *seconds))
             logger.info("%s %s", self.name, self.log[-1])
@@ -170,6 +172,15 @@ class NeuralRecommender(Recommender):
         self.net.eval()
         with self.autocast():
             return self.predict(histories).float()  # (B, n_items)
+
+
+def validation_rows(n_users: int, cap: int, seed: int, name: str) -> IntArray:
+    """The rows early stopping watches: all of them, or a fixed seeded sample of `cap` (in
+    order), so each epoch's check costs at most `cap` users' rankings."""
+    if n_users <= cap:
+        return np.arange(n_users, dtype=np.int64)
+    rng = numpy_rng(seed, name, "validation")
+    return np.sort(rng.choice(n_users, cap, replace=False)).astype(np.int64)
 
 
 class EarlyStopping:

@@ -31,6 +31,7 @@ from torch import nn
 from dlmia.attacks.dlmia.config import DLMIAConfig
 from dlmia.attacks.dlmia.estimator import WeightEstimator
 from dlmia.attacks.dlmia.heads import HeadInputs
+from dlmia.optim import adam
 from dlmia.attacks.dlmia.model import (
     DLMIAModel,
     TrainData,
@@ -60,10 +61,6 @@ def _paired_batches(
     shadow = _cycled_perm(data.n_shadow, length, generator, device).split(batch)
     target = (_cycled_perm(data.n_target, length, generator, device) + data.n_shadow).split(batch)
     return zip(shadow, target, strict=True)
-
-
-def _adam(params: list[nn.Parameter], lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=True)
 
 
 def _step(
@@ -146,7 +143,7 @@ class Schedule:
             return
         params = list(vae.parameters())
         config, data = self.config, self.data
-        optimizer = _adam(params, config.lr, config.weight_decay)
+        optimizer = adam(params, config.lr, config.weight_decay)
         for _ in range(config.epochs_vae):
             sums, steps = self._sums(), 0
             for ids_s, ids_t in _paired_batches(data, config.batch_size, self.generator):
@@ -173,7 +170,7 @@ class Schedule:
         """Stage 2: the heads on labelled shadow vectors, VAE frozen; then record D1."""
         config, data = self.config, self.data
         params = list(self.model.heads.parameters())
-        optimizer = _adam(params, config.lr, config.weight_decay)
+        optimizer = adam(params, config.lr, config.weight_decay)
         patience = config.patience
         for epoch in range(config.epochs_heads):
             sums, steps = self._sums(), 0
@@ -194,9 +191,9 @@ class Schedule:
         """Stage 3: alternating joint and weight phases."""
         config = self.config
         params = list(self.model.parameters())
-        optimizer = _adam(params, config.lr, config.weight_decay)
+        optimizer = adam(params, config.lr, config.weight_decay)
         est_params = list(self.estimator.parameters())
-        est_optimizer = _adam(est_params, config.lr_estimator)
+        est_optimizer = adam(est_params, config.lr_estimator)
         patience = config.patience
         for epoch in range(config.epochs_joint):
             if config.use_weights and (epoch // config.period) % 2 == 1:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -20,10 +20,11 @@ from dlmia import config as cfg
 from dlmia.attacks import attack_config, make_attack
 from dlmia.device import check_device
 from dlmia.metrics import attack_metrics
+from dlmia.nonmember import Policy
 from dlmia.recommenders import recommender_config
+from dlmia.vectors import Center
 from dlmia.sides import (
     DatasetSpec,
-    NonmemberPolicy,
     SideOutput,
     SideSpec,
     build_side,
@@ -58,8 +59,8 @@ class ListOptions:
     """How both sides of a cell serve top-k lists and summarise them (the grid-wide choices)."""
 
     k: int = 100  # length of every top-k list
-    nonmember_lists: NonmemberPolicy = "popular"  # how non-members get their lists
-    center: Literal["uniform", "rank"] = "uniform"  # recommendation centre of d_u
+    nonmember_lists: Policy = "popular"  # how non-members get their lists
+    center: Center = "uniform"  # recommendation centre of d_u
     exclude_seen: bool = False  # drop seen items from member lists (the paper keeps them)
 
 

@@ -26,7 +26,7 @@ from dlmia.lock import FolderLock
 from dlmia.recommenders import RECOMMENDERS
 from dlmia.nonmember import POLICIES
 from dlmia.sides import DatasetSpec
-from dlmia.vectors import VECTOR_FIT_ON
+from dlmia.vectors import CENTERS, VECTOR_FIT_ON
 
 log = logging.getLogger("dlmia")
 
@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         "split={fractions: [0.5, 0.25, 0.25]} or filter={min_user: 10, min_item: 5}",
     )
     cell.add_argument("--k", type=int, default=100, help="length of the top-k lists")
-    cell.add_argument("--center", default="uniform", choices=["uniform", "rank"])
+    cell.add_argument("--center", default="uniform", choices=CENTERS)
     cell.add_argument("--exclude-seen", action="store_true", help="drop seen items from member lists")
     cell.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     cell.add_argument(

@@ -10,7 +10,7 @@ Policies:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from dlmia.recommenders.base import Recommender
 from dlmia.seeding import numpy_rng
 
 Policy = Literal["popular", "popular-random", "model"]
-POLICIES: tuple[str, ...] = ("popular", "popular-random", "model")
+POLICIES: tuple[str, ...] = get_args(Policy)
 RANDOM_POOL_FACTOR = 8  # popular-random draws from the RANDOM_POOL_FACTOR * k most popular items
 
 

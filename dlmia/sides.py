@@ -26,15 +26,20 @@ from dlmia.data.histories import Histories
 from dlmia.data.sources import default_data_root, default_filter, load_dataset
 from dlmia.data.splits import SplitConfig, member_halves, split_users
 from dlmia.data.synthetic import SyntheticConfig
-from dlmia.nonmember import nonmember_lists
+from dlmia.nonmember import Policy, nonmember_lists
 from dlmia.recommenders import RECOMMENDERS, make_recommender
 from dlmia.recommenders.known import KnownItems
-from dlmia.vectors import ItemVectorConfig, ItemVectors, difference_vectors, fit_item_vectors
+from dlmia.vectors import (
+    Center,
+    ItemVectorConfig,
+    ItemVectors,
+    difference_vectors,
+    fit_item_vectors,
+)
 
 log = logging.getLogger(__name__)
 
 Role = Literal["shadow", "target"]
-NonmemberPolicy = Literal["popular", "popular-random", "model"]
 
 
 @dataclass(frozen=True)
@@ -63,8 +68,8 @@ class SideSpec:
     recommender: str  # a name from dlmia.recommenders.RECOMMENDERS
     settings: dict[str, Any] = field(default_factory=dict)  # the recommender's settings overrides
     k: int = 100  # length of every top-k list
-    nonmember_lists: NonmemberPolicy = "popular"  # how non-members get their lists (method.md 1)
-    center: Literal["uniform", "rank"] = "uniform"  # recommendation centre of the difference vector
+    nonmember_lists: Policy = "popular"  # how non-members get their lists (method.md 1)
+    center: Center = "uniform"  # recommendation centre of the difference vector
     exclude_seen: bool = False  # drop seen items from member lists (the paper keeps them)
     seed: int = 0  # recommender training, member halves and list randomness
     device: str = "auto"

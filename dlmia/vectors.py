@@ -20,7 +20,7 @@ import torch
 from dlmia.data.histories import Histories
 from dlmia.device import check_device, resolve_device
 from dlmia.errors import ConfigError, TrainingError
-from dlmia.recommenders.mf import MFSettings, train_mf
+from dlmia.factorization import MFSettings, train_mf
 from dlmia.seeding import torch_generator
 
 FloatArray = npt.NDArray[np.float32]
@@ -43,7 +43,7 @@ class ItemVectorConfig:
     Note:
         The reference runs per-sample SGD in pure Python; here each minibatch applies the
         per-sample updates at once, averaging those of a row repeated in the batch (see
-        `dlmia.recommenders.mf`). Keep `batch_size` well below the catalogue size.
+        `dlmia.factorization`). Keep `batch_size` well below the catalogue size.
     """
 
     factors: int = 100  # vector dimension
@@ -107,11 +107,15 @@ def fit_item_vectors(histories: Histories, config: ItemVectorConfig) -> ItemVect
     return ItemVectors(vectors, has_vector)
 
 
+Center = Literal["uniform", "rank"]  # how a list's item vectors are averaged (see below)
+CENTERS: tuple[str, ...] = get_args(Center)
+
+
 def difference_vectors(
     item_vectors: ItemVectors,
     histories: Histories,
     rec_lists: torch.Tensor | npt.NDArray[np.integer],
-    center: Literal["uniform", "rank"] = "uniform",
+    center: Center = "uniform",
 ) -> tuple[FloatArray, int]:
     """Difference vectors `d_u = mean(history vectors) - centre(list vectors)`, one per user.
 
@@ -130,8 +134,8 @@ def difference_vectors(
         (n, factors) float32 difference vectors, and the number of users whose vector is zero
         because neither their history nor their list has an item with a vector.
     """
-    if center not in ("uniform", "rank"):
-        raise ConfigError(f"vectors.center: {center!r} is not allowed; use uniform or rank")
+    if center not in CENTERS:
+        raise ConfigError(f"center: {center!r} is not allowed; use {' or '.join(CENTERS)}")
     lists = np.asarray(torch.as_tensor(rec_lists).cpu(), dtype=np.int64)  # (n, k)
     n, k = lists.shape
     if n != histories.n_users:

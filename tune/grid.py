@@ -23,10 +23,9 @@ from dlmia.data.sources import DATASETS
 from dlmia.data.splits import SplitConfig
 from dlmia.data.synthetic import SyntheticConfig
 from dlmia.errors import ConfigError
-from dlmia.nonmember import POLICIES
+from dlmia.nonmember import POLICIES, Policy
 from dlmia.recommenders import RECOMMENDERS
-from dlmia.sides import NonmemberPolicy
-from dlmia.vectors import ItemVectorConfig
+from dlmia.vectors import Center, ItemVectorConfig
 from tune.search import SearchConfig
 
 ALIAS = re.compile(r"^[A-Za-z0-9_-]+$")  # aliases become parts of file names and cell ids
@@ -110,8 +109,8 @@ class Grid:
     cells: tuple[CellPair, ...]  # the (shadow, target) pairs, product expanded
     attacks: dict[str, AttackEntry]  # attack name (biased, dlmia) -> fixed settings
     k: int = 100  # length of every top-k list
-    nonmember_lists: tuple[NonmemberPolicy, ...] = ("popular",)  # each its own sides and cells
-    center: Literal["uniform", "rank"] = "uniform"  # centre of the recommended items' vectors
+    nonmember_lists: tuple[Policy, ...] = ("popular",)  # each its own sides and cells
+    center: Center = "uniform"  # centre of the recommended items' vectors
     exclude_seen: bool = False  # drop seen items from member lists (the paper keeps them)
     seeds: tuple[int, ...] = (0,)  # each seed re-trains the sides and the attacks
     runtime: Runtime = field(default_factory=Runtime)  # retries, device, concurrency

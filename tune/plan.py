@@ -27,7 +27,8 @@ from tune.search import SearchConfig
 
 # The modules whose code decides a side's output: a change to any of them changes every side key.
 SIDE_CODE = (
-    "sides.py", "config.py", "seeding.py", "vectors.py", "nonmember.py", "optim.py", "data",
+    "sides.py", "config.py", "seeding.py", "vectors.py", "nonmember.py", "optim.py",
+    "factorization.py", "data",
     "recommenders",
 )  # fmt: skip
 

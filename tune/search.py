@@ -3,10 +3,10 @@
 `search_cell` runs `num_samples` DL-MIA fits on one cell's sides, sampled by a seeded TPE (or random)
 sampler (`OptunaSearch`) starting from DL-MIA's defaults, with ASHA stopping weak trials over stage-3
 epochs. Each trial reports `dlmia.selection.criteria` (shadow validation, reverse validation,
-residual discrepancy and their `objective`) after every joint epoch through `tune.report`.
+residual discrepancy and their `objective`) at ASHA's rungs through Ray Tune's `report`.
 
 Honesty by construction: trials receive the shadow side and the target *vectors* only (through
-`tune.with_parameters`, i.e. the object store, never recomputing the sides); the target labels
+Tune's `with_parameters`, i.e. the object store, never recomputing the sides); the target labels
 stay in this driver. A finished trial's last report carries its target member scores; the
 driver scores them against the target labels *after* the search, for the record only: rows
 carry `used_for_selection=False` for those metrics. The cell's result is the finished trial with
@@ -111,7 +111,7 @@ def _trainable(
     """One trial: fit DL-MIA, report the label-free criteria after the joint epochs in
     `report_at` (ASHA's rungs: the only reports it reads before the last), and last the final
     criteria with the target member scores (`final`)."""
-    from ray import tune
+    from ray import tune as ray_tune
 
     settings = settings_of(config, fixed)
     attack = DLMIAAttack(settings, device=device, seed=seed)
@@ -120,13 +120,13 @@ def _trainable(
         if epoch + 1 not in report_at:
             return
         values = criteria(attack, shadow.vectors, shadow.labels, target_vectors, selection)
-        tune.report({**values, "epoch": epoch + 1, "final": False})
+        ray_tune.report({**values, "epoch": epoch + 1, "final": False})
 
     attack.on_epoch = report
     attack.fit(shadow.vectors, shadow.labels, target_vectors)
     final = criteria(attack, shadow.vectors, shadow.labels, target_vectors, selection)
     scores = attack.predict_proba(target_vectors)  # (n_target,)
-    tune.report({
+    ray_tune.report({
         **final, "epoch": settings.epochs_joint + 1, "final": True,
         "fit_seconds": attack.info.get("fit_seconds"), SCORES_KEY: encode_scores(scores),
     })
@@ -208,7 +208,7 @@ def _tuner(
 ) -> Any:
     """A fresh Tuner for the `remaining` trials of the search: a RecordingSearch (seeded sampler,
     the cell's study) + ASHA over joint epochs; the defaults go first while no record holds them."""
-    from ray import tune
+    from ray import tune as ray_tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
@@ -238,18 +238,18 @@ def _tuner(
         time_attr="epoch", metric="objective", mode="max", max_t=max_epoch(search, fixed),
         grace_period=search.grace_epochs, reduction_factor=search.reduction_factor,
     )
-    return tune.Tuner(
+    return ray_tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(
+        tune_config=ray_tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent),
             scheduler=scheduler,
             num_samples=remaining,
             time_budget_s=search.time_budget_s,
             reuse_actors=True,
         ),
-        run_config=tune.RunConfig(
+        run_config=ray_tune.RunConfig(
             name=f"{name}-{time.time_ns()}", storage_path=storage, verbose=0,
-            failure_config=tune.FailureConfig(max_failures=1), callbacks=callbacks,
+            failure_config=ray_tune.FailureConfig(max_failures=1), callbacks=callbacks,
         ),
     )
 
@@ -292,7 +292,7 @@ def search_cell(
         SearchInterrupted: the search was stopped (e.g. SIGINT) before its budget was spent.
         DlmiaError: no trial finished.
     """
-    from ray import tune
+    from ray import tune as ray_tune
 
     storage_dir = Path(storage_dir).resolve()
     storage = search.storage_path or str(storage_dir / "tune")
@@ -301,8 +301,8 @@ def search_cell(
     remaining = search.num_samples - len(store.load())
     started = time.monotonic()
     if remaining > 0:
-        trainable = tune.with_resources(
-            tune.with_parameters(
+        trainable = ray_tune.with_resources(
+            ray_tune.with_parameters(
                 _named_trainable(name), shadow=shadow, target_vectors=target.vectors,
                 fixed=fixed, selection=search.selection, seed=seed, device=device,
                 report_at=rung_epochs(search, fixed),

@@ -88,13 +88,14 @@ def check_value(where: str, name: str, value: Any) -> None:
 
 def build_space(space: dict[str, Any]) -> dict[str, Any]:
     """Tune domains for a valid `space` (see `check_space`)."""
-    from ray import tune
+    from ray import tune as ray_tune
 
     check_space(space)
     domains = {}
     for name, spec in space.items():
         ((kind, args),) = spec.items()
-        domains[name] = tune.choice(args) if kind == "choice" else getattr(tune, kind)(*args)
+        domain = ray_tune.choice(args) if kind == "choice" else getattr(ray_tune, kind)(*args)
+        domains[name] = domain
     return domains
 
 

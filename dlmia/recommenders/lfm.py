@@ -4,7 +4,7 @@ Follows the general-family LFM of the DL-MIA code (`DL-MIA-RS/Recommender/lfm_re
 reference-implementation.md section 4.3): label 1 for each member interaction, label 0 for
 sampled items, squared loss, L2 0.01, SGD, 100 factors, lists from `P Q^T`. The learning rate,
 epochs, negatives and initial scale are tuned so that it recommends well on ML-1M (the reference's
-lr 0.01 / 20 epochs / stop-when-error-small underfits); the trainer is `dlmia.recommenders.mf`.
+lr 0.01 / 20 epochs / stop-when-error-small underfits); the trainer is `dlmia.factorization`.
 
 Users seen in `fit` (matched by `Histories.users`) are scored with their trained factors. Any other
 user is folded in: their factors are the ridge solution that minimises the same expected
@@ -22,7 +22,7 @@ import torch
 
 from dlmia.data.histories import Histories
 from dlmia.recommenders.base import Recommender
-from dlmia.recommenders.mf import MFSettings, train_mf
+from dlmia.factorization import MFSettings, train_mf
 from dlmia.seeding import torch_generator
 
 # Padded history entries times factors computed at once when folding users in.

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from dlmia.attacks import ATTACKS, BiasedAttack, BiasedConfig, make_attack
-from dlmia.attacks.training import FusedMLPSGD, member_proba, membership_mlp
+from dlmia.attacks.mlp import FusedMLPSGD, member_proba, membership_mlp
 from dlmia.errors import ConfigError, DataError, TrainingError
 from dlmia.metrics import attack_metrics
 

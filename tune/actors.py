@@ -39,6 +39,12 @@ class InjectedFailure(RuntimeError):
     """Raised on purpose (DLMIA_GRID_FAULTS) to exercise retries and failure records."""
 
 
+@ray.remote(num_cpus=0, max_retries=0)
+def injected_failure(kind: str, name: str) -> None:
+    """Stands in for a side's or cell's call that tune.faults says must fail."""
+    raise InjectedFailure(f"injected failure in {kind} {name} (DLMIA_GRID_FAULTS)")
+
+
 def task_record(started: float) -> dict[str, Any]:
     """Where and when a task ran: wall-clock start and end, node and process."""
     return {
@@ -69,7 +75,6 @@ class SideWorker:
         self,
         job: SideJob,
         dataset: list[ray.ObjectRef],
-        fail: bool = False,
         served: ServedLists | None = None,
     ) -> SideOutput:
         """Train side `job` on its prepared dataset (held here, else fetched from the object store
@@ -80,8 +85,6 @@ class SideWorker:
         if data is None:
             data = ray.get(dataset[0])
         self._keep(job.dataset_key, data)
-        if fail:
-            raise InjectedFailure(f"injected failure in side {job.id} (DLMIA_GRID_FAULTS)")
         side = build_side(data, job.spec, served)
         side.info.update(dataset=data.stats, fingerprint=data.fingerprint, **task_record(started))
         return side
@@ -98,13 +101,11 @@ SideWorkerActor = ray.remote(max_restarts=0)(SideWorker)
 
 @ray.remote(max_retries=0)
 def attack_task(
-    job: CellJob, shadow: SideOutput, target: SideOutput, fail: bool = False
+    job: CellJob, shadow: SideOutput, target: SideOutput
 ) -> CellResult:
     """Fit cell `job`'s attack on the shadow side and score the target side."""
     started = time.time()
     torch.set_num_threads(max(1, int(job.resources.num_cpus)))
-    if fail:
-        raise InjectedFailure(f"injected failure in cell {job.id} (DLMIA_GRID_FAULTS)")
     config = job.config
     result = attack_cell(
         shadow, target, config.attack, config.attack_settings, config.seed, config.device
@@ -116,13 +117,10 @@ def attack_task(
 @ray.remote(max_retries=0)
 def search_task(
     job: CellJob, shadow: SideOutput, target: SideOutput, storage_dir: str, gpus: float,
-    fail: bool = False,
 ) -> SearchOutcome:
     """Search cell `job`'s DL-MIA settings (tune.search); resumes the search found in
     `storage_dir` under the cell's search name. Each trial reserves the attack's CPUs and `gpus`."""
     started = time.time()
-    if fail:
-        raise InjectedFailure(f"injected failure in cell {job.id} (DLMIA_GRID_FAULTS)")
     assert job.search is not None
     config = job.config
     outcome = search_cell(

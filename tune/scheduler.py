@@ -27,7 +27,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from dlmia.errors import ConfigError, DlmiaError
 
-from tune.actors import attack_task, prepare_task, search_task
+from tune.actors import attack_task, injected_failure, prepare_task, search_task
 from tune.cache import SideCache, plain
 from tune.plan import CellJob, Plan
 from tune.pool import Shape, Worker, WorkerPool
@@ -199,9 +199,9 @@ class Scheduler:
             job = (held or ready)[0]
             self.pending.remove(job.id)
             self.attempts[job.id] += 1
-            fail = self.fail("side", job.id, self.attempts[job.id])
             served = self.cache.lists(job.lists_key)  # the same side under other vectors
-            ref = worker.handle.build.remote(job, [self.datasets[job.dataset_key]], fail, served)
+            dataset = [self.datasets[job.dataset_key]]
+            ref = self._injected("side", job.id) or worker.handle.build.remote(job, dataset, served)
             self._fly(ref, Flight("side", job.id, worker))
             self.progress.started("side", job.id)
 
@@ -280,15 +280,22 @@ class Scheduler:
     def _submit_cell(self, job: CellJob) -> None:
         self.attempts[job.id] += 1
         gpus = job.resources.num_gpus if self.has_gpu else 0.0
-        fail = self.fail("cell", job.id, self.attempts[job.id])
         sides = self.side_refs[job.shadow], self.side_refs[job.target]
         if job.search is None:
             task = attack_task.options(num_cpus=job.resources.num_cpus, num_gpus=gpus)
-            ref = task.remote(job, *sides, fail)
+            ref = self._injected("cell", job.id) or task.remote(job, *sides)
         else:
-            ref = self._search_options().remote(job, *sides, self.search_dir, gpus, fail)
+            search = self._search_options()
+            ref = self._injected("cell", job.id) or search.remote(job, *sides, self.search_dir, gpus)
         self._fly(ref, Flight("cell", job.id))
         self.progress.started("cell", job.id)
+
+    def _injected(self, kind: str, name: str) -> ray.ObjectRef | None:
+        """A call that raises, in place of this attempt of side or cell `name`, when the test
+        hook (tune.faults) asks for one; else None."""
+        if not self.fail(kind, name, self.attempts[name]):
+            return None
+        return injected_failure.remote(kind, name)  # type: ignore[no-any-return]
 
     def _search_options(self) -> Any:
         """`search_task` as a CPU-less Tune driver on this driver's node (its trial records and

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dlmia.device import resolve_device
+from dlmia.errors import DataError
 
 FloatArray = npt.NDArray[np.float32]
 LabelArray = npt.NDArray[np.int64]
@@ -52,3 +53,27 @@ class Attack(ABC):
         `lists` (n, k) are the same users' top-k lists, row for row; attacks that score lists
         need them, the others ignore them.
         """
+
+
+def check_vectors(vectors: npt.ArrayLike, name: str, dim: int | None = None) -> np.ndarray:
+    """`vectors` as a finite (n, d) float32 array, with d == dim when given; else DataError."""
+    array = np.asarray(vectors, dtype=np.float32)
+    if array.ndim != 2 or (dim is not None and array.shape[1] != dim):
+        want = f"(n, {dim})" if dim is not None else "(n, d)"
+        raise DataError(f"{name}: expected an array of shape {want}, got {array.shape}")
+    if not np.isfinite(array).all():
+        raise DataError(f"{name}: contains non-finite values")
+    return array
+
+
+def check_labels(labels: npt.ArrayLike, n: int, name: str = "shadow labels") -> np.ndarray:
+    """`labels` as an (n,) int64 array of 0/1 holding both classes; else DataError."""
+    array = np.asarray(labels)
+    if array.shape != (n,):
+        raise DataError(f"{name}: expected shape ({n},), got {array.shape}")
+    if not np.isin(array, (0, 1)).all():
+        raise DataError(f"{name}: must be 0 (non-member) or 1 (member)")
+    array = array.astype(np.int64)
+    if array.min() == array.max():
+        raise DataError(f"{name}: need both members and non-members, got only {array[0]}")
+    return array

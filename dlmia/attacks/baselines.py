@@ -28,7 +28,7 @@ import numpy.typing as npt
 from scipy.stats import rankdata
 
 from dlmia.attacks.base import Attack, FloatArray, LabelArray, ListArray
-from dlmia.attacks.training import check_labels, check_vectors
+from dlmia.attacks.base import check_labels, check_vectors
 from dlmia.errors import ConfigError
 
 

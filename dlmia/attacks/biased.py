@@ -20,14 +20,15 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from dlmia.attacks.base import Attack, FloatArray, LabelArray, ListArray
-from dlmia.attacks.training import (
-    FusedMLPSGD,
+from dlmia.attacks.base import (
+    Attack,
+    FloatArray,
+    LabelArray,
+    ListArray,
     check_labels,
     check_vectors,
-    member_proba,
-    membership_mlp,
 )
+from dlmia.attacks.mlp import FusedMLPSGD, member_proba, membership_mlp
 from dlmia.errors import ConfigError, TrainingError
 from dlmia.seeding import seed_torch, torch_generator
 

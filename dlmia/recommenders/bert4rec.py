@@ -19,14 +19,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
 from dlmia.data.histories import Histories
 from dlmia.errors import ConfigError
-from dlmia.recommenders.neural import NeuralRecommender, catalogue_loss, minibatches
+from dlmia.recommenders.neural import (
+    NeuralRecommender,
+    catalogue_loss,
+    check_settings,
+    row_batches,
+)
 from dlmia.recommenders.sequential import SequentialConfig, sequence_windows
 
 
@@ -47,13 +51,12 @@ class BERT4RecConfig(SequentialConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_settings(self, ("hidden_dim", "layers", "heads", "mask_prob"),
+                       fractions=("mask_prob", "mask_last_prob"))
         if self.hidden_dim % self.heads:
             raise ConfigError(
                 f"recommender.heads: {self.heads} does not divide hidden_dim {self.hidden_dim}"
             )
-        for name in ("mask_prob", "mask_last_prob"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"recommender.{name}: {getattr(self, name)} must be in [0, 1]")
 
 
 def _init(module: nn.Module) -> None:
@@ -97,7 +100,7 @@ class BERT4RecNet(nn.Module):
         return self.items.weight[: self.pad]  # (n_items, d), pad and mask rows left out
 
 
-class BERT4Rec(NeuralRecommender):
+class BERT4Rec(NeuralRecommender[torch.Tensor, torch.Tensor]):
     """BERT4Rec with early stopping on the held-out last items (see `NeuralRecommender`)."""
 
     name = "bert4rec"
@@ -113,9 +116,9 @@ class BERT4Rec(NeuralRecommender):
         windows, _ = sequence_windows(train, cfg.max_len, cfg.stride, train.n_items)
         return windows.to(self.device)  # (W, max_len)
 
-    def batches(self, data: torch.Tensor, generator: torch.Generator) -> Iterator[Any]:
-        for index in minibatches(len(data), self.config.batch_size, generator):
-            yield data[index.to(self.device)]
+    def batches(self, data: torch.Tensor, generator: torch.Generator) -> Iterator[torch.Tensor]:
+        for (windows,) in row_batches((data,), self.config.batch_size, generator):
+            yield windows
 
     def loss(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         items = batch != self.net.pad  # (B, L)

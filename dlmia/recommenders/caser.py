@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlmia.data.histories import Histories
+from dlmia.recommenders.neural import check_settings
 from dlmia.recommenders.sequential import NextItemRecommender, SequentialConfig
 
 
@@ -46,6 +47,10 @@ class CaserConfig(SequentialConfig):
     weight_decay: float = 1e-6  # Adam L2 weight
     batch_size: int = 32  # windows per step
     lr: float = 3e-3  # Adam learning rate
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_settings(self, ("embedding_dim", "window", "n_v", "n_h"))
 
 
 class CaserNet(nn.Module):

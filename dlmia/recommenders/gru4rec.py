@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from dlmia.data.histories import Histories
+from dlmia.recommenders.neural import check_settings
 from dlmia.recommenders.sequential import NextItemRecommender, SequentialConfig
 
 
@@ -34,6 +35,10 @@ class GRU4RecConfig(SequentialConfig):
     n_sampled: int = 1024  # sampled softmax (full softmax: 0; ~1.8x slower per CPU epoch)
     batch_size: int = 32  # windows per step
     lr: float = 5e-3  # Adam learning rate
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_settings(self, ("embedding_dim", "hidden_dim", "layers"))
 
 
 class GRU4RecNet(nn.Module):

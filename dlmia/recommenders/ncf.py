@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +27,12 @@ from torch import nn
 
 from dlmia.data.histories import Histories
 from dlmia.errors import ConfigError
-from dlmia.recommenders.neural import NeuralConfig, NeuralRecommender, minibatches
+from dlmia.recommenders.neural import (
+    NeuralConfig,
+    NeuralRecommender,
+    check_settings,
+    minibatches,
+)
 
 SCORE_CHUNK = 1 << 23  # (users x items x first MLP width) elements scored at once
 
@@ -48,6 +52,7 @@ class NCFConfig(NeuralConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_settings(self, ("gmf_dim", "mlp_dim", "negatives"), fractions=("dropout",))
         if not self.layers or min(self.layers) <= 0:
             raise ConfigError(f"recommender.layers: {list(self.layers)} must be positive widths")
 
@@ -101,7 +106,10 @@ class NeuMFNet(nn.Module):
         return gmf + torch.cat(mlp) + self.head.bias
 
 
-class NCF(NeuralRecommender):
+PairBatch = tuple[Histories, tuple[torch.Tensor, torch.Tensor]]  # users, (negative rows, items)
+
+
+class NCF(NeuralRecommender[Histories, PairBatch]):
     """NeuMF with history-folded user vectors (see the module note)."""
 
     name = "ncf"
@@ -115,7 +123,7 @@ class NCF(NeuralRecommender):
     def prepare(self, train: Histories) -> Histories:
         return train
 
-    def batches(self, data: Histories, generator: torch.Generator) -> Iterator[Any]:
+    def batches(self, data: Histories, generator: torch.Generator) -> Iterator[PairBatch]:
         for index in minibatches(data.n_users, self.config.batch_size, generator):
             batch = data.rows(np.sort(index.numpy()))
             if len(batch.items):
@@ -135,7 +143,7 @@ class NCF(NeuralRecommender):
             items[hit] = torch.randint(batch.n_items, (int(hit.sum()),), generator=generator)
         return rows.to(self.device), items.to(self.device)
 
-    def loss(self, batch: Any, generator: torch.Generator) -> torch.Tensor:
+    def loss(self, batch: PairBatch, generator: torch.Generator) -> torch.Tensor:
         histories, (neg_rows, neg_items) = batch
         sums, counts = self.net.user_vectors(histories)
         rows = torch.from_numpy(histories.row_of_entries()).to(self.device)

@@ -21,9 +21,9 @@ import logging
 import math
 from abc import abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 
 import numpy as np
 import torch
@@ -37,9 +37,24 @@ from dlmia.recommenders.base import Recommender
 from dlmia.seeding import numpy_rng, seed_torch, torch_generator
 
 EVAL_K = 10  # early stopping watches NDCG@10 and HR@10
-# Numeric settings (of any neural model) for which 0 is meaningful; all others must be > 0.
-ZERO_ALLOWED = frozenset({"weight_decay", "dropout", "n_sampled", "mask_last_prob"})
 logger = logging.getLogger(__name__)
+Data = TypeVar("Data")  # a model's training tensors, made once per fit
+Batch = TypeVar("Batch")  # one minibatch of them
+
+
+def check_settings(
+    config: object, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = (),
+    fractions: tuple[str, ...] = (),
+) -> None:
+    """Raise ConfigError (`recommender.<name>`) unless the named settings of `config` are > 0,
+    >= 0, or in [0, 1] respectively: each Config checks the fields it declares."""
+    rules = [(positive, lambda v: v > 0, "> 0"), (non_negative, lambda v: v >= 0, ">= 0"),
+             (fractions, lambda v: 0 <= v <= 1, "in [0, 1]")]
+    for names, holds, bound in rules:
+        for name in names:
+            value = getattr(config, name)
+            if not holds(value):
+                raise ConfigError(f"recommender.{name}: {value!r} must be {bound}")
 
 
 @dataclass(frozen=True)
@@ -55,14 +70,8 @@ class NeuralConfig:
     amp: bool = False  # bfloat16 autocast on CUDA (ignored on the CPU)
 
     def __post_init__(self) -> None:
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                continue
-            low_ok = value >= 0 if field.name in ZERO_ALLOWED else value > 0
-            if not low_ok:
-                bound = ">= 0" if field.name in ZERO_ALLOWED else "> 0"
-                raise ConfigError(f"recommender.{field.name}: {value!r} must be {bound}")
+        check_settings(self, ("epochs", "batch_size", "lr", "patience", "validation_users"),
+                       ("weight_decay",))
 
 
 @dataclass(frozen=True)
@@ -77,8 +86,12 @@ class EpochLog:
     eval_s: float
 
 
-class NeuralRecommender(Recommender):
+class NeuralRecommender(Recommender, Generic[Data, Batch]):
     """A recommender trained by minibatch Adam with early stopping on held-out last items.
+
+    A model supplies its network (`build`), its training data (`prepare`, once), one epoch of
+    minibatches (`batches`), the loss of one (`loss`) and the scores of a batch of histories
+    (`predict`); this class owns the loop, the validation and the best-epoch weights.
 
     Attributes (after `fit`):
         net: the trained network, holding the best epoch's weights.
@@ -100,15 +113,15 @@ class NeuralRecommender(Recommender):
         """The untrained network for the catalogue of `train` (called after seeding)."""
 
     @abstractmethod
-    def prepare(self, train: Histories) -> Any:
+    def prepare(self, train: Histories) -> Data:
         """Training tensors on `self.device`, made once before the first epoch."""
 
     @abstractmethod
-    def batches(self, data: Any, generator: torch.Generator) -> Iterator[Any]:
+    def batches(self, data: Data, generator: torch.Generator) -> Iterator[Batch]:
         """One epoch of minibatches drawn from `data`."""
 
     @abstractmethod
-    def loss(self, batch: Any, generator: torch.Generator) -> torch.Tensor:
+    def loss(self, batch: Batch, generator: torch.Generator) -> torch.Tensor:
         """Scalar training loss of one minibatch."""
 
     @abstractmethod
@@ -142,7 +155,7 @@ class NeuralRecommender(Recommender):
         return self
 
     def _train_epoch(
-        self, data: Any, generator: torch.Generator, optimiser: torch.optim.Optimizer
+        self, data: Data, generator: torch.Generator, optimiser: torch.optim.Optimizer
     ) -> float:
         assert self.net is not None
         self.net.train()
@@ -252,6 +265,15 @@ def minibatches(n: int, batch_size: int, generator: torch.Generator) -> Iterator
     """Index tensors (on the CPU) covering a seeded random permutation of range(n)."""
     order = torch.randperm(n, generator=generator)
     yield from order.split(batch_size)
+
+
+def row_batches(
+    tensors: tuple[torch.Tensor, ...], batch_size: int, generator: torch.Generator
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """One epoch of minibatches of the aligned rows of `tensors` (all on one device)."""
+    for index in minibatches(len(tensors[0]), batch_size, generator):
+        index = index.to(tensors[0].device)
+        yield tuple(tensor[index] for tensor in tensors)
 
 
 def catalogue_loss(

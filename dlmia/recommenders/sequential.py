@@ -10,14 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar, NamedTuple, Protocol
 
 import numpy as np
 import torch
 
 from dlmia.data.histories import Histories
 from dlmia.errors import ConfigError
-from dlmia.recommenders.neural import NeuralConfig, NeuralRecommender, catalogue_loss, minibatches
+from dlmia.recommenders.neural import (
+    NeuralConfig,
+    NeuralRecommender,
+    catalogue_loss,
+    check_settings,
+    row_batches,
+)
 
 
 @dataclass(frozen=True)
@@ -31,13 +37,32 @@ class SequentialConfig(NeuralConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_settings(self, ("max_len", "stride"), ("n_sampled",), ("dropout",))
         if self.stride > self.max_len:
             raise ConfigError(
                 f"recommender.stride: {self.stride} must not exceed max_len {self.max_len}"
             )
 
 
-class NextItemRecommender(NeuralRecommender):
+class SequenceNet(Protocol):
+    """A network over (B, L) item ids (`n_items` = pad) with output item embeddings."""
+
+    output_weight: torch.Tensor  # (n_items, d)
+    bias: torch.Tensor  # (n_items,)
+
+    def __call__(self, sequences: torch.Tensor) -> torch.Tensor:
+        """(B, L, d) outputs, one after each position."""
+
+
+class Windows(NamedTuple):
+    """Training windows of a next-item model: inputs, next items, and where one is learnt."""
+
+    inputs: torch.Tensor  # (W, max_len) item ids
+    targets: torch.Tensor  # (W, max_len) the item after each input position
+    learn: torch.Tensor  # (W, max_len) bool: the target is learnt here
+
+
+class NextItemRecommender(NeuralRecommender[Windows, Windows]):
     """Trains a network sequence-to-sequence: every window position predicts the next item.
 
     The network maps (B, L) item ids (`n_items` = pad) to (B, L, d) outputs, one after each
@@ -49,9 +74,9 @@ class NextItemRecommender(NeuralRecommender):
 
     left_aligned: ClassVar[bool]  # True: pads after the items (a recurrent state runs from item 1)
     config: SequentialConfig
-    net: Any
+    net: SequenceNet
 
-    def prepare(self, train: Histories) -> dict[str, torch.Tensor]:
+    def prepare(self, train: Histories) -> Windows:
         pad = train.n_items
         windows, owned = sequence_windows(train, self.config.max_len + 1, self.config.stride, pad)
         inputs, targets = windows[:, :-1], windows[:, 1:]  # (W, max_len) each
@@ -59,15 +84,13 @@ class NextItemRecommender(NeuralRecommender):
         if self.left_aligned:
             inputs, targets, learn = left_align(inputs, pad, targets, learn)
         keep = learn.any(1)
-        data = {"inputs": inputs, "targets": targets, "learn": learn}
-        return {key: value[keep].to(self.device) for key, value in data.items()}
+        return Windows(*(value[keep].to(self.device) for value in (inputs, targets, learn)))
 
-    def batches(self, data: dict[str, torch.Tensor], generator: torch.Generator) -> Iterator[Any]:
-        for index in minibatches(len(data["inputs"]), self.config.batch_size, generator):
-            index = index.to(self.device)
-            yield data["inputs"][index], data["targets"][index], data["learn"][index]
+    def batches(self, data: Windows, generator: torch.Generator) -> Iterator[Windows]:
+        for batch in row_batches(data, self.config.batch_size, generator):
+            yield Windows(*batch)
 
-    def loss(self, batch: Any, generator: torch.Generator) -> torch.Tensor:
+    def loss(self, batch: Windows, generator: torch.Generator) -> torch.Tensor:
         inputs, targets, learn = batch
         hidden = self.net(inputs)[learn]  # (N, d) where the next item is learnt
         weight, bias = self.net.output_weight, self.net.bias

@@ -3,7 +3,7 @@ Systems", KDD 2022), built as method.md section 6 specifies, not as the publishe
 
 Modules: `vmf.py` (von Mises-Fisher sampler and exact KL), `encoder.py` (the disentangled VAE
 and the MMD), `heads.py` (attack heads), `estimator.py` (per-sample weight estimator),
-`model.py` (the network and its per-sample losses), `training.py` (the three-stage schedule),
+`model.py` (the network and its per-sample losses), `schedule.py` (the three-stage schedule),
 `attack.py` (the `Attack` interface and input scaling), `config.py` (settings).
 
 Details the method leaves open, decided here (each is a setting unless noted):

@@ -24,8 +24,8 @@ from dlmia.attacks.base import Attack, FloatArray, LabelArray, ListArray
 from dlmia.attacks.dlmia.config import DLMIAConfig
 from dlmia.attacks.dlmia.estimator import WeightEstimator
 from dlmia.attacks.dlmia.model import DLMIAModel, TrainData, pseudo_labels
-from dlmia.attacks.dlmia.training import Schedule
-from dlmia.attacks.training import check_labels, check_vectors
+from dlmia.attacks.dlmia.schedule import Schedule
+from dlmia.attacks.base import check_labels, check_vectors
 from dlmia.errors import TrainingError
 from dlmia.seeding import numpy_rng, seed_torch, torch_generator
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from dlmia.attacks.dlmia.config import DLMIAConfig
-from dlmia.attacks.training import membership_mlp
+from dlmia.attacks.mlp import membership_mlp
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""Shared pieces for the membership heads: the MLP shape, input checks, prediction, and a fast
-hand-written SGD step for the tiny MLP.
+"""The membership MLP the Biased attack (and DL-MIA's heads) use: its shape, its predictions,
+and a fast hand-written SGD step for it.
 
 The reference trains the Biased head with one sample per optimizer step (method.md section 5):
 about 40,000 steps on 2,000 shadow users. With autograd, `clip_grad_norm_` and `torch.optim.SGD`
@@ -17,7 +17,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from dlmia.errors import DataError, TrainingError
+from dlmia.errors import TrainingError
 
 
 def membership_mlp(in_dim: int, hidden: Sequence[int] = (32, 8)) -> nn.Sequential:
@@ -47,30 +47,6 @@ def member_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 65536) -> 
             "lower the learning rate or enable gradient clipping"
         )
     return logits.softmax(dim=1)[:, 1].double().cpu().numpy()
-
-
-def check_vectors(vectors: npt.ArrayLike, name: str, dim: int | None = None) -> np.ndarray:
-    """`vectors` as a finite (n, d) float32 array, with d == dim when given; else DataError."""
-    array = np.asarray(vectors, dtype=np.float32)
-    if array.ndim != 2 or (dim is not None and array.shape[1] != dim):
-        want = f"(n, {dim})" if dim is not None else "(n, d)"
-        raise DataError(f"{name}: expected an array of shape {want}, got {array.shape}")
-    if not np.isfinite(array).all():
-        raise DataError(f"{name}: contains non-finite values")
-    return array
-
-
-def check_labels(labels: npt.ArrayLike, n: int, name: str = "shadow labels") -> np.ndarray:
-    """`labels` as an (n,) int64 array of 0/1 holding both classes; else DataError."""
-    array = np.asarray(labels)
-    if array.shape != (n,):
-        raise DataError(f"{name}: expected shape ({n},), got {array.shape}")
-    if not np.isin(array, (0, 1)).all():
-        raise DataError(f"{name}: must be 0 (non-member) or 1 (member)")
-    array = array.astype(np.int64)
-    if array.min() == array.max():
-        raise DataError(f"{name}: need both members and non-members, got only {array[0]}")
-    return array
 
 
 class FusedMLPSGD:

@@ -4,6 +4,6 @@
 """
 
 from analysis.report import summarize
-from analysis.results import aggregate, load_results
+from analysis.results import aggregate, load_results, load_trials
 
-__all__ = ["aggregate", "load_results", "summarize"]
+__all__ = ["aggregate", "load_results", "load_trials", "summarize"]

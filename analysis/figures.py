@@ -1,4 +1,5 @@
-"""Matplotlib for files: the pyplot module on a display-free backend, and atomic PNG saving."""
+"""Matplotlib for files: the pyplot module on a display-free backend, and atomic saving of each
+figure twice: a PNG to look at and a PDF (vector) for papers."""
 
 from __future__ import annotations
 
@@ -20,10 +21,16 @@ def pyplot() -> ModuleType:
 
 
 def save_figure(figure: Any, path: str | Path) -> Path:
-    """Write `figure` to `path` as a PNG, atomically (no half-written image), then free it."""
+    """Write `figure` to `path` (a .png) and beside it as .pdf, each atomically (no half-written
+    image), then free it; returns the PNG's path."""
+    png = Path(path).with_suffix(".png")
     try:
+        atomic_write(
+            png.with_suffix(".pdf"),
+            lambda tmp: figure.savefig(tmp, format="pdf", bbox_inches="tight"),
+        )
         return atomic_write(
-            path, lambda tmp: figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+            png, lambda tmp: figure.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
         )
     finally:
         pyplot().close(figure)

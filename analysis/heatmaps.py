@@ -56,8 +56,8 @@ def panels(frame: pd.DataFrame) -> list[Panel]:
     for key in keys[:-1]:
         table[key] = table[key].astype(str)
     varying = [key for key in keys[1:-1] if table[key].nunique() > 1]
-    groups = table.groupby(keys, sort=True)
-    per_family = Counter(family for *_, family in groups.groups)
+    groups = [(tuple(map(str, key)), cells) for key, cells in table.groupby(keys, sort=True)]
+    per_family = Counter(family for (*_, family), _ in groups)
     result = []
     for (grid, policy, vectors, family), cells in groups:
         setting = {"nonmember_lists": policy, "vectors_fit_on": vectors}
@@ -76,7 +76,8 @@ def panels(frame: pd.DataFrame) -> list[Panel]:
 
 
 def write_heatmaps(frame: pd.DataFrame, folder: str | Path) -> list[Path]:
-    """Draw every panel for every metric of `HEATMAP_METRICS` as `heatmap_<panel>_<metric>.png`."""
+    """Draw every panel for every metric of `HEATMAP_METRICS` as `heatmap_<panel>_<metric>.png`
+    (and .pdf)."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     attacks = ordered_attacks(frame["attack"])
@@ -159,7 +160,7 @@ def _draw(panel: Panel, metric: str, attacks: list[str], path: Path) -> None:
     for ax in axes.flat[len(drawn) :]:
         ax.set_visible(False)
     fig.suptitle(f"{panel.title}: {HEATMAP_METRICS[metric]}, mean over seeds", fontsize=12)
-    fig.colorbar(image, ax=axes, shrink=0.6, label=metric)
+    fig.colorbar(image, ax=axes, shrink=0.6, label=HEATMAP_METRICS[metric])
     save_figure(fig, path)
 
 

@@ -12,7 +12,8 @@ from importlib import resources
 
 import pandas as pd
 
-from analysis.results import SETTING_COLUMNS, SIDE_COLUMNS, aggregate, ordered_attacks
+from analysis.results import aggregate, ordered_attacks
+from dlmia.schema import SETTING_COLUMNS, SIDE_COLUMNS
 
 #: The paper's dataset and recommender names -> ours.
 PAPER_NAMES: dict[str, str] = {
@@ -96,10 +97,11 @@ def paper_table() -> pd.DataFrame:
 def compare_with_paper(frame: pd.DataFrame) -> pd.DataFrame:
     """Our cells (rows of `load_results`) beside the paper's numbers, one row per (grid, cell).
 
-    Columns: `grid`, `nonmember_lists`, `vectors_fit_on`, the four side columns, `family` (NA outside the paper's grid), then per
-    attack present `<attack>_n_seeds`, `<attack>_n_failed`, `<attack>_balanced_accuracy_mean/_std`,
-    `<attack>_roc_auc_mean/_std`, then `paper_biased_balanced_accuracy` and
-    `paper_dlmia_balanced_accuracy` (the paper's "AUC" of each attack; NA outside its grid).
+    Columns: `grid`, `nonmember_lists`, `vectors_fit_on`, the four side columns, `family` (NA
+    outside the paper's grid), then per attack present `<attack>_n_seeds`, `<attack>_n_failed`,
+    `<attack>_balanced_accuracy_mean/_std`, `<attack>_roc_auc_mean/_std`, then
+    `paper_biased_balanced_accuracy` and `paper_dlmia_balanced_accuracy` (the paper's "AUC" of each
+    attack; NA outside its grid).
     """
     per_attack = aggregate(frame)
     keys = [*SETTING_COLUMNS, *SIDE_COLUMNS]

@@ -7,18 +7,19 @@ the paper, and one line per cell further from it saying why), `cells.csv` (every
 the heatmaps with the paper's panels beside ours. Rerun it after more parts or seeds have run.
 
 Why a cell differs from the paper is attributed by fixed rules, checked in this order, and the
-report states them: *coverage* (item vectors fit on the vectorization part leave more than a
-tenth of a side's list entries without a vector: on Digital Music, most of the members' list
-items, while the non-members' popular items all have one, which reverses the norm signal), *policy* (ours is above the paper and a training-free baseline already
-reaches 0.9 ROC AUC: the popular lists give members away), *protocol* (a cross-dataset cell:
-our user-level split leaves the two item spaces unaligned and shares no user, while the
-paper's general family split each user's interactions between shadow and target), *settings*
-(DL-MIA below the paper: ours runs at fixed default settings where the paper tuned each cell),
-else *unexplained*.
+report states them: *coverage* (item vectors fit on the vectorization part leave more than a tenth
+of a side's list entries without a vector: on Digital Music, most of the members' list items, while
+the non-members' popular items all have one, which reverses the norm signal), *policy* (ours is
+above the paper and a training-free baseline already reaches 0.9 ROC AUC: the popular lists give
+members away), *protocol* (a cross-dataset cell: our user-level split leaves the two item spaces
+unaligned and shares no user, while the paper's general family split each user's interactions
+between shadow and target), *settings* (DL-MIA below the paper: ours runs at fixed default settings
+where the paper tuned each cell), else *unexplained*.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,8 +27,9 @@ import pandas as pd
 
 from analysis.heatmaps import write_heatmaps
 from analysis.paper import FAMILIES, family_of, label, paper_table
-from analysis.results import SIDE_COLUMNS, load_results
+from analysis.results import load_results
 from dlmia.io import atomic_write
+from dlmia.schema import SIDE_COLUMNS
 
 CLOSE = 0.05  # |ours - paper| in balanced accuracy counted as "within the paper"
 FULL_COVERAGE = 0.9  # share of list entries with a vector below which coverage explains a miss
@@ -39,7 +41,7 @@ ATTACKS = (*BASELINES, *PAPER_ATTACKS)
 def write_paper_report(folders: Sequence[str | Path], to: str | Path) -> list[Path]:
     """Write report.md, cells.csv and heatmaps for the paper-family cells under `folders`."""
     frame = pd.concat([load_results(folder) for folder in folders], ignore_index=True)
-    frame = frame[frame["selected"] & (frame["status"] == "ok")].copy()
+    frame = frame[frame["status"] == "ok"].copy()
     frame["family"] = [
         getattr(family_of((sd, sr), (td, tr)), "name", "")
         for sd, sr, td, tr in frame[list(SIDE_COLUMNS)].astype(str).itertuples(index=False)
@@ -96,12 +98,14 @@ def reason(row: pd.Series, attack: str) -> str:
     coverage = min(row["shadow_list_coverage"], row["target_list_coverage"])
     if row["vectors_fit_on"] == "vectorization" and coverage < FULL_COVERAGE:
         return f"coverage: only {coverage:.0%} of a side's list entries have a vector"
-    free = {name: row.get(f"{name}_roc") for name in BASELINES}
-    best = max(free, key=lambda name: -1.0 if pd.isna(free[name]) else free[name])
-    if ours > paper and not pd.isna(free[best]) and free[best] >= 0.9:
+    free = {name: float(row.get(f"{name}_roc", math.nan)) for name in BASELINES}
+    best = max(free, key=lambda name: -1.0 if math.isnan(free[name]) else free[name])
+    if ours > paper and free[best] >= 0.9:
         return f"policy: training-free {best} alone reaches {free[best]:.2f} ROC AUC"
     if row["shadow_dataset"] != row["target_dataset"]:
-        return "protocol: cross-dataset, item spaces unaligned, no user shared (paper: shared users)"
+        return (
+            "protocol: cross-dataset, item spaces unaligned, no user shared (paper: shared users)"
+        )
     if attack == "dlmia" and ours < paper:
         return "settings: DL-MIA at fixed default settings (the paper tuned each cell)"
     return "unexplained"
@@ -117,7 +121,8 @@ def report_lines(cells: pd.DataFrame, folders: list[str]) -> list[str]:
         "",
         "BA = balanced accuracy at threshold 0.5, which is what the paper's figure calls \"AUC\";",
         "ROC AUC is the true one, with its 95% bootstrap interval over target users. Means over",
-        "seeds (± std where there are several). DL-MIA runs at fixed default settings (no search).",
+        "seeds (± std where there are several). DL-MIA runs at fixed default settings "
+        "(no search).",
         "`norm` and `list-frequency` need no shadow and no labels: an attack's contribution is",
         "what it adds over them. Training-free baselines report percentile-rank probabilities, so",
         "their BA is that of calling the higher-scoring half members.",
@@ -129,7 +134,7 @@ def report_lines(cells: pd.DataFrame, folders: list[str]) -> list[str]:
         for (vectors, policy), block in cells[cells["family"] == family.name].groupby(
             ["vectors_fit_on", "nonmember_lists"]
         ):
-            lines += family_section(family.name, vectors, policy, block)
+            lines += family_section(family.name, str(vectors), str(policy), block)
     missing = [f.name for f in FAMILIES if not (cells["family"] == f.name).any()]
     if missing:
         lines += ["", f"Missing: no results for the {', '.join(missing)} family."]
@@ -165,8 +170,9 @@ def family_section(family: str, vectors: str, policy: str, block: pd.DataFrame) 
     over_free = (block["dlmia_roc"] - block[[f"{b}_roc" for b in BASELINES]].max(axis=1)).dropna()
     if len(over_free):
         lines.append(
-            f"- DL-MIA above the best training-free baseline (ROC AUC) in {int((over_free > 0.01).sum())} "
-            f"of {len(over_free)} cells; mean margin {over_free.mean():+.3f}. Above Biased (BA) in "
+            f"- DL-MIA above the best training-free baseline (ROC AUC) in "
+            f"{int((over_free > 0.01).sum())} of {len(over_free)} cells; mean margin "
+            f"{over_free.mean():+.3f}. Above Biased (BA) in "
             f"{int((gains > 0.01).sum())} of {len(gains)} cells."
         )
     lines += ["", cell_markdown(block), ""]
@@ -192,7 +198,8 @@ def cell_markdown(block: pd.DataFrame) -> str:
     for _, row in block.iterrows():
         lines.append(
             f"| {side(row, 'shadow')} -> {side(row, 'target')} | {num(row, 'norm_roc')} "
-            f"| {num(row, 'list-frequency_roc')} | {num(row, 'biased_ba')} | {num(row, 'dlmia_ba')} "
+            f"| {num(row, 'list-frequency_roc')} | {num(row, 'biased_ba')} "
+            f"| {num(row, 'dlmia_ba')} "
             f"| {interval(row, 'biased')} | {interval(row, 'dlmia')} | {num(row, 'paper_biased')} "
             f"| {num(row, 'paper_dlmia')} | {row['shadow_list_coverage']:.0%}/"
             f"{row['target_list_coverage']:.0%} |"
@@ -216,4 +223,7 @@ def num(row: pd.Series, column: str) -> str:
 def interval(row: pd.Series, attack: str) -> str:
     if pd.isna(row.get(f"{attack}_roc")):
         return "-"
-    return f"{num(row, f'{attack}_roc')} [{row[f'{attack}_roc_low']:.2f}, {row[f'{attack}_roc_high']:.2f}]"
+    return (
+        f"{num(row, f'{attack}_roc')} "
+        f"[{row[f'{attack}_roc_low']:.2f}, {row[f'{attack}_roc_high']:.2f}]"
+    )

@@ -15,7 +15,7 @@ import pandas as pd
 
 from analysis.heatmaps import write_heatmaps
 from analysis.paper import compare_with_paper, label
-from analysis.results import load_results
+from analysis.results import load_results, load_trials
 from analysis.roc import select_rows, write_roc
 from analysis.search import ORACLE_NOTE, PICKS, search_table, write_search_plots
 from dlmia.io import atomic_write
@@ -54,7 +54,7 @@ def summarize(out_dir: str | Path, *, roc: Sequence[str] = (), echo: bool = True
         *write_heatmaps(frame, folder),
         *(write_roc(frame, out, selector, folder) for selector in roc),
     ]
-    searches = search_lines(frame, out, folder, paths)
+    searches = search_lines(out, folder, paths)
     failures = failure_lines(frame)
     tail = [*searches, *failures, "", "wrote:", *(f"  {path}" for path in paths)]
     report = "\n".join([shown.to_string(index=False), note, *tail])
@@ -66,7 +66,9 @@ def summarize(out_dir: str | Path, *, roc: Sequence[str] = (), echo: bool = True
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """The comparison table as short formatted strings, one row per cell (attacks side by side)."""
     shown = pd.DataFrame(index=table.index)
-    for column, title in (("grid", "grid"), ("nonmember_lists", "policy"), ("vectors_fit_on", "vectors")):
+    for column, title in (
+        ("grid", "grid"), ("nonmember_lists", "policy"), ("vectors_fit_on", "vectors")
+    ):
         if table[column].nunique() > 1:
             shown[title] = table[column]
     for role in ("shadow", "target"):
@@ -86,16 +88,17 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     return shown.reset_index(drop=True)
 
 
-def search_lines(frame: pd.DataFrame, out: Path, folder: Path, paths: list[Path]) -> list[str]:
+def search_lines(out: Path, folder: Path, paths: list[Path]) -> list[str]:
     """The searched cells' table (label-free pick, shadow-only pick, oracle) as lines; writes it
-    (`search.csv`) and each search's history plot, appending the paths to `paths`."""
-    table = search_table(frame)
+    (`search.csv`) and each search's plot, appending the paths to `paths`."""
+    trials = load_trials(out)
+    table = search_table(trials)
     if table.empty:
         return []
     paths.append(atomic_write(folder / "search.csv", lambda tmp: table.to_csv(tmp, index=False)))
-    paths.extend(write_search_plots(frame, out, folder))
+    paths.extend(write_search_plots(trials, out, folder))
     shown = table.drop(columns="cell_id").copy()
-    for column in [c for c in shown if c.startswith(tuple(name for _, name in PICKS))]:
+    for column in [c for c in map(str, shown) if c.startswith(tuple(name for _, name in PICKS))]:
         shown[column] = [_mean_std(v, float("nan")) for v in shown[column]]
     return ["", "searched cells:", shown.to_string(index=False), ORACLE_NOTE]
 
@@ -111,11 +114,11 @@ def failure_lines(frame: pd.DataFrame) -> list[str]:
     """One line per failed row: its cell id, attempts and the error's first line."""
     failed = frame[frame["status"] == "failed"]
     lines = [f"{len(failed)} failed:"] if len(failed) else []
-    for row in failed.itertuples(index=False):
-        text = "" if pd.isna(row.error) else str(row.error).strip()
+    for cell_id, cause, tries in zip(failed["cell_id"], failed["error"], failed["attempts"]):
+        text = "" if pd.isna(cause) else str(cause).strip()
         error = text.splitlines()[0] if text else "(no error recorded)"
-        attempts = "" if pd.isna(row.attempts) else f" after {row.attempts} attempt(s)"
-        lines.append(f"  {row.cell_id}{attempts}: {error}")
+        attempts = "" if pd.isna(tries) else f" after {tries} attempt(s)"
+        lines.append(f"  {cell_id}{attempts}: {error}")
     return lines
 
 

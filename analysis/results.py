@@ -1,25 +1,18 @@
-"""Load a results folder into one typed DataFrame: one row per cell x attack x seed.
+"""Load a results folder into typed DataFrames: the results table (one row per cell x attack x
+seed) and a search's trials table (one row per trial), both as `dlmia.schema` declares them.
 
 Layouts read (all at once when several are present under `out_dir`):
 
-- a grid run's `--out`: `results/<cell_id>.parquet` (one row each) and `scores/<cell_id>.parquet`;
-- a `dlmia cell --out DIR` folder: `DIR/result.parquet` and `DIR/scores.parquet`;
+- a grid run's `--out`: `results/<cell_id>.parquet`, `scores/<cell_id>.parquet` and, for
+  searched cells, `trials/<cell_id>.parquet`;
+- a `dlmia cell --out` folder: `DIR/result.parquet` and `DIR/scores.parquet`;
 - a folder of such cell folders: `*/result.parquet` (the cell id is the sub-folder's name).
 
-Columns are those of `dlmia.results.result_row` plus the runner's `grid`, `cell_id`, `cell_key`,
-`shadow_side_id`, `target_side_id`, `attempts`, `error` (one line), `traceback` (a failed
-cell's whole error text), `finished_at` (Unix time), and
-`result_file` (where the row was read, relative to `out_dir`). Every known column (`SCHEMA`)
-exists with one dtype whatever the files hold (names categorical, metrics float64, counts
-nullable Int64, text string), so a folder of failed cells only still has metric columns (NA).
-
-A searched cell has one row per trial: `trial` numbers it (NA: not a search trial), `selected`
-marks the row that is the cell's result (True where a file lacks it, as for unsearched cells),
-`shadow_pick` and `oracle_pick` the trials shadow validation alone and the target labels would
-have picked, and the label-free criteria sit beside the recorded target metrics
-(`used_for_selection` is False: no target metric ranked anything). `aggregate`, the heatmaps and
-the paper comparison use selected rows only. Columns the loader does not know (a search's
-`param.*` settings) are kept as read.
+Every declared column exists with one dtype whatever the files hold (names categorical, metrics
+float64, counts nullable Int64, text string), so a folder of failed cells only still has metric
+columns (NA). A searched cell's result row is the trial the label-free objective selected;
+`load_trials` gives every trial, with the picks shadow validation alone and the target labels
+would have made flagged beside it.
 """
 
 from __future__ import annotations
@@ -32,111 +25,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dlmia.errors import DataError
+from dlmia.schema import REQUIRED, RESULTS, SETTING_COLUMNS, SIDE_COLUMNS, TRIALS, typed
 
-#: The metrics `dlmia.metrics.attack_metrics` returns as fractions in [0, 1].
-METRICS: tuple[str, ...] = (
-    "roc_auc",
-    "balanced_accuracy",
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "tpr_at_1pct_fpr",
-    "tpr_at_0.1pct_fpr",
-)
-#: What identifies a cell's two sides (a cell is these plus an attack).
-SIDE_COLUMNS: tuple[str, ...] = (
-    "shadow_dataset",
-    "shadow_recommender",
-    "target_dataset",
-    "target_recommender",
-)
-#: Columns every result file must hold.
-REQUIRED: tuple[str, ...] = (*SIDE_COLUMNS, "attack", "seed", "status")
 #: Known attacks first, in the paper's order; any other attack sorts after them.
 ATTACK_ORDER: tuple[str, ...] = ("biased", "dlmia", "norm", "list-frequency")
-
-_NAME, _TEXT, _INT, _FLOAT = "category", "string", "Int64", "float64"
-#: Every known column and its dtype, in the frame's column order.
-SCHEMA: dict[str, str] = {
-    "grid": _NAME,
-    "shadow_dataset": _NAME,
-    "shadow_recommender": _NAME,
-    "target_dataset": _NAME,
-    "target_recommender": _NAME,
-    "attack": _NAME,
-    "seed": _INT,
-    "nonmember_lists": _NAME,
-    "vectors_fit_on": _NAME,
-    "cell_id": _TEXT,
-    "cell_key": _TEXT,
-    "status": _NAME,
-    "attempts": _INT,
-    "error": _TEXT,
-    "traceback": _TEXT,
-    "trial": _INT,
-    "study_trial": _INT,
-    "state": _NAME,
-    "selected": "boolean",
-    "search": _TEXT,
-    "finished": "boolean",
-    "epochs": _INT,
-    "objective": _FLOAT,
-    "shadow_val_auc": _FLOAT,
-    "shadow_val_loss": _FLOAT,
-    "reverse_auc": _FLOAT,
-    "reverse_loss": _FLOAT,
-    "residual_mmd": _FLOAT,
-    "shadow_pick": "boolean",
-    "oracle_pick": "boolean",
-    "used_for_selection": "boolean",
-    **dict.fromkeys(METRICS, _FLOAT),
-    "roc_auc_low": _FLOAT,
-    "roc_auc_high": _FLOAT,
-    "n_shadow": _INT,
-    "n_target": _INT,
-    "n_members": _INT,
-    "n_nonmembers": _INT,
-    "tp": _INT,
-    "fp": _INT,
-    "tn": _INT,
-    "fn": _INT,
-    "fp_allowed_at_1pct_fpr": _INT,
-    "tp_at_1pct_fpr": _INT,
-    "fp_allowed_at_0.1pct_fpr": _INT,
-    "tp_at_0.1pct_fpr": _INT,
-    "shadow_zero_vectors": _INT,
-    "target_zero_vectors": _INT,
-    "shadow_history_coverage": _FLOAT,
-    "target_history_coverage": _FLOAT,
-    "shadow_list_coverage": _FLOAT,
-    "target_list_coverage": _FLOAT,
-    "seconds": _FLOAT,
-    "attack_seconds": _FLOAT,
-    "finished_at": _FLOAT,
-    "shadow_side_id": _NAME,
-    "target_side_id": _NAME,
-    "config": _TEXT,
-    "attack_settings": _TEXT,
-    "details": _TEXT,
-    "host": _NAME,
-    "dlmia_version": _NAME,
-    "git_commit": _NAME,
-    "torch_version": _NAME,
-    "numpy_version": _NAME,
-    "python_version": _NAME,
-    "result_file": _TEXT,
-}
-#: Values that stand in for an absent or null entry (every other one stays NA).
-_DEFAULTS: dict[str, object] = {
-    "grid": "",
-    "selected": True,
-    "nonmember_lists": "popular",  # rows written before the policy had its own column
-    "vectors_fit_on": "vectorization",
-}
-#: What, beside its two sides and the attack, tells one cell's result apart from another's.
-SETTING_COLUMNS: tuple[str, ...] = ("grid", "nonmember_lists", "vectors_fit_on")
-_SORT = (*SETTING_COLUMNS, *SIDE_COLUMNS, "attack", "seed", "trial", "cell_id")
+_SORT = (*SETTING_COLUMNS, *SIDE_COLUMNS, "attack", "seed", "cell_id", "trial")
 
 
 def result_files(out_dir: str | Path) -> list[Path]:
@@ -165,7 +58,24 @@ def load_results(out_dir: str | Path) -> pd.DataFrame:
             "result.parquet (a `dlmia cell --out` folder)"
         )
     records = [record for path in files for record in _read_rows(path, out)]
-    return _typed(pd.DataFrame.from_records(records))
+    return _sorted(typed(pd.DataFrame.from_records(records), RESULTS))
+
+
+def load_trials(out_dir: str | Path) -> pd.DataFrame:
+    """Every search trial under `out_dir` (`trials/*.parquet`) as one typed DataFrame, sorted by
+    cell and trial; empty, with every declared column, when no cell was searched.
+
+    Raises:
+        DataError: the folder is missing or a trials file cannot be read as parquet.
+    """
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise DataError(f"results folder {out} does not exist")
+    records = []
+    for path in sorted(out.glob("trials/*.parquet")):
+        for row in _read_table(path, "trials file").to_pylist():
+            records.append(row | {"trials_file": path.relative_to(out).as_posix()})
+    return _sorted(typed(pd.DataFrame.from_records(records), TRIALS))
 
 
 def scores_file(out_dir: str | Path, result_file: str) -> Path:
@@ -223,19 +133,11 @@ def _read_rows(path: Path, out: Path) -> list[dict[str, object]]:
     return rows
 
 
-def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    """Give every known column its dtype (adding absent ones as NA) and sort the rows."""
-    for column, dtype in SCHEMA.items():
-        values = frame[column] if column in frame else pd.Series(None, frame.index, "object")
-        values = values.astype("string" if dtype == _NAME else dtype)
-        if column in _DEFAULTS:
-            values = values.fillna(_DEFAULTS[column])
-        frame[column] = values.astype(dtype)
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with known attacks in `ATTACK_ORDER`, sorted by setting, cell, seed and trial."""
     attacks = frame["attack"].cat.categories
     frame["attack"] = frame["attack"].cat.reorder_categories(ordered_attacks(attacks))
-    columns = [*SCHEMA, *(c for c in frame.columns if c not in SCHEMA)]
-    keys = [c for c in _SORT if c in frame]
-    return frame[columns].sort_values(keys, kind="stable", ignore_index=True)
+    return frame.sort_values([c for c in _SORT if c in frame], kind="stable", ignore_index=True)
 
 
 def aggregate(
@@ -244,15 +146,13 @@ def aggregate(
     """One row per (grid, policy, vectors, cell sides, attack): `n_seeds`, `n_failed`,
     `<metric>_mean`, `<metric>_std`.
 
-    Only `selected` rows count (a cell's result, not the other trials of a search). Means and
-    standard deviations (ddof 1; NA for a single seed) are over the finished seeds; a cell whose
-    every seed failed keeps a row with NA metrics, so it can be shown as failed.
+    Means and standard deviations (ddof 1; NA for a single seed) are over the finished seeds; a
+    cell whose every seed failed keeps a row with NA metrics, so it can be shown as failed.
     """
     keys = [*SETTING_COLUMNS, *SIDE_COLUMNS, "attack"]
-    frame = frame[frame["selected"]]
     finished = frame[frame["status"] == "ok"]
     stats = finished.groupby(keys, observed=True)[list(metrics)].agg(["mean", "std"])
-    stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
+    stats.columns = ["_".join(pair) for pair in stats.columns.to_flat_index()]
     counts = pd.DataFrame(
         {
             "n_seeds": finished.groupby(keys, observed=True).size(),

@@ -28,8 +28,8 @@ from sklearn.metrics import roc_curve as _sk_roc_curve
 
 from dlmia.errors import TrainingError
 
-#: The low-FPR limits reported, as (key suffix, FPR limit).
-LOW_FPR_POINTS: tuple[tuple[str, float], ...] = (("1pct", 0.01), ("0.1pct", 0.001))
+#: The low-FPR points reported, as (key suffix, FPR limit): 1%, 0.1% and 0% (no false positive).
+LOW_FPR_POINTS: tuple[tuple[str, float], ...] = (("1pct", 0.01), ("0.1pct", 0.001), ("0pct", 0.0))
 BOOTSTRAP_SAMPLES = 1000  # resamples of the target users behind roc_auc_low / roc_auc_high
 BOOTSTRAP_LEVEL = 0.95  # coverage of that interval
 
@@ -49,7 +49,8 @@ def attack_metrics(
     Returns:
         `roc_auc` with its 95% bootstrap interval over users (`roc_auc_low`, `roc_auc_high`),
         `balanced_accuracy`, `accuracy`, `precision`, `recall`, `f1` (precision and
-        f1 are 0 when nobody is predicted a member), `tpr_at_1pct_fpr`, `tpr_at_0.1pct_fpr`, and
+        f1 are 0 when nobody is predicted a member), `tpr_at_1pct_fpr`, `tpr_at_0.1pct_fpr`,
+        `tpr_at_0pct_fpr` (the members found before the first false positive), and
         the counts behind them: `n_members`, `n_nonmembers`, `tp`, `fp`, `tn`, `fn` at
         `threshold`, and `fp_allowed_at_*` / `tp_at_*` for each low-FPR point.
 

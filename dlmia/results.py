@@ -1,8 +1,9 @@
-"""Result rows: one flat, typed record per (cell, attack, seed), plus the per-user scores.
+"""Result rows: one flat record per (cell, attack, seed), plus the per-user scores.
 
 The row carries everything needed to read it later without the run: which datasets,
 recommenders, settings and seeds produced it, every metric, timings, versions and host.
-Nested settings are stored as JSON strings so every row of every grid shares one schema.
+Nested settings are stored as JSON strings so every row of every grid shares one schema, the
+results table of `dlmia.schema`.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import torch
 import dlmia
 from dlmia.cell import CellConfig, CellResult
 from dlmia.io import write_parquet
+from dlmia.schema import CRITERIA
 
 
 @lru_cache(maxsize=1)
 def versions() -> dict[str, str]:
-    """The versions that produced a result: dlmia, its git commit (if any), torch, numpy, python."""
+    """The versions that produced a result: dlmia, its git commit (if any), torch, numpy,
+    python."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
@@ -47,12 +50,13 @@ def versions() -> dict[str, str]:
 
 
 def result_row(config: CellConfig, result: CellResult, status: str = "ok") -> dict[str, Any]:
-    """One flat record of a finished cell: identity, metrics, settings (JSON), timings, provenance."""
+    """One flat record of a finished cell: identity, metrics, settings (JSON), timings,
+    provenance."""
     info = result.info
     row: dict[str, Any] = {
-        "shadow_dataset": config.shadow.dataset.name,
+        "shadow_dataset": config.shadow.dataset.label,
         "shadow_recommender": config.shadow.recommender,
-        "target_dataset": config.target.dataset.name,
+        "target_dataset": config.target.dataset.label,
         "target_recommender": config.target.recommender,
         "attack": config.attack,
         "seed": config.seed,
@@ -64,14 +68,24 @@ def result_row(config: CellConfig, result: CellResult, status: str = "ok") -> di
         "n_target": info["n_target"],
         "seconds": info.get("seconds", info["attack_seconds"]),
         "attack_seconds": info["attack_seconds"],
+        **search_columns(info),
         **side_columns(info),
         "config": json.dumps(dataclasses.asdict(config), default=str, sort_keys=True),
         "attack_settings": json.dumps(info["attack_settings"], default=str, sort_keys=True),
-        "details": json.dumps({k: v for k, v in info.items() if k != "attack_settings"}, default=str),
+        "details": json.dumps(details(info), default=str),
         "host": platform.node(),
         **versions(),
     }
     return row
+
+
+def search_columns(info: dict[str, Any]) -> dict[str, Any]:
+    """A searched cell's search, the trial it selected and that trial's criteria ({} when the
+    cell was not searched)."""
+    if "search" not in info:
+        return {}
+    picked = {key: info[key] for key in ("search", "trial", "n_trials", "epochs")}
+    return picked | {name: info["criteria"][name] for name in CRITERIA}
 
 
 def vectors_fit_on(config: CellConfig) -> str:
@@ -89,12 +103,18 @@ SIDE_FACTS: tuple[tuple[str, str], ...] = (
 
 
 def side_columns(info: dict[str, Any]) -> dict[str, Any]:
-    """`shadow_<fact>` and `target_<fact>` of each of SIDE_FACTS (None where a side has no info)."""
+    """`shadow_<fact>` and `target_<fact>` of each of SIDE_FACTS (None where a side has no
+    info)."""
     return {
         f"{role}_{column}": info.get(f"{role}_side", {}).get(key)
         for role in ("shadow", "target")
         for column, key in SIDE_FACTS
     }
+
+
+def details(info: dict[str, Any]) -> dict[str, Any]:
+    """What else the cell reported, for the `details` JSON column (settings have their own)."""
+    return {k: v for k, v in info.items() if k not in ("attack_settings", "criteria")}
 
 
 def scores_frame(result: CellResult) -> pd.DataFrame:

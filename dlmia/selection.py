@@ -41,18 +41,13 @@ from dlmia.attacks.dlmia.model import DLMIAModel
 from dlmia.errors import ConfigError
 from dlmia.seeding import numpy_rng
 
-
-#: What `criteria` returns for a fitted attack, the combined `objective` last.
-CRITERIA: tuple[str, ...] = (
-    "shadow_val_auc", "shadow_val_loss", "reverse_auc", "reverse_loss", "residual_mmd",
-    "objective",
-)  # fmt: skip
 CHANCE_LOSS = float(np.log(2.0))  # log-loss of a constant 0.5: stands in where none is measured
 
 
 @dataclass(frozen=True)
 class SelectionConfig:
-    """Weights of the label-free objective: -(w_shadow*loss_val + w_reverse*loss_rev + w_mmd*MMD)."""
+    """Weights of the label-free objective:
+    -(w_shadow*loss_val + w_reverse*loss_rev + w_mmd*MMD)."""
 
     w_shadow: float = 1.0  # weight of the held-out shadow log-loss
     w_reverse: float = 1.0  # weight of the reverse-validation log-loss
@@ -88,7 +83,7 @@ def side_proba(
     norm_t = None if norm is None else torch.from_numpy(norm).to(attack.device)
     with cpu_threads(attack.config.cpu_threads, attack.device):
         proba = model.proba(x, norm_t)
-    return proba.double().cpu().numpy()  # type: ignore[no-any-return]
+    return proba.double().cpu().numpy()
 
 
 def invariant_latents(
@@ -102,7 +97,7 @@ def invariant_latents(
         return x
     with torch.no_grad(), cpu_threads(attack.config.cpu_threads, attack.device):
         mu = model.vae.encode(torch.from_numpy(x).to(attack.device)).mu_inv
-    return mu.cpu().numpy()  # type: ignore[no-any-return]
+    return mu.cpu().numpy()
 
 
 def _auc(labels: npt.NDArray[np.int64], scores: npt.NDArray[np.float64]) -> float:

@@ -12,11 +12,12 @@ import pytest
 from analysis import load_results, summarize
 from analysis.heatmaps import panels, write_heatmaps
 from analysis.paper import FAMILIES, compare_with_paper, paper_table
-from analysis.results import METRICS, SCHEMA, SIDE_COLUMNS, aggregate
-from analysis.roc import write_roc
+from analysis.results import load_trials
+from analysis.roc import _FPR_GRID, _tpr_on_grid, write_roc
 from dlmia.errors import ConfigError, DataError
 from dlmia.io import write_parquet
 from dlmia.metrics import attack_metrics
+from dlmia.schema import METRICS, RESULTS, SIDE_COLUMNS, TRIALS, undeclared
 from dlmia.seeding import numpy_rng
 
 Side = tuple[str, str]  # (dataset, recommender)
@@ -88,8 +89,8 @@ def grid_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_load_results_rows_and_dtypes(grid_out: Path) -> None:
     frame = load_results(grid_out)
     assert len(frame) == 13
-    assert list(frame.columns) == list(SCHEMA)
-    assert {c: str(frame[c].dtype) for c in SCHEMA} == SCHEMA
+    assert list(frame.columns) == list(RESULTS)
+    assert {c: str(frame[c].dtype) for c in RESULTS} == RESULTS
     assert all(frame[m].dtype == np.float64 for m in METRICS)
     assert frame["attack"].cat.categories.tolist() == ["biased", "dlmia"]
     failed = frame[frame["status"] == "failed"]
@@ -99,7 +100,7 @@ def test_load_results_rows_and_dtypes(grid_out: Path) -> None:
     ok = frame[frame["status"] == "ok"]
     assert ok[list(METRICS)].notna().all().all()
     assert not frame.duplicated([*SIDE_COLUMNS, "attack", "seed"]).any()
-    assert frame["selected"].all() and frame["trial"].isna().all()
+    assert frame["trial"].isna().all() and frame["search"].isna().all()  # nothing searched
     # sorted by sides, attack (biased first), then seed
     first = frame.iloc[:4]
     assert first["shadow_dataset"].astype(str).tolist() == ["amazon-digital-music"] * 4
@@ -167,28 +168,36 @@ def test_summarize_writes_tables_heatmaps_and_roc(grid_out: Path) -> None:
     for path in [*heatmaps, folder / f"roc_{roc.replace('*', '-')}.png", folder / "comparison.md"]:
         assert path.stat().st_size > 500, path
         assert str(path) in report
+    for path in [*heatmaps, folder / f"roc_{roc.replace('*', '-')}.png"]:
+        assert path.with_suffix(".pdf").stat().st_size > 1000, path  # vector copy for papers
     csv = pd.read_csv(folder / "comparison.csv")
     assert csv["paper_biased_balanced_accuracy"].notna().all()
     assert "ML-1M:ItemCF" in report and "0.998" in report and "1 failed:" in report
     assert "after 3 attempt(s): TrainingError: 3 of 200 are not finite\n" in report
 
 
-def test_trial_rows_can_join_the_frame(tmp_path: Path, grid_out: Path) -> None:
-    """A row that is not the cell's result (a search trial) is kept but not aggregated."""
+def test_trials_table_is_its_own_frame(tmp_path: Path, grid_out: Path) -> None:
+    """A search's trials are read by load_trials, typed by the trials schema; results ignore
+    them."""
     frame = load_results(grid_out)
-    scores = fake_scores(1.0, seed=99)
-    row = fake_row("paper-general", *CELLS[0], "dlmia", 0, scores)
-    row.update(cell_id="trial-7", trial=7, selected=False, **{"param.lr": 0.01})
-    write_result(grid_out, row, scores)
+    row = fake_row("paper-general", *CELLS[0], "dlmia", 0, fake_scores(1.0, seed=99))
+    identity = {k: row[k] for k in ("grid", *SIDE_COLUMNS, "attack", "seed", "cell_id")}
+    trials = pd.DataFrame([identity | {
+        "search": "s", "trial": n, "study_trial": n - 1, "state": "complete", "finished": True,
+        "objective": -n, "selected": n == 1, "shadow_pick": n == 2, "oracle_pick": n == 2,
+        "roc_auc": 0.5 + n / 10, "param.lr": 0.01 * n} for n in (2, 1)])  # fmt: skip
+    assert undeclared(trials.columns, TRIALS) == []
+    assert undeclared([*trials.columns, "selcted"], TRIALS) == ["selcted"]
+    write_parquet(trials, grid_out / "trials" / f"{row['cell_id']}.parquet")
     try:
-        with_trial = load_results(grid_out)
+        loaded, again = load_trials(grid_out), load_results(grid_out)
     finally:
-        (grid_out / "results" / "trial-7.parquet").unlink()
-        (grid_out / "scores" / "trial-7.parquet").unlink()
-    assert len(with_trial) == len(frame) + 1
-    assert with_trial.loc[with_trial["cell_id"] == "trial-7", "param.lr"].tolist() == [0.01]
-    assert with_trial["trial"].dtype == "Int64" and with_trial["selected"].sum() == len(frame)
-    pd.testing.assert_frame_equal(aggregate(with_trial), aggregate(frame))
+        (grid_out / "trials" / f"{row['cell_id']}.parquet").unlink()
+    assert list(loaded.columns) == [*TRIALS, "param.lr"] and loaded["trial"].tolist() == [1, 2]
+    assert {c: str(loaded[c].dtype) for c in TRIALS} == TRIALS
+    assert loaded["trials_file"].tolist() == [f"trials/{row['cell_id']}.parquet"] * 2
+    pd.testing.assert_frame_equal(again, frame)
+    assert load_trials(tmp_path).empty and list(load_trials(tmp_path).columns) == list(TRIALS)
 
 
 def test_heatmap_panels_for_a_non_paper_grid(tmp_path: Path, grid_out: Path) -> None:
@@ -261,4 +270,19 @@ def test_paper_report_means_closeness_and_reasons(tmp_path: Path) -> None:
     assert len(cells) == 3 and cells["paper_biased"].notna().all()
     # coverage (30% of the target's list items) explains every miss, first of the rules
     misses = [line for line in text.splitlines() if line.startswith("- ") and "ours" in line]
-    assert misses and all(line.endswith("coverage: only 30% of a side's list entries have a vector") for line in misses)
+    assert misses and all(
+        line.endswith("coverage: only 30% of a side's list entries have a vector")
+        for line in misses
+    )
+
+
+def test_roc_grid_agrees_with_the_low_fpr_metrics(tmp_path: Path, grid_out: Path) -> None:
+    scores = fake_scores(0.6, seed=3, n=2000)
+    metrics = attack_metrics(scores["label"], scores["score"])
+    tpr = _tpr_on_grid(scores)
+    for fpr in (0.0, 0.001, 0.01):
+        assert tpr[np.searchsorted(_FPR_GRID, fpr)] == metrics[f"tpr_at_{fpr:.1%}_fpr".replace(
+            ".0%", "pct").replace("%", "pct")]  # fmt: skip
+    # two seeds of one cell: one mean curve with a band, written as PNG and PDF
+    path = write_roc(load_results(grid_out), grid_out, cell_id(*CELLS[1], "dlmia", "*"), tmp_path)
+    assert path.suffix == ".png" and path.with_suffix(".pdf").stat().st_size > 1000

@@ -18,6 +18,7 @@ from ray.tune.error import TuneError
 
 from analysis import load_results
 from dlmia.errors import ConfigError
+from dlmia.schema import RESULTS, undeclared
 from tests.test_grid_runner import QUIET, results, tiny_grid
 from tune.faults import FAULTS_ENV
 from tune.grid import parse_grid
@@ -84,5 +85,6 @@ def test_a_failed_cell_row_holds_the_cause_and_the_traceback(
     assert "raise InjectedFailure(" in failed["traceback"]
     assert failed["traceback"].endswith(failed["error"])
     assert ok["status"] == "ok" and ok["error"] == ok["traceback"] == ""
+    assert undeclared(frame.columns, RESULTS) == []  # ok and failed rows: declared columns only
     loaded = load_results(out).set_index("cell_id")
     assert loaded.loc[broken, "traceback"] == failed["traceback"]

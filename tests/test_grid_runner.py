@@ -23,6 +23,7 @@ import yaml
 
 from dlmia.attacks import ATTACKS
 from dlmia.cli import main as cli_main
+from dlmia.schema import RESULTS, undeclared
 from tune.cache import SideCache
 from tune.faults import FAULTS_ENV
 from tune.grid import load_grid, parse_grid
@@ -167,6 +168,7 @@ def test_grid_seed_and_cli_seed_are_the_same_experiment(tmp_path: Path) -> None:
         ])
         assert code == 0
         cli_row = pd.read_parquet(out / "result.parquet").iloc[0]
+        assert undeclared(cli_row.index, RESULTS) == []
         grid_row = grid_rows.loc[attack]
         same = ["config", "attack_settings", "roc_auc", "roc_auc_low", "balanced_accuracy",
                 "tpr_at_1pct_fpr", "target_list_coverage", "nonmember_lists", "vectors_fit_on"]
@@ -205,7 +207,9 @@ def run_and_kill(
     """Run `dlmia grid run GRID --out OUT` in a subprocess and SIGKILL the driver once `until()`
     holds (and `grace` seconds more), as `kill -9` or a crash would; then what is left of the
     Ray it started. Gives up waiting after 240 s (the test's assertions then say why)."""
-    command = [sys.executable, "-m", "dlmia.cli", "-q", "grid", "run", str(grid), "--out", str(out)]
+    command = [
+        sys.executable, "-m", "dlmia.cli", "-q", "grid", "run", str(grid), "--out", str(out)
+    ]
     with log.open("w") as stream:
         driver = subprocess.Popen(command, start_new_session=True, stdout=stream, stderr=stream)
         deadline = time.monotonic() + 240

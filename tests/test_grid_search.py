@@ -14,9 +14,10 @@ import pytest
 import yaml
 
 from analysis.report import summarize
-from analysis.results import load_results
+from analysis.results import load_results, load_trials
 from analysis.search import param_importances
 from dlmia.errors import ConfigError
+from dlmia.schema import TRIALS, undeclared
 from tests.test_grid_runner import QUIET, run_and_kill, tiny_grid
 from tune.cli import describe, results_table
 from tune.grid import load_grid, parse_grid
@@ -95,18 +96,26 @@ def test_searched_cells_write_every_trial_and_mark_the_selected_one(tmp_path: Pa
     summary = run_grid(grid, out=out, progress=progress)
     assert summary.exit_code == 0 and summary.ok == 2
     assert (progress.trials_done, progress.trials_total) == (6, 6)
-    frame = load_results(out)
-    assert len(frame) == 6 and not frame["used_for_selection"].any()
+    results, frame = load_results(out), load_trials(out)
+    assert len(results) == 2 and len(frame) == 6 and not frame["used_for_selection"].any()
+    assert undeclared(pd.read_parquet(next((out / "trials").glob("*.parquet"))).columns,
+                      TRIALS) == []  # fmt: skip
     # each cell's trials ran on that cell's sides (Tune registers trainables cluster-wide)
     assert frame["objective"].is_unique
+    chosen = results.set_index("cell_id")
     for cell_id, trials in frame.groupby("cell_id"):
         assert sorted(trials["trial"]) == [1, 2, 3]
         assert trials[["selected", "shadow_pick", "oracle_pick"]].sum().tolist() == [1, 1, 1]
         finished = trials[trials["finished"]]
-        chosen = trials[trials["selected"]].iloc[0]
-        assert chosen["objective"] == finished["objective"].max()
+        picked = trials[trials["selected"]].iloc[0]
+        assert picked["objective"] == finished["objective"].max()
+        result = chosen.loc[cell_id]  # the cell's one result row is its selected trial
+        assert (result["trial"], result["n_trials"]) == (picked["trial"], 3)
+        assert result["objective"] == picked["objective"]
+        assert result["roc_auc"] == pytest.approx(picked["roc_auc"])
+        assert result["search"] == picked["search"]
         scores = pd.read_parquet(out / "scores" / f"{cell_id}.parquet")
-        assert len(scores) == chosen["n_target"]
+        assert len(scores) == result["n_target"]
     assert {"param.lambda_align", "param.lr", "param.period"} <= set(frame.columns)
     found = studies(out)  # one journal, a study per cell, named by its search
     assert sorted(found) == sorted(frame["search"].unique())
@@ -117,12 +126,12 @@ def test_searched_cells_write_every_trial_and_mark_the_selected_one(tmp_path: Pa
     report = summarize(out, echo=False)
     assert "searched cells:" in report and "oracle" in report
     table = pd.read_csv(out / "analysis" / "search.csv").set_index("cell_id")
-    chosen = frame[frame["selected"]].set_index("cell_id")
     assert len(table) == 2 and (table["trials"] == 3).all()
-    assert table["label-free ROC AUC"].to_dict() == pytest.approx(chosen["roc_auc"].to_dict())
+    assert table["label_free_roc_auc"].to_dict() == pytest.approx(chosen["roc_auc"].to_dict())
     best = frame.groupby("cell_id")["roc_auc"].max()
-    assert table["oracle* ROC AUC"].to_dict() == pytest.approx(best.to_dict())
+    assert table["oracle_roc_auc"].to_dict() == pytest.approx(best.to_dict())
     assert len(list((out / "analysis").glob("search_*.png"))) == 2
+    assert len(list((out / "analysis").glob("search_*.pdf"))) == 2
     importances = param_importances(out / "optuna.log", sorted(found)[0])
     assert set(importances) == {"lambda_align", "lr", "period"}
     plain = results_table(out, [cell.id for cell in expand(grid).cells])  # `grid run`'s fallback
@@ -168,7 +177,7 @@ def test_killed_search_resumes_without_redoing_finished_trials(tmp_path: Path) -
     summary = run_grid(load_grid(path), out=out, progress=QUIET)
     assert summary.exit_code == 0 and summary.ok == 1
     assert not marker.exists()  # nothing from the output folder was unpickled
-    frame = load_results(out)
+    frame = load_trials(out)
     assert sorted(frame["trial"]) == [1, 2, 3, 4] and frame["epochs"].notna().all()
     after = recorded_trials(out)
     assert len(after) == 4 and all(after[p] == t for p, t in before.items())  # not redone

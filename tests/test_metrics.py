@@ -61,7 +61,8 @@ def test_low_fpr_points_and_their_counts() -> None:
     m = attack_metrics([1] * 10 + [0] * 200, members + nonmembers)
     assert (m["fp_allowed_at_1pct_fpr"], m["tp_at_1pct_fpr"], m["tpr_at_1pct_fpr"]) == (2, 5, 0.5)
     assert (m["fp_allowed_at_0.1pct_fpr"], m["tp_at_0.1pct_fpr"]) == (0, 3)
-    assert m["tpr_at_0.1pct_fpr"] == 0.3
+    assert m["tpr_at_0.1pct_fpr"] == m["tpr_at_0pct_fpr"] == 0.3  # 3 above all non-members
+    assert (m["fp_allowed_at_0pct_fpr"], m["tp_at_0pct_fpr"]) == (0, 3)
 
 
 def test_low_fpr_cannot_split_a_tie() -> None:
@@ -97,7 +98,7 @@ def test_agrees_with_sklearn_and_brute_force(seed: int) -> None:
     assert m["precision"] == pytest.approx(skm.precision_score(labels, predicted))
     assert m["recall"] == pytest.approx(skm.recall_score(labels, predicted))
     assert m["f1"] == pytest.approx(skm.f1_score(labels, predicted))
-    for suffix, limit in (("1pct", 0.01), ("0.1pct", 0.001)):
+    for suffix, limit in (("1pct", 0.01), ("0.1pct", 0.001), ("0pct", 0.0)):
         assert m[f"tpr_at_{suffix}_fpr"] == _brute_force_tpr_at(labels, proba, limit)
     assert json.loads(json.dumps(m)) == m
 

@@ -124,8 +124,6 @@ def results_table(out: str | Path, cell_ids: list[str]) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame()
     frame = pd.concat(rows, ignore_index=True)
-    if "selected" in frame:
-        frame = frame[frame["selected"].fillna(True).astype(bool)].reset_index(drop=True)
     parts = frame["cell_id"].str.split("__", expand=True)
     frame["shadow"], frame["target"] = parts[0], parts[1]
     return frame[[c for c in TABLE_COLUMNS if c in frame]]

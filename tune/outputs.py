@@ -1,12 +1,11 @@
 """The output folder of a grid run, and which cells in it are finished.
 
-Layout under OUT (the analysis package reads it):
-- `results/<cell_id>.parquet`: one row, `dlmia.results.result_row` plus the columns `grid`,
-  `cell_id`, `cell_key`, `shadow_side_id`, `target_side_id`, `attempts`, `error`, `traceback`
-  and `status` ("ok" or "failed"; a failed row has the same columns, NaN metrics, the error in
-  one line and its whole traceback; both are "" in an ok row);
-  a searched cell has one row per trial instead (`trial_rows`), the cell's result marked
-  `selected`;
+Layout under OUT (the analysis package reads it; the tables' columns are `dlmia.schema`'s):
+- `results/<cell_id>.parquet`: the cell's one row of the results table (`dlmia.results.result_row`
+  plus the runner's `grid`, `cell_id`, `cell_key`, side ids, `attempts`, `error`, `traceback`,
+  `status` "ok" or "failed"; a failed row has the same columns, NaN metrics, the error in one
+  line and its whole traceback); a searched cell's row is its selected trial;
+- `trials/<cell_id>.parquet`: a searched cell's trials table, one row per trial;
 - `scores/<cell_id>.parquet`: the target users' member scores (user, label, score), of the
   selected trial for a searched cell;
 - `searches/<search>/`: a search's trial records (tune.trials), what a resumed search reads;
@@ -38,7 +37,7 @@ from dlmia.cell import CellResult
 from dlmia.io import atomic_write, write_parquet
 from dlmia.metrics import attack_metrics
 from dlmia.results import result_row, scores_frame
-from dlmia.selection import CRITERIA
+from dlmia.schema import IDENTITY, METRICS, TRIALS
 from tune.grid import Grid, grid_dict
 from tune.plan import CellJob
 
@@ -69,10 +68,11 @@ class Outputs:
         self.root = Path(root)
         self.results = self.root / "results"
         self.scores = self.root / "scores"
+        self.trials = self.root / "trials"
 
     def start(self, grid: Grid, data_root: str | Path | None) -> None:
         """Create the folders, drop temporary files of a killed run, write grid.yaml."""
-        for folder in (self.results, self.scores):
+        for folder in (self.results, self.scores, self.trials):
             folder.mkdir(parents=True, exist_ok=True)
             for stale in folder.glob(".*.tmp"):
                 stale.unlink(missing_ok=True)
@@ -110,14 +110,15 @@ class Outputs:
         attempts: int,
         trials: pd.DataFrame | None = None,
     ) -> Path:
-        """Write an ok cell: its scores, then its result row (with both sides' info), or with a
-        search's `trials` (tune.search.trials_frame) one row per trial."""
+        """Write an ok cell: its scores, a searched cell's `trials` (tune.search.trials_frame) as
+        its trials table, then its result row (with both sides' info)."""
         result.info.setdefault("shadow_side", sides.get(job.shadow, {}))
         result.info.setdefault("target_side", sides.get(job.target, {}))
         row = result_row(job.config, result) | self._extra(job, grid, attempts, "", "ok")
-        rows = [row] if trials is None else trial_rows(row | {"search": job.search_name}, trials)
         write_parquet(scores_frame(result), self.scores / f"{job.id}.parquet")
-        return write_parquet(pd.DataFrame(rows), self.results / f"{job.id}.parquet")
+        if trials is not None:
+            write_parquet(trials_table(row, trials), self.trials / f"{job.id}.parquet")
+        return write_parquet(pd.DataFrame([row]), self.results / f"{job.id}.parquet")
 
     def write_failed(
         self,
@@ -130,7 +131,8 @@ class Outputs:
     ) -> Path:
         """Write a failed cell: the same columns as an ok row, NaN metrics, the error (one line)
         and its traceback (the whole text)."""
-        (self.scores / f"{job.id}.parquet").unlink(missing_ok=True)
+        for stale in (self.scores, self.trials):
+            (stale / f"{job.id}.parquet").unlink(missing_ok=True)
         result = failed_result(job, error, sides)
         row = result_row(job.config, result, status="failed")
         row |= self._extra(job, grid, attempts, error, "failed", traceback)
@@ -154,31 +156,27 @@ class Outputs:
         }
 
 
-#: Columns of a search's trials frame that its result rows keep as they are.
-TRIAL_COLUMNS = ("trial", "study_trial", "state", "finished", "epochs", *CRITERIA, "selected",
-                 "shadow_pick", "oracle_pick", "used_for_selection")  # fmt: skip
-
-
-def trial_rows(cell_row: dict[str, Any], trials: pd.DataFrame) -> list[dict[str, Any]]:
-    """One result row per trial of a searched cell: the cell's row with the trial's recorded
-    target metrics (NaN for a trial ASHA stopped), settings, fit seconds (`attack_seconds`;
-    `seconds` stays the whole search's), `param.*` values and label-free criteria."""
-    rows = []
-    for trial in trials.to_dict("records"):
-        row = dict(cell_row)
-        row.update({name: trial.get(f"target.{name}", math.nan) for name in metric_names()})
-        row.update({name: trial[name] for name in TRIAL_COLUMNS})
-        row.update({k: v for k, v in trial.items() if k.startswith("param.")})
-        row["attack_settings"] = trial["settings"]
-        row["attack_seconds"] = trial["fit_seconds"]
-        rows.append(row)
-    return rows
+def trials_table(cell_row: dict[str, Any], trials: pd.DataFrame) -> pd.DataFrame:
+    """A searched cell's trials table: the cell's identity, then per trial its numbers, state,
+    criteria, picks, recorded target metrics (NaN for a trial ASHA stopped), settings, fit
+    seconds and `param.*` values."""
+    frame = pd.DataFrame({name: [cell_row.get(name)] * len(trials) for name in IDENTITY})
+    frame["search"] = cell_row["search"]
+    for name in TRIALS:
+        if name in trials:
+            frame[name] = trials[name].to_numpy()
+    for name in METRICS:
+        frame[name] = trials.get(f"target.{name}", pd.Series(math.nan, trials.index)).to_numpy()
+    frame["attack_settings"] = trials["settings"].to_numpy()
+    frame["attack_seconds"] = trials["fit_seconds"].to_numpy()
+    params = [c for c in trials.columns if c.startswith("param.")]
+    return pd.concat([frame, trials[params].reset_index(drop=True)], axis=1)
 
 
 def failed_result(job: CellJob, error: str, sides: dict[str, Any]) -> CellResult:
     """A CellResult with NaN metrics, so a failed row has exactly an ok row's columns."""
     shadow, target = sides.get(job.shadow, {}), sides.get(job.target, {})
-    config = cfg.build(ATTACKS[job.config.attack].Config, job.config.attack_settings)
+    config: Any = cfg.build(ATTACKS[job.config.attack].Config, job.config.attack_settings)
     info = {
         "n_shadow": _count(shadow),
         "n_target": _count(target),

@@ -1,9 +1,10 @@
 """Per-cell search of DL-MIA's settings: Ray Tune + Optuna TPE against a label-free objective.
 
-`search_cell` runs `num_samples` DL-MIA fits on one cell's sides, sampled by a seeded TPE (or random)
-sampler (`OptunaSearch`) starting from DL-MIA's defaults, with ASHA stopping weak trials over stage-3
-epochs. Each trial reports `dlmia.selection.criteria` (shadow validation, reverse validation,
-residual discrepancy and their `objective`) at ASHA's rungs through Ray Tune's `report`.
+`search_cell` runs `num_samples` DL-MIA fits on one cell's sides, sampled by a seeded TPE (or
+random) sampler (`OptunaSearch`) starting from DL-MIA's defaults, with ASHA stopping weak trials
+over stage-3 epochs. Each trial reports `dlmia.selection.criteria` (shadow validation, reverse
+validation, residual discrepancy and their `objective`) at ASHA's rungs through Ray Tune's
+`report`.
 
 Honesty by construction: trials receive the shadow side and the target *vectors* only (through
 Tune's `with_parameters`, i.e. the object store, never recomputing the sides); the target labels
@@ -30,7 +31,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import optuna
@@ -42,10 +43,10 @@ from dlmia.attacks.dlmia import DLMIAAttack
 from dlmia.cell import CellResult
 from dlmia.errors import ConfigError, DlmiaError
 from dlmia.metrics import attack_metrics
-from dlmia.selection import CRITERIA, SelectionConfig, criteria
+from dlmia.schema import CRITERIA
+from dlmia.selection import SelectionConfig, criteria
 from dlmia.sides import SideOutput
 from tune.space import build_space, check_space, default_space, settings_of, start_point
-
 from tune.trials import SCORES_KEY, TrialRecord, TrialStore, encode_scores
 
 SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
@@ -138,7 +139,9 @@ def _named_trainable(search: str) -> Any:
     def trial(config: dict[str, Any], **parameters: Any) -> None:
         _trainable(config, **parameters)
 
-    trial.__name__ = trial.__qualname__ = f"dlmia_{hashlib.sha256(search.encode()).hexdigest()[:12]}"
+    trial.__name__ = trial.__qualname__ = (
+        f"dlmia_{hashlib.sha256(search.encode()).hexdigest()[:12]}"
+    )
     return trial
 
 
@@ -146,7 +149,7 @@ def _recording_search(**kwargs: Any) -> Any:
     """An OptunaSearch (imported lazily with Ray) that records every trial it hears is over."""
     from ray.tune.search.optuna import OptunaSearch
 
-    class RecordingSearch(OptunaSearch):  # type: ignore[misc]
+    class RecordingSearch(OptunaSearch):
         """Writes each trial's record (`store`) before telling the study: complete, PRUNED when
         ASHA stopped it, FAIL when it raised; a trial cut short by an interruption is left to
         the next run (`reconcile`)."""
@@ -166,7 +169,7 @@ def _recording_search(**kwargs: Any) -> Any:
                 return  # interrupted, not stopped by ASHA: it runs again on resume
             record = TrialRecord.of(trial.number, trial.params, result, error)
             self.store.write(record)
-            tell(self._ot_study, trial, record)
+            tell(cast(optuna.Study, self._ot_study), trial, record)
 
     return RecordingSearch(**kwargs)
 
@@ -207,7 +210,8 @@ def _tuner(
     name: str, study_file: Path, store: TrialStore, remaining: int, callbacks: list[Any],
 ) -> Any:
     """A fresh Tuner for the `remaining` trials of the search: a RecordingSearch (seeded sampler,
-    the cell's study) + ASHA over joint epochs; the defaults go first while no record holds them."""
+    the cell's study) + ASHA over joint epochs; the defaults go first while no record holds
+    them."""
     from ray import tune as ray_tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
@@ -331,7 +335,7 @@ def search_cell(
         "attack_seconds": float(best["fit_seconds"]),
         "attack_settings": json.loads(best["settings"]),
         "search": name, "trial": int(best["trial"]), "n_trials": len(frame),
-        "criteria": {k: float(best[k]) for k in CRITERIA},
+        "epochs": int(best["epochs"]), "criteria": {k: float(best[k]) for k in CRITERIA},
     }
     metrics = attack_metrics(target.labels, scores, seed=seed)
     return SearchOutcome(CellResult(metrics, scores, target.labels, target.users, info), frame)

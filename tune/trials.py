@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from dlmia.io import atomic_write, write_json
-from dlmia.selection import CRITERIA
+from dlmia.schema import CRITERIA
 
 State = Literal["complete", "pruned", "failed"]
 SCORES_KEY = "target_scores"  # the final report's key for the encoded scores

@@ -36,7 +36,8 @@ SETTINGS = {"cpu": ("cpu", False), "cuda": ("cuda", False), "cuda+amp": ("cuda",
 def dataset(data_root: str | None) -> DatasetSpec:
     if data_root:
         return DatasetSpec(name="ml-1m", data_root=str(Path(data_root).resolve()))
-    return DatasetSpec(synthetic=SyntheticConfig(n_users=3000, n_items=800, mean_length=40.0))
+    synthetic = SyntheticConfig(n_users=3000, n_items=800, mean_length=40.0)
+    return DatasetSpec(name="synthetic", synthetic=synthetic)
 
 
 def sides(data: DatasetSpec, recommender: str, device: str, amp: bool

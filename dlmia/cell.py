@@ -22,15 +22,18 @@ from dlmia.device import check_device
 from dlmia.metrics import attack_metrics
 from dlmia.nonmember import Policy
 from dlmia.recommenders import recommender_config
-from dlmia.vectors import Center
 from dlmia.sides import (
     DatasetSpec,
+    PreparedDataset,
+    Role,
     SideOutput,
     SideSpec,
     build_side,
+    located,
     prepare_dataset,
     seeded,
 )
+from dlmia.vectors import Center
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class CellConfig:
     shadow: SideSpec
     target: SideSpec
     attack: str = "biased"  # a name from dlmia.attacks.ATTACKS
-    attack_settings: dict[str, Any] = field(default_factory=dict)  # the attack's settings overrides
+    attack_settings: dict[str, Any] = field(default_factory=dict)  # overrides of its settings
     seed: int = 0  # the attack's seed
     device: str = "auto"
 
@@ -77,6 +80,8 @@ def cell_config(
 
     `seed` re-samples everything random: the user split and the item vectors (unless the
     dataset pins their seeds), the member halves, the recommenders, the lists and the attack.
+    A dataset's file path becomes the absolute path it resolves to (`located`), so the CLI and a
+    grid read the same file wherever their processes run.
 
     Raises:
         ConfigError: an unknown name or a bad setting of the attack, a recommender or the
@@ -86,9 +91,10 @@ def cell_config(
     attack_config(attack, attack_settings)
     for choice in (shadow, target):
         recommender_config(choice.recommender, choice.settings)
+    roles: tuple[tuple[Role, SideChoice], ...] = (("shadow", shadow), ("target", target))
     sides = {
         role: SideSpec(
-            dataset=seeded(choice.dataset, seed),
+            dataset=seeded(located(choice.dataset), seed),
             role=role,
             recommender=choice.recommender,
             settings=dict(choice.settings),
@@ -99,7 +105,7 @@ def cell_config(
             seed=seed,
             device=device,
         )
-        for role, choice in (("shadow", shadow), ("target", target))
+        for role, choice in roles
     }
     return CellConfig(
         sides["shadow"], sides["target"], attack, dict(attack_settings), seed, device
@@ -118,7 +124,7 @@ class CellResult:
 
 
 @lru_cache(maxsize=4)
-def cached_dataset(spec: DatasetSpec):  # type: ignore[no-untyped-def]
+def cached_dataset(spec: DatasetSpec) -> PreparedDataset:
     """`prepare_dataset`, memoised per process: a same-dataset cell prepares its data once."""
     return prepare_dataset(spec)
 
@@ -128,7 +134,9 @@ def run_cell(config: CellConfig) -> CellResult:
     started = time.perf_counter()
     shadow = build_side(cached_dataset(config.shadow.dataset), config.shadow)
     target = build_side(cached_dataset(config.target.dataset), config.target)
-    result = attack_cell(shadow, target, config.attack, config.attack_settings, config.seed, config.device)
+    result = attack_cell(
+        shadow, target, config.attack, config.attack_settings, config.seed, config.device
+    )
     result.info["seconds"] = time.perf_counter() - started
     for role, side, spec in (("shadow", shadow, config.shadow), ("target", target, config.target)):
         result.info[f"{role}_side"] = side.info
@@ -144,7 +152,8 @@ def attack_cell(
     seed: int,
     device: str = "auto",
 ) -> CellResult:
-    """Fit the attack on the labelled shadow side and the unlabelled target vectors; score the target."""
+    """Fit the attack on the labelled shadow side and the unlabelled target vectors; score the
+    target."""
     started = time.perf_counter()
     attack = make_attack(attack_name, attack_settings, device=device, seed=seed)
     attack.fit(shadow.vectors, shadow.labels, target.vectors)

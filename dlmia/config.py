@@ -13,7 +13,7 @@ import math
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, TypeVar, get_args, get_origin
+from typing import Any, TypeVar, cast, get_args, get_origin
 
 import yaml
 
@@ -32,15 +32,19 @@ def build(cls: type[T], values: Mapping[str, Any] | None, where: str = "") -> T:
     """
     values = dict(values or {})
     if not isinstance(values, dict):
-        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(values).__name__}")
+        got = type(values).__name__
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {got}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ConfigError(
-            f"{_path(where, unknown[0])}: unknown key; allowed keys are {', '.join(sorted(fields))}"
+            f"{_path(where, unknown[0])}: unknown key; allowed keys are "
+            f"{', '.join(sorted(fields))}"
         )
-    kwargs = {name: _coerce(hints[name], value, _path(where, name)) for name, value in values.items()}
+    kwargs = {
+        name: _coerce(hints[name], value, _path(where, name)) for name, value in values.items()
+    }
     try:
         return cls(**kwargs)
     except TypeError as exc:  # a required field is missing
@@ -75,7 +79,9 @@ def parse_assignments(assignments: list[str] | None, option: str = "--set") -> d
             parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
             problem = yaml_problem(exc)
-            raise ConfigError(f"{option} {item!r}: the value is not valid YAML ({problem})") from None
+            raise ConfigError(
+                f"{option} {item!r}: the value is not valid YAML ({problem})"
+            ) from None
     return parsed
 
 
@@ -91,12 +97,14 @@ def _path(where: str, key: str) -> str:
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
-    """Check `value` against type `hint`, converting where it is lossless (int -> float, list -> tuple)."""
+    """Check `value` against type `hint`, converting where it is lossless (int -> float,
+    list -> tuple)."""
     origin = get_origin(hint)
     if origin is typing.Literal:
         allowed = get_args(hint)
         if value not in allowed:
-            raise ConfigError(f"{where}: {value!r} is not allowed; use one of {', '.join(map(str, allowed))}")
+            choices = ", ".join(map(str, allowed))
+            raise ConfigError(f"{where}: {value!r} is not allowed; use one of {choices}")
         return value
     if origin in (typing.Union, types.UnionType):
         options = get_args(hint)
@@ -108,7 +116,9 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
                 return _coerce(option, value, where)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches no allowed type")
+        raise ConfigError(
+            errors[0] if len(errors) == 1 else f"{where}: {value!r} matches no allowed type"
+        )
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
@@ -125,7 +135,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             return value
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return build(hint, value, where)
+        return build(cast(type, hint), value, where)
     if hint is Any:
         return value
     if hint is float:

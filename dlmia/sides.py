@@ -20,12 +20,20 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from dlmia.errors import ConfigError, DataError
 from dlmia.data.filtering import FilterConfig, kcore
 from dlmia.data.histories import Histories
-from dlmia.data.sources import default_data_root, default_filter, load_dataset
+from dlmia.data.loaders import Columns
+from dlmia.data.sources import (
+    DataFile,
+    dataset_file,
+    default_filter,
+    find_path,
+    known_name,
+    load_dataset,
+)
 from dlmia.data.splits import SplitConfig, member_halves, split_users
 from dlmia.data.synthetic import SyntheticConfig
+from dlmia.errors import ConfigError, DataError
 from dlmia.nonmember import Policy, nonmember_lists
 from dlmia.recommenders import RECOMMENDERS, make_recommender
 from dlmia.recommenders.known import KnownItems
@@ -44,19 +52,41 @@ Role = Literal["shadow", "target"]
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """How a dataset is loaded, filtered, split and vectorised.
+    """Which dataset (a known name or a file path, exactly one), and how it is loaded, filtered,
+    split and vectorised: a grid file's `datasets:` entry, and `dlmia cell`'s dataset.
 
     `split.seed` and `vectors.seed` left as None follow the run's seed (`seeded`), so a seed
     re-samples the user split and the item vectors with everything else; a value pins them.
     """
 
-    name: str = "synthetic"  # ml-1m, amazon-beauty, amazon-digital-music, synthetic, or a file path
-    data_root: str = ""  # folder the names resolve under; "" = DLMIA_DATA_ROOT or ./data
+    name: str = ""  # a known dataset (ml-1m, ml-100k, ml-20m, amazon-beauty, ..., synthetic)
+    path: str = ""  # or a data file: as given if it exists, else relative to the data root
+    data_root: str = ""  # where names and paths resolve; "" = $DLMIA_DATA_ROOT or ./data
+    columns: Columns | None = None  # the `path` file's user, item, timestamp; None = detected
     filter: FilterConfig | None = None  # None = the dataset's default thresholds
     split: SplitConfig = field(default_factory=SplitConfig)  # three-way user split and its seed
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # used when name == synthetic
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # for name: synthetic
     vectors: ItemVectorConfig = field(default_factory=ItemVectorConfig)  # the item-vector LFM
     keep_duplicates: bool = False  # keep exact repeats of an interaction (default: drop them)
+
+    def __post_init__(self) -> None:
+        if bool(self.name) == bool(self.path):
+            raise ConfigError("give exactly one of name (a known dataset) or path (a file)")
+        if self.name:
+            known_name(self.name)
+        if self.columns is not None and not self.path:
+            raise ConfigError(
+                "columns: only for a file given by path (named datasets have their own format)"
+            )
+
+    @property
+    def label(self) -> str:
+        """The dataset's name, or its file's path: how messages and result rows name it."""
+        return self.name or self.path
+
+    def file(self) -> DataFile | None:
+        """The file this dataset is read from (`dataset_file`); None for synthetic data."""
+        return dataset_file(self.name, self.path, self.data_root, self.columns)
 
 
 @dataclass(frozen=True)
@@ -109,25 +139,35 @@ def seeded(spec: DatasetSpec, seed: int) -> DatasetSpec:
     return replace(spec, split=split, vectors=vectors)
 
 
+def located(spec: DatasetSpec) -> DatasetSpec:
+    """`spec` with an absolute data root and, where its `path` resolves (`find_path`), that
+    file's absolute path, so that a process with another working directory (a Ray worker) reads
+    the same file; a path that resolves to nothing is left for the loader to report."""
+    root = str(Path(spec.data_root).resolve()) if spec.data_root else ""
+    found = find_path(spec.path, root) if spec.path else None
+    return replace(spec, data_root=root, path=str(found.resolve()) if found else spec.path)
+
+
 def prepare_dataset(spec: DatasetSpec) -> PreparedDataset:
     """Load, filter and split `spec`'s dataset, and fit item vectors on the users `fit_on` names.
 
     `spec` must have its seeds resolved (`seeded`).
     """
     started = time.perf_counter()
-    data_root = Path(spec.data_root) if spec.data_root else default_data_root()
-    raw = load_dataset(spec.name, data_root, synthetic=spec.synthetic)
+    raw = load_dataset(
+        spec.name, spec.data_root, spec.synthetic, path=spec.path, columns=spec.columns
+    )
     duplicates = 0
     if not spec.keep_duplicates:
         raw, duplicates = raw.without_duplicates()
         if duplicates:
             log.warning("removed %d exact duplicate interactions from %s (keep_duplicates: true "
-                        "keeps them)", duplicates, spec.name)
+                        "keeps them)", duplicates, spec.label)
     loaded = time.perf_counter()
-    filtered = kcore(raw, spec.filter or default_filter(spec.name), source=spec.name)
+    filtered = kcore(raw, spec.filter or default_filter(spec.name), source=spec.label)
     histories = filtered.histories()
     parts = split_users(filtered.n_users, spec.split)
-    check_part_sizes(spec.name, parts)
+    check_part_sizes(spec.label, parts)
     split_done = time.perf_counter()
     item_vectors = fit_item_vectors(vector_histories(histories, parts, spec.vectors), spec.vectors)
     done = time.perf_counter()
@@ -142,7 +182,7 @@ def prepare_dataset(spec: DatasetSpec) -> PreparedDataset:
         "filter_split_seconds": split_done - loaded,
         "item_vector_seconds": done - split_done,
     }
-    log.info("dataset %s: %s", spec.name, stats)
+    log.info("dataset %s: %s", spec.label, stats)
     return PreparedDataset(spec, histories, parts, item_vectors, filtered.fingerprint(), stats)
 
 
@@ -159,7 +199,8 @@ MIN_PART_USERS = 8  # each part needs members and non-members enough to train an
 
 
 def check_part_sizes(name: str, parts: dict[str, npt.NDArray[np.int64]]) -> None:
-    """Refuse a dataset whose filtered users are too few for the three-way split to mean anything."""
+    """Refuse a dataset whose filtered users are too few for the three-way split to mean
+    anything."""
     sizes = {part: len(users) for part, users in parts.items()}
     if min(sizes.values()) < MIN_PART_USERS:
         raise DataError(
@@ -203,14 +244,15 @@ def build_side(
     """
     if spec.k > data.histories.n_items:
         raise ConfigError(
-            f"k={spec.k} is larger than the catalogue of {spec.dataset.name} "
+            f"k={spec.k} is larger than the catalogue of {spec.dataset.label} "
             f"({data.histories.n_items} items after filtering); use a smaller k"
         )
     reused = served is not None
     served = served or serve_lists(data, spec)
     started = time.perf_counter()
     histories = data.histories.rows(served.users)
-    visible = histories.drop_last(1) if RECOMMENDERS[spec.recommender].holds_out_last else histories
+    holds_out_last = RECOMMENDERS[spec.recommender].holds_out_last
+    visible = histories.drop_last(1) if holds_out_last else histories
     vectors, n_zero = difference_vectors(data.item_vectors, visible, served.lists, spec.center)
     has_vector = data.item_vectors.has_vector
     info = {
@@ -221,7 +263,7 @@ def build_side(
         "list_coverage": float(has_vector[served.lists].mean()),  # share of list entries
         "vector_seconds": time.perf_counter() - started,
     }
-    log.info("side %s/%s/%s: %s", spec.dataset.name, spec.role, spec.recommender, info)
+    log.info("side %s/%s/%s: %s", spec.dataset.label, spec.role, spec.recommender, info)
     return SideOutput(vectors, served.labels, served.users, served.lists, info)
 
 

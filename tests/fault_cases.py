@@ -71,6 +71,21 @@ def data(name: str, text: str | bytes, message: str, file: str = "r.csv") -> Cas
     return Case("data files", name, argv, message, files={file: text})
 
 
+def columns(name: str, value: str, message: str, text: str | None = None) -> Case:
+    """A `dlmia cell` case on ratings file r.csv (`ROWS`, or `text`) read with `--columns`."""
+    side = "{tmp}/r.csv:itemcf"
+    argv = ("cell", "--shadow", side, "--target", side, "--device", "cpu", "--columns", value,
+            "--out", "{tmp}/out")
+    return Case("data files", name, argv, message, files={"r.csv": text or ROWS})
+
+
+def grid_columns(name: str, value: Any, message: str, text: str | None = None) -> Case:
+    """A grid case whose dataset is ratings file r.csv (`ROWS`, or `text`) with `columns:`."""
+    edit = setting("datasets.syn", {"path": "r.csv", "columns": value})
+    argv = (*VALIDATE, "--data-root", "{tmp}")
+    return Case("grid files", name, argv, message, files={"r.csv": text or ROWS}, grid=edit)
+
+
 def grid(name: str, edit: Edit, message: str, argv: tuple[str, ...] = VALIDATE) -> Case:
     """A grid-file case: the base grid with `edit` applied."""
     return Case("grid files", name, argv, message, grid=edit)
@@ -115,7 +130,8 @@ CASES: tuple[Case, ...] = (
     cell("--seed", "1.5", name="seed not an integer", message="invalid int value"),
     cell("--threads", "many", name="threads not an integer", message="invalid int value"),
     cell("--center", "mean", name="unknown centre", message="invalid choice"),
-    cell("--nonmember-lists", "random", name="unknown non-member policy", message="invalid choice"),
+    cell("--nonmember-lists", "random", name="unknown non-member policy",
+         message="invalid choice"),
     cell("--vectors-fit-on", "everything", name="unknown vector fit", message="invalid choice"),
     cell("--device", "tpu", name="unknown device", message="device 'tpu'"),
     cell("--device", "cuda:x", name="malformed CUDA device", message="device 'cuda:x'"),
@@ -150,6 +166,12 @@ CASES: tuple[Case, ...] = (
          message="--dataset-set name"),
     cell("--dataset-set", "data_root=/x", name="data root through --dataset-set",
          message="--dataset-set data_root"),
+    cell("--dataset-set", "path=r.csv", name="data path through --dataset-set",
+         message="--dataset-set path"),
+    cell("--dataset-set", "columns={user: 0, item: 1}", name="columns through --dataset-set",
+         message="--dataset-set columns"),
+    cell("--columns", "user=0,item=1", name="--columns with named datasets only",
+         message="--columns: applies to a data file"),
     cell("--dataset-set", "nosuch=1", name="unknown dataset setting", message="nosuch"),
     cell("--dataset-set", "split={fractions: [0.5, 0.5]}", name="split of two parts",
          message="fractions"),
@@ -178,13 +200,14 @@ CASES: tuple[Case, ...] = (
     Case("cell options", "side with empty dataset",
          ("cell", "--shadow", ":lfm", "--target", "synthetic:lfm"), "DATASET:RECOMMENDER"),
     Case("cell options", "unknown recommender",
-         ("cell", "--shadow", "synthetic:svd", "--target", "synthetic:lfm"), "unknown recommender"),
+         ("cell", "--shadow", "synthetic:svd", "--target", "synthetic:lfm"),
+         "unknown recommender"),
     Case("cell options", "unknown dataset name",
          ("cell", "--shadow", "movielens:lfm", "--target", "synthetic:lfm"), "unknown dataset"),
     Case("cell options", "named dataset whose file is missing",
          ("cell", "--shadow", "ml-1m:lfm", "--target", "ml-1m:lfm", "--data-root", "{tmp}"),
          "ml-1m"),
-    Case("commands", "no command", (), "required: command"),
+    Case("commands", "no command", (), "required: COMMAND"),
     Case("commands", "unknown command", ("train",), "invalid choice"),
     Case("commands", "unknown option", (*CELL, "--shadwo", "x"), "unrecognized arguments"),
     Case("commands", "grid without action", ("grid",), "required: grid_command"),
@@ -205,6 +228,16 @@ CASES: tuple[Case, ...] = (
     data("corrupt zip", b"PK\x03\x04garbage", "r.zip", file="r.zip"),
     data("parquet that is not parquet", b"PAR1 not really", "r.parquet", file="r.parquet"),
     data("header with no user column", "a,b,c\n1,2,3\n", "r.csv"),
+    columns("--columns with an unknown role", "usr=0,item=1", "--columns.usr: unknown key"),
+    columns("--columns without item", "user=0", "--columns: give both user and item"),
+    columns("--columns mixing positions and names", "user=0,item=asin", "all positions"),
+    columns("--columns negative position", "user=-1,item=1", "user: positions count from 0"),
+    columns("--columns without =", "user", "expected ROLE=COLUMN"),
+    columns("--columns position beyond the file's columns", "user=0,item=9",
+            "columns item=9 is beyond the file's 4 columns"),
+    columns("--columns name not in the header", "user=reviewerID,item=asin",
+            "columns user='reviewerID' is not in the header",
+            text="user,item,rating,timestamp\n" + ROWS),
     Case("data files", "MovieLens line malformed",
          ("cell", "--shadow", "ml-1m:itemcf", "--target", "ml-1m:itemcf", "--data-root", "{tmp}",
           "--out", "{tmp}/out"), "line 2",
@@ -243,6 +276,15 @@ CASES: tuple[Case, ...] = (
     grid("unknown dataset name", setting("datasets.syn.name", "movielens"), "movielens"),
     grid("dataset path missing", lambda raw: raw["datasets"].update(
         syn={"path": "/nonexistent/r.csv"}), "r.csv"),
+    grid_columns("columns with an unknown key", {"usr": 0, "item": 1}, "datasets.syn.columns.usr"),
+    grid_columns("columns without item", {"user": 0}, "give both user and item"),
+    grid_columns("columns position not an integer", {"user": 0, "item": 1.5}, "columns.item"),
+    grid_columns("columns position beyond the file's columns", {"user": 0, "item": 1,
+                 "timestamp": 7}, "columns timestamp=7 is beyond the file's 4 columns"),
+    grid_columns("columns name not in the header", {"user": "userId", "item": "asin"},
+                 "columns item='asin' is not in the header", text="userId,itemId\n1,2\n"),
+    grid("columns on a named dataset", setting("datasets.syn.columns", {"user": 0, "item": 1}),
+         "only for a file given by path"),
     grid("split fractions wrong", setting("datasets.syn.split", {"fractions": [0.9, 0.9, 0.9]}),
          "fractions"),
     grid("filter minimum zero", setting("datasets.syn.filter", {"min_user": 0}), "min_user"),
@@ -324,7 +366,8 @@ CASES: tuple[Case, ...] = (
          files={"file.txt": "x"}),
     Case("other commands", "fetch --to an unwritable place",
          ("data", "fetch", "ml-1m", "--to", "/proc/dlmia-data"), "cannot write"),
-    Case("other commands", "analyze a missing folder", ("analyze", "{tmp}/none"), "does not exist"),
+    Case("other commands", "analyze a missing folder", ("analyze", "{tmp}/none"),
+         "does not exist"),
     Case("other commands", "analyze an empty folder", ("analyze", "{tmp}"), "no results"),
     Case("other commands", "analyze a file", ("analyze", "{tmp}/file.txt"), "does not exist",
          files={"file.txt": "x"}),

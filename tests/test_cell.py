@@ -9,9 +9,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlmia.cell import CellConfig, ListOptions, SideChoice, cell_config, run_cell
-from dlmia.cli import main
-from dlmia.data.synthetic import SyntheticConfig
+from dlmia.cell import (
+    CellConfig,
+    ListOptions,
+    SideChoice,
+    cached_dataset,
+    cell_config,
+    run_cell,
+)
+from dlmia.cli import build_parser, main
+from dlmia.cli import cell_config as cli_cell_config
+from dlmia.data.loaders import Columns
+from dlmia.data.sources import load_dataset
+from dlmia.data.synthetic import SyntheticConfig, generate
 from dlmia.sides import DatasetSpec
 from dlmia.vectors import ItemVectorConfig
 
@@ -23,7 +33,10 @@ SMALL = DatasetSpec(
 
 
 def small_cell(attack: str = "biased", seed: int = 0) -> CellConfig:
-    settings = {"epochs": 5} if attack == "biased" else {"epochs_vae": 5, "epochs_heads": 5, "epochs_joint": 5}
+    settings = (
+        {"epochs": 5} if attack == "biased"
+        else {"epochs_vae": 5, "epochs_heads": 5, "epochs_joint": 5}
+    )  # fmt: skip
     return cell_config(
         SideChoice(SMALL, "lfm"), SideChoice(SMALL, "itemcf"), attack, settings,
         ListOptions(k=20), seed=seed, device="cpu",
@@ -41,7 +54,9 @@ def test_synthetic_cell_attacks_and_is_deterministic(attack: str) -> None:
     assert not np.array_equal(first.scores, other.scores)
 
 
-def test_cli_prints_json_last_and_writes_parquet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_prints_json_last_and_writes_parquet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main([
         "-q", "cell", "--shadow", "synthetic:popularity", "--target", "synthetic:itemcf",
         "--k", "20", "--set", "epochs=2", "--device", "cpu", "--out", str(tmp_path),
@@ -75,7 +90,8 @@ def write(path: Path, text: str) -> Path:
         ("nosuch:lfm", [], {}, "unknown dataset"),
         ("synthetic:nosuchrec", [], {}, "unknown recommender 'nosuchrec'; known: bert4rec, caser"),
         ("ml-1m:lfm", [], {"ml-1m/ratings.dat": "1::2::5::978300760\nbad line\n"}, "line 2"),
-        ("ml-1m:lfm", [], {"ml-1m/ratings.dat": "1::2::5::978300760\n2::2::4::978300761\n"}, "left no users"),
+        ("ml-1m:lfm", [], {"ml-1m/ratings.dat": "1::2::5::978300760\n2::2::4::978300761\n"},
+         "left no users"),
         ("ml-1m:lfm", [], {"ml-1m/ratings.dat": ALL_PAIRS}, "too small to split"),
         ("synthetic:lfm", ["--k", "5000"], {}, "k=5000 is larger than the catalogue"),
         ("synthetic:lfm", ["--set", "lr=fast"], {}, "attack.biased.lr"),
@@ -98,3 +114,57 @@ def test_bad_input_gives_one_line_and_exit_2(
     assert code == 2
     assert len(err) == 1 and err[0].startswith("dlmia: error: ") and message in err[0], err
     assert not out.exists()  # nothing half-written
+
+
+def ratings_lines(n_users: int = 300, header: str | None = None, sep: str = "\t") -> str:
+    """Synthetic interactions as `user item rating timestamp` lines (u.data's layout)."""
+    data = generate(SyntheticConfig(n_users=n_users, n_items=120, mean_length=20.0), 0)
+    rows = [
+        sep.join(map(str, (data.user_ids[u], data.item_ids[i], 1 + j % 5, t)))
+        for j, (u, i, t) in enumerate(zip(data.users, data.items, data.times))
+    ]
+    return "\n".join(([header] if header else []) + rows) + "\n"
+
+
+def test_cell_runs_on_a_headerless_tab_separated_file_without_column_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The acceptance check of issue 14: a u.data-like file works as it is."""
+    path = write(tmp_path / "u.data", ratings_lines())
+    code = main([
+        "-q", "cell", "--shadow", f"{path}:itemcf", "--target", f"{path}:itemcf",
+        "--attack", "biased", "--k", "20", "--set", "epochs=2", "--device", "cpu",
+        "--dataset-set", "vectors={epochs: 2}",
+    ])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    last = json.loads(captured.out.strip().splitlines()[-1])
+    assert last["n_target"] > 0 and 0.0 <= last["roc_auc"] <= 1.0
+
+
+def test_columns_option_on_a_headerless_and_a_headered_file(tmp_path: Path) -> None:
+    headerless = write(tmp_path / "r.tsv", ratings_lines(n_users=40))
+    headered = write(tmp_path / "h.csv", ratings_lines(40, "reviewerID,asin,overall,when", ","))
+    for path, columns, expected in (
+        (headerless, "user=0,item=1,timestamp=3", Columns(0, 1, 3)),
+        (headered, "user=reviewerID,item=asin,timestamp=when",
+         Columns("reviewerID", "asin", "when")),
+    ):
+        args = build_parser().parse_args([
+            "cell", "--shadow", f"{path}:itemcf", "--target", "synthetic:itemcf",
+            "--device", "cpu", "--columns", columns,
+        ])
+        config = cli_cell_config(args)
+        assert config.shadow.dataset.columns == expected
+        assert config.target.dataset.columns is None  # a named dataset has its own
+        loaded = cached_dataset(config.shadow.dataset)
+        assert loaded.stats["n_interactions"] > 0
+    swapped = build_parser().parse_args([
+        "cell", "--shadow", f"{headerless}:itemcf", "--target", f"{headerless}:itemcf",
+        "--device", "cpu", "--columns", "user=1,item=0",
+    ])
+    spec = cli_cell_config(swapped).shadow.dataset
+    assert spec.columns == Columns(user=1, item=0)
+    plain = load_dataset("", path=str(headerless))
+    swapped_data = load_dataset("", path=spec.path, columns=spec.columns)
+    assert swapped_data.n_users == plain.n_items and swapped_data.times is None

@@ -112,7 +112,7 @@ def test_http_error_leaves_nothing(server: tuple[str, Path], tmp_path: Path) -> 
 
 
 def test_unknown_name_lists_fetchable_ones(tmp_path: Path) -> None:
-    known = "ml-1m, amazon-beauty, amazon-digital-music"
+    known = "ml-1m, ml-100k, ml-20m, amazon-beauty, amazon-digital-music"
     with pytest.raises(ConfigError, match=f"fetchable datasets are {known}"):
         fetch("synthetic", tmp_path)
 
@@ -120,10 +120,49 @@ def test_unknown_name_lists_fetchable_ones(tmp_path: Path) -> None:
 def test_published_checksum_and_destinations_are_where_loading_looks(tmp_path: Path) -> None:
     assert REMOTE_FILES["ml-1m"].md5 == "c4d9eecfca2ab87c1945afe126590906"
     assert REMOTE_FILES["ml-1m"].size == 5917549
+    assert REMOTE_FILES["ml-100k"] == RemoteFile(
+        "https://files.grouplens.org/datasets/movielens/ml-100k.zip",
+        None, None, "0e33842e24a9c977be4e0107933c0723",
+    )
+    assert REMOTE_FILES["ml-20m"] == RemoteFile(
+        "https://files.grouplens.org/datasets/movielens/ml-20m.zip",
+        None, None, "cd245b17a1ae2cc31bb14903e1204af3",
+    )
     for name, remote in REMOTE_FILES.items():
         assert remote.url.startswith("https://")
         relative = destination(name, tmp_path).relative_to(tmp_path).as_posix()
-        assert relative in [file for file, _ in DATASETS[name].files]
+        assert relative in [file.path.as_posix() for file in DATASETS[name].files]
+
+
+def served_ml100k(served: Path) -> bytes:
+    """Write a small official-style ml-100k.zip under `served/data/` and return its bytes."""
+    (served / "data").mkdir(exist_ok=True)
+    path = served / "data" / "ml-100k.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("ml-100k/u.item", "1|Toy Story (1995)\n")
+        zf.writestr("ml-100k/u.data", "196\t242\t3\t881250949\n186\t302\t3\t891717742\n")
+    return path.read_bytes()
+
+
+def test_ml100k_is_fetched_with_its_md5_checked_and_loads(
+    server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base_url, served = server
+    payload = served_ml100k(served)
+    url = REMOTE_FILES["ml-100k"].url
+    wrong = RemoteFile(url, None, None, REMOTE_FILES["ml-100k"].md5)  # the real zip's MD5
+    monkeypatch.setitem(fetch_module.REMOTE_FILES, "ml-100k", wrong)
+    actual = hashlib.md5(payload).hexdigest()
+    with pytest.raises(DataError, match=f"MD5 is {actual}, expected 0e33842e"):
+        fetch("ml-100k", tmp_path / "bad", base_url=base_url, progress=False)
+    assert not (tmp_path / "bad").exists()
+    right = RemoteFile(url, None, None, actual)
+    monkeypatch.setitem(fetch_module.REMOTE_FILES, "ml-100k", right)
+    path = fetch("ml-100k", tmp_path / "root", base_url=base_url, progress=False)
+    assert path == tmp_path / "root" / "ml-100k" / "ml-100k.zip"
+    data = load_dataset("ml-100k", tmp_path / "root")
+    assert (data.n_users, data.n_items, data.n_interactions) == (2, 2, 2)
+    assert data.times is not None and data.times.tolist() == [881250949, 891717742]
 
 
 class HostileHandler(http.server.BaseHTTPRequestHandler):

@@ -11,8 +11,22 @@ import pandas as pd
 import pytest
 
 from dlmia.data.filtering import kcore
-from dlmia.data.loaders import detect_format, load_amazon_ratings, load_file, load_ml1m, load_table
-from dlmia.data.sources import DATASETS, default_data_root, default_filter, load_dataset
+from dlmia.data.loaders import (
+    Columns,
+    check_columns,
+    detect_format,
+    load_amazon_ratings,
+    load_file,
+    load_ml1m,
+    load_table,
+)
+from dlmia.data.sources import (
+    DATASETS,
+    dataset_file,
+    default_data_root,
+    default_filter,
+    load_dataset,
+)
 from dlmia.data.splits import SplitConfig, split_users
 from dlmia.data.synthetic import SyntheticConfig
 from dlmia.errors import ConfigError, DataError
@@ -32,6 +46,7 @@ AMAZON_LINES = [
 
 
 def write(path: Path, lines: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -142,12 +157,87 @@ def test_csv_columns_found_by_common_spellings(tmp_path: Path) -> None:
 
 def test_explicit_columns_and_dates(tmp_path: Path) -> None:
     lines = ["who;what;when", "a;x;2020-01-02", "a;y;2020-01-01"]
-    data = load_table(write(tmp_path / "log.txt", lines), "who", "what", "when")
+    data = load_table(write(tmp_path / "log.txt", lines), Columns("who", "what", "when"))
     assert data.times is not None and data.times.tolist() == [1577923200, 1577836800]
-    with pytest.raises(DataError, match="no column 'whom'; the columns are who, what, when"):
-        load_table(tmp_path / "log.txt", user_col="whom")
-    with pytest.raises(DataError, match="no user column among who, what, when; name it user_col="):
+    assert data.user_ids.tolist() == ["a"]  # the header is not an interaction
+    with pytest.raises(DataError) as err:
+        load_table(tmp_path / "log.txt", Columns(user="whom", item="what"))
+    assert str(err.value) == (
+        f"{tmp_path / 'log.txt'}: columns user='whom' is not in the header (who, what, when); "
+        "fix --columns (a grid dataset: columns:)"
+    )
+    # Unknown names: read as a file without header, whose first "date" is no date.
+    with pytest.raises(DataError, match=r"column 2 holds neither numbers nor dates .* --columns"):
         load_table(tmp_path / "log.txt")
+
+
+def test_a_header_without_a_user_column_points_to_columns(tmp_path: Path) -> None:
+    path = write(tmp_path / "r.csv", ["customer,product,ts", "a,x,1"])
+    with pytest.raises(DataError) as err:
+        load_table(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: no user column among customer, product, ts; name it")
+    assert "--columns user=NAME (a grid dataset: columns: {user: NAME})" in message
+    assert "user_col" not in message
+
+
+def test_headerless_tsv_is_recognised(tmp_path: Path) -> None:
+    lines = ["196\t242\t3\t881250949", "186\t302\t3\t891717742", "196\t302\t1\t881250000"]
+    path = write(tmp_path / "u.data", lines)
+    assert detect_format(path) == "table"
+    data = load_file(path)
+    assert data.user_ids.tolist() == [196, 186] and data.item_ids.tolist() == [242, 302]
+    assert data.times is not None and data.times.tolist() == [881250949, 891717742, 881250000]
+    assert data.histories().sequence(0).tolist() == [1, 0]  # by time, not file order
+    pairs = load_file(write(tmp_path / "pairs.tsv", ["u1\ti1", "u2\ti1"]))  # string ids too
+    assert pairs.user_ids.tolist() == ["u1", "u2"] and pairs.times is None
+
+
+@pytest.mark.parametrize(
+    ("third", "is_time"), [([4, 5, 3], False), ([881250950, 881250949, 881250000], True)]
+)
+def test_a_headerless_third_column_is_a_time_only_when_it_looks_like_one(
+    tmp_path: Path, third: list[int], is_time: bool
+) -> None:
+    rows = [f"{u},{i},{t}" for (u, i), t in zip([(1, 10), (1, 20), (2, 10)], third)]
+    data = load_file(write(tmp_path / "r.csv", rows))
+    assert (data.times is not None) == is_time
+    assert data.histories().sequence(0).tolist() == ([1, 0] if is_time else [0, 1])
+
+
+def test_columns_by_position_and_by_name(tmp_path: Path) -> None:
+    headerless = write(tmp_path / "r.tsv", ["5\tx\t100\ta", "5\ty\t50\tb", "6\tx\t70\tc"])
+    data = load_file(headerless, columns=Columns(user=3, item=0, timestamp=2))
+    assert data.user_ids.tolist() == ["a", "b", "c"] and data.item_ids.tolist() == [5, 6]
+    assert data.times is not None and data.times.tolist() == [100, 50, 70]
+    no_time = load_file(headerless, columns=Columns(user=0, item=1))
+    assert no_time.times is None and no_time.user_ids.tolist() == [5, 6]
+    named = write(tmp_path / "h.csv", ["reviewerID,asin,overall,when", "r1,a1,5,9", "r2,a1,4,8"])
+    data = load_file(named, columns=Columns(user="reviewerID", item="asin", timestamp="when"))
+    assert data.user_ids.tolist() == ["r1", "r2"] and data.times.tolist() == [9, 8]
+    with pytest.raises(DataError) as err:
+        load_file(headerless, columns=Columns(user=0, item=1, timestamp=4))
+    assert str(err.value) == (
+        f"{headerless}: columns timestamp=4 is beyond the file's 4 columns (positions count "
+        "from 0); fix --columns (a grid dataset: columns:)"
+    )
+    with pytest.raises(DataError, match=r"columns item='ASIN' is not in the header \(reviewerID,"):
+        check_columns(named, Columns(user="reviewerID", item="ASIN"))
+    check_columns(named, Columns(user="reviewerID", item="asin"))  # fits: no error
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"user": 0}, "give both user and item"),
+        ({"user": 0, "item": "asin"}, "all positions .* or all header names"),
+        ({"user": -1, "item": 0}, "user: positions count from 0"),
+        ({"user": 1, "item": 1}, "two roles name the same column"),
+    ],
+)
+def test_columns_are_checked(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Columns(**values)
 
 
 def test_table_empty_value_names_the_line(tmp_path: Path) -> None:
@@ -179,9 +269,9 @@ def test_load_dataset_by_name_and_by_path(tmp_path: Path) -> None:
     data = load_dataset("ml-1m", tmp_path)
     assert data.name == "ml-1m" and data.n_interactions == len(ML1M_LINES)
     beauty = write(tmp_path / "beauty.csv", AMAZON_LINES)
-    by_path = load_dataset(str(beauty), tmp_path / "elsewhere")
+    by_path = load_dataset("", tmp_path / "elsewhere", path=str(beauty))
     assert by_path.item_ids.tolist() == ["B0009N35D2", "0558925278"]
-    assert load_dataset("beauty.csv", tmp_path).fingerprint() == by_path.fingerprint()
+    assert load_dataset("", tmp_path, path="beauty.csv").fingerprint() == by_path.fingerprint()
     synthetic = load_dataset("synthetic", tmp_path / "elsewhere", SyntheticConfig(seed=3))
     assert synthetic.name == "synthetic" and synthetic.n_users > 0
 
@@ -192,9 +282,63 @@ def test_zip_at_the_root_is_found(tmp_path: Path) -> None:
     assert load_dataset("ml-1m", tmp_path).n_users == 2
 
 
+U_DATA = "".join(f"{u}\t{i}\t{1 + (u + i) % 5}\t{880000000 + 10 * u + i}\n"
+                 for u in range(1, 4) for i in range(1, 3))
+ML20M_CSV = "userId,movieId,rating,timestamp\n" + "".join(
+    f"{u},{i},4.5,{1100000000 + u + i}\n" for u in range(1, 4) for i in range(1, 3))
+
+
+def movielens_zip(path: Path, member: str, text: str) -> Path:
+    """A small official-style MovieLens zip: the ratings `member` beside other files."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(member.rsplit("/", 1)[0] + "/README.txt", "MovieLens\n")
+        zf.writestr(member, text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "member", "text"),
+    [("ml-100k", "ml-100k/u.data", U_DATA), ("ml-20m", "ml-20m/ratings.csv", ML20M_CSV)],
+)
+def test_movielens_100k_and_20m_load_from_their_file_or_zip(
+    tmp_path: Path, name: str, member: str, text: str
+) -> None:
+    plain = write(tmp_path / "plain" / member, text.splitlines())
+    expected = load_dataset(name, tmp_path / "plain")
+    assert (expected.name, expected.n_users, expected.n_items, expected.n_interactions) == (
+        name, 3, 2, 6)
+    assert expected.times is not None and expected.times.min() > 100_000
+    assert dataset_file(name, data_root=tmp_path / "plain").path == plain
+    for archive in (f"{name}/{name}.zip", f"{name}.zip"):  # where fetch puts it, or the root
+        root = tmp_path / archive.replace("/", "_")
+        movielens_zip(root / archive, member, text)
+        found = dataset_file(name, data_root=root)
+        assert (found.path, found.member) == (root / archive, member)
+        assert load_dataset(name, root).fingerprint() == expected.fingerprint()
+    assert default_filter(name) == default_filter("ml-1m")
+    assert load_file(root / archive).fingerprint() == expected.fingerprint()  # a zip by path
+
+
+def test_a_relative_path_is_taken_as_given_then_under_the_data_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, here = tmp_path / "root", tmp_path / "here"
+    under_root = write(root / "sub" / "r.csv", AMAZON_LINES)
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert dataset_file("", "sub/r.csv", root).path == under_root
+    monkeypatch.setenv("DLMIA_DATA_ROOT", str(root))  # the default data root
+    assert dataset_file("", "sub/r.csv").path == under_root
+    write(here / "sub" / "r.csv", AMAZON_LINES[:1])
+    assert dataset_file("", "sub/r.csv", root).path == Path("sub/r.csv")  # as given wins
+    with pytest.raises(ConfigError, match=r"unknown dataset 'nope\.csv': neither a known name"):
+        dataset_file("", "nope.csv", root)
+
+
 def test_unknown_name_lists_known_names(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
-        load_dataset("ml-20m", tmp_path)
+        load_dataset("ml-30m", tmp_path)
     for name in DATASETS:
         assert name in str(err.value)
     assert "path of a data file" in str(err.value)
@@ -277,15 +421,15 @@ def test_a_doubled_file_prepares_like_the_single_one(
     single.write_text("\n".join(rows) + "\n")
     doubled.write_text("\n".join(rows + rows) + "\n")
     vectors = ItemVectorConfig(epochs=1, factors=4, device="cpu")
-    spec = seeded(DatasetSpec(name=str(single), vectors=vectors), 0)
+    spec = seeded(DatasetSpec(path=str(single), vectors=vectors), 0)
     with caplog.at_level(logging.WARNING):
         one = prepare_dataset(spec)
-        two = prepare_dataset(dataclasses.replace(spec, name=str(doubled)))
+        two = prepare_dataset(dataclasses.replace(spec, path=str(doubled)))
     assert f"removed {len(rows)} exact duplicate interactions" in caplog.text
     assert two.stats["n_duplicates_removed"] == len(rows)
     assert one.stats["n_duplicates_removed"] == 0
     assert one.fingerprint == two.fingerprint  # the same interactions, hence the same sides
-    kept = prepare_dataset(dataclasses.replace(spec, name=str(doubled), keep_duplicates=True))
+    kept = prepare_dataset(dataclasses.replace(spec, path=str(doubled), keep_duplicates=True))
     assert kept.stats["n_interactions"] == 2 * one.stats["n_interactions"]
 
 
@@ -300,5 +444,5 @@ def test_a_named_dataset_is_read_in_its_own_format(tmp_path: Path) -> None:
 def test_a_corrupt_compressed_table_is_a_data_error(tmp_path: Path) -> None:
     path = tmp_path / "r.csv.gz"
     path.write_bytes(b"\x1f\x8b\x08\x00garbage")
-    with pytest.raises(DataError, match="cannot be read as a table"):
+    with pytest.raises(DataError, match=r"r\.csv\.gz: cannot be read"):
         load_file(path)

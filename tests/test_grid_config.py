@@ -17,17 +17,19 @@ import pytest
 import yaml
 
 from dlmia.cli import main
+from dlmia.data.loaders import Columns
 from dlmia.errors import ConfigError
 from dlmia.sides import DatasetSpec, SideOutput, SideSpec
 from tune.cache import SideCache
-from tune.grid import grid_dict, load_grid, parse_grid
-from tune.plan import expand
-from tune.progress import Progress
 from tune.faults import Faults
+from tune.grid import grid_dict, load_grid, parse_grid
+from tune.plan import data_fingerprint, expand
+from tune.progress import Progress
 
 GRIDS = sorted((Path(__file__).resolve().parents[1] / "grids").glob("*.yaml"))
 EXPECTED = {
-    "demo": (4, 16), "paper-general": (12, 144), "paper-sequential": (12, 144), "policies": (24, 192),
+    "demo": (4, 16), "paper-general": (12, 144), "paper-sequential": (12, 144),
+    "policies": (24, 192),
 }
 
 
@@ -128,7 +130,17 @@ ERRORS = [  # (change, the message it gives, as a regular expression)
     (_set("datasets", "syn", "path", value="x.csv"),
      r"datasets\.syn: give exactly one of name .* or path"),
     (_set("datasets", "syn", "name", value="ml-2m"),
-     r"datasets\.syn\.name: unknown dataset 'ml-2m'"),
+     r"datasets\.syn: unknown dataset 'ml-2m'; known: ml-1m, ml-100k, ml-20m"),
+    (_set("datasets", "syn", "columns", value={"user": 0, "item": 1}),
+     r"datasets\.syn: columns: only for a file given by path"),
+    (lambda raw: raw["datasets"].update(f={"path": "r.tsv", "columns": {"usr": 0, "item": 1}}),
+     r"datasets\.f\.columns\.usr: unknown key; allowed keys are item, timestamp, user"),
+    (lambda raw: raw["datasets"].update(f={"path": "r.tsv", "columns": {"user": 0}}),
+     r"datasets\.f\.columns: give both user and item"),
+    (lambda raw: raw["datasets"].update(f={"path": "r.tsv", "columns": {"user": 0, "item": "a"}}),
+     r"datasets\.f\.columns: give all positions"),
+    (lambda raw: raw["datasets"].update(f={"path": "r.tsv", "columns": {"user": 0, "item": 1.5}}),
+     r"datasets\.f\.columns\.item: 1\.5 matches no allowed type"),
     (lambda raw: raw.pop("cells"),
      r"cells: missing; a grid needs name, datasets, recommenders, cells and attacks"),
     (_set("runtime", value={"max_retries": "2"}), r"runtime\.max_retries: expected an integer"),
@@ -185,10 +197,73 @@ def test_path_datasets_resolve_under_the_data_root(tmp_path: Path) -> None:
     (tmp_path / "sub" / "ratings.csv").write_text("user,item\n1,2\n")
     plan = expand(parse_grid(raw), data_root=tmp_path)
     spec = next(iter(plan.datasets.values()))
-    assert spec.name == str(tmp_path / "sub" / "ratings.csv")
+    assert spec.path == str(tmp_path / "sub" / "ratings.csv") and spec.name == ""
     before = next(iter(plan.sides.values())).key
     (tmp_path / "sub" / "ratings.csv").write_text("user,item\n1,2\n1,3\n")  # new content, new key
     assert next(iter(expand(parse_grid(raw), data_root=tmp_path).sides.values())).key != before
+
+
+def test_grid_columns_are_part_of_the_dataset_and_its_side_keys(tmp_path: Path) -> None:
+    raw = tiny()
+    (tmp_path / "r.tsv").write_text("u1\ti1\t5\t100\n")
+    raw["datasets"]["syn"] = {"path": "r.tsv", "columns": {"user": 0, "item": 1}}
+    grid = parse_grid(raw)
+    assert grid.datasets["syn"].columns == Columns(user=0, item=1)
+    assert parse_grid(yaml.safe_load(yaml.safe_dump(grid_dict(grid)))) == grid  # round trip
+    plan = expand(grid, data_root=tmp_path)
+    raw["datasets"]["syn"]["columns"]["timestamp"] = 3
+    other = expand(parse_grid(raw), data_root=tmp_path)
+    assert other.sides["syn.lfm.shadow.s0"].key != plan.sides["syn.lfm.shadow.s0"].key
+
+
+def test_a_relative_path_resolves_alike_in_a_grid_and_in_dlmia_cell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dlmia.cli import build_parser, cell_config
+
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "r.tsv").write_text("1\t2\t5\t100\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DLMIA_DATA_ROOT", str(root))
+    for data_root in (str(root), None):  # --data-root, then the default ($DLMIA_DATA_ROOT)
+        raw = tiny()
+        raw["datasets"]["syn"] = {"path": "sub/r.tsv"}
+        grid_spec = next(iter(expand(parse_grid(raw), data_root=data_root).datasets.values()))
+        argv = ["cell", "--shadow", "sub/r.tsv:lfm", "--target", "sub/r.tsv:lfm", "--device",
+                "cpu"]
+        root_flag = ["--data-root", data_root] if data_root else []
+        args = build_parser().parse_args([*argv, *root_flag])
+        cli_spec = cell_config(args).shadow.dataset
+        assert grid_spec.path == cli_spec.path == str(root / "sub" / "r.tsv")
+        assert grid_spec.file() == cli_spec.file()
+        assert data_fingerprint(grid_spec) == data_fingerprint(cli_spec) != "missing"
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "r.tsv").write_text("1\t2\n")  # as given, it now exists: it wins
+    cli_spec = cell_config(build_parser().parse_args(argv)).shadow.dataset
+    grid_spec = next(iter(expand(parse_grid(raw)).datasets.values()))
+    assert grid_spec.path == cli_spec.path == str(tmp_path / "sub" / "r.tsv")
+
+
+def test_validate_reports_a_missing_file_and_columns_that_do_not_fit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = tiny()
+    raw["datasets"]["syn"] = {"path": "r.tsv", "columns": {"user": 0, "item": 1, "timestamp": 5}}
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump(raw))
+    command = ["grid", "validate", str(grid), "--data-root", str(tmp_path)]
+    assert main(command) == 2
+    where = f"dlmia: error: {grid}: datasets.syn: "
+    assert f"{where}unknown dataset 'r.tsv': neither a known name" in capsys.readouterr().err
+    (tmp_path / "r.tsv").write_text("u1\ti1\t5\t100\n")
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert f"{where}{tmp_path / 'r.tsv'}: columns timestamp=5 is beyond the file's 4 col" in err
+    assert "--columns (a grid dataset: columns:)" in err
+    raw["datasets"]["syn"]["columns"]["timestamp"] = 3
+    grid.write_text(yaml.safe_dump(raw))
+    assert main(command) == 0
 
 
 def test_validate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -235,7 +310,7 @@ def test_side_cache_round_trip(tmp_path: Path) -> None:
         lists=np.array([[1, 2], [2, 3], [4, 1]], dtype=np.int32),
         info={"n": np.int64(3)},
     )
-    spec = SideSpec(DatasetSpec(), "shadow", "lfm")
+    spec = SideSpec(DatasetSpec(name="synthetic"), "shadow", "lfm")
     assert "ab" * 32 not in cache
     cache.store("ab" * 32, spec, side)
     loaded = cache.load("ab" * 32)

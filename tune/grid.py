@@ -18,14 +18,11 @@ import yaml
 
 from dlmia import config as cfg
 from dlmia.attacks import ATTACKS
-from dlmia.data.filtering import FilterConfig
-from dlmia.data.sources import DATASETS
-from dlmia.data.splits import SplitConfig
-from dlmia.data.synthetic import SyntheticConfig
 from dlmia.errors import ConfigError
 from dlmia.nonmember import POLICIES, Policy
 from dlmia.recommenders import RECOMMENDERS
-from dlmia.vectors import Center, ItemVectorConfig
+from dlmia.sides import DatasetSpec
+from dlmia.vectors import Center
 from tune.search import SearchConfig
 
 ALIAS = re.compile(r"^[A-Za-z0-9_-]+$")  # aliases become parts of file names and cell ids
@@ -44,19 +41,6 @@ class Resources:
     def __post_init__(self) -> None:
         if self.num_cpus <= 0 or self.num_gpus < 0:
             raise ConfigError(f"need num_cpus > 0 and num_gpus >= 0, got {self}")
-
-
-@dataclass(frozen=True)
-class DatasetEntry:
-    """A dataset of the grid: where it comes from, how it is filtered, split and vectorised."""
-
-    name: str = ""  # a known dataset (ml-1m, amazon-beauty, amazon-digital-music, synthetic)
-    path: str = ""  # or a data file, absolute or relative to --data-root (give name or path)
-    filter: FilterConfig | None = None  # min_user, min_item, passes; null = the dataset's default
-    split: SplitConfig = field(default_factory=SplitConfig)  # user-part fractions and their seed
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # used by name: synthetic
-    vectors: ItemVectorConfig = field(default_factory=ItemVectorConfig)  # the item-vector LFM
-    keep_duplicates: bool = False  # keep exact repeats of an interaction (default: drop them)
 
 
 @dataclass(frozen=True)
@@ -104,7 +88,7 @@ class Grid:
     """A validated grid file."""
 
     name: str  # the grid's name; results go to out/<name> by default
-    datasets: dict[str, DatasetEntry]  # alias -> dataset
+    datasets: dict[str, DatasetSpec]  # alias -> dataset
     recommenders: dict[str, RecommenderEntry]  # alias -> recommender
     cells: tuple[CellPair, ...]  # the (shadow, target) pairs, product expanded
     attacks: dict[str, AttackEntry]  # attack name (biased, dlmia) -> fixed settings
@@ -190,29 +174,23 @@ def parse_grid(raw: Any, source: str = "") -> Grid:
     if not attacks:
         raise ConfigError(f"attacks: empty; list at least one of {', '.join(ATTACKS)}")
     cells = _cells(raw["cells"], datasets, recommenders)
-    sections = {"datasets": datasets, "recommenders": recommenders, "attacks": attacks}
+    sections: dict[str, Any] = {
+        "datasets": datasets, "recommenders": recommenders, "attacks": attacks,
+    }  # fmt: skip
     policy = raw.get("nonmember_lists")
     if isinstance(policy, str):  # one policy may be written without a list
         if policy not in POLICIES:
-            allowed = ", ".join(POLICIES)
-            raise ConfigError(f"nonmember_lists: {policy!r} is not allowed; use one of {allowed}")
+            choices = ", ".join(POLICIES)
+            raise ConfigError(f"nonmember_lists: {policy!r} is not allowed; use one of {choices}")
         sections["nonmember_lists"] = [policy]
     grid = cfg.build(Grid, {**raw, **sections, "cells": cells, "source": source})
     _check_values(grid)
     return grid
 
 
-def _dataset(alias: str, value: Any) -> DatasetEntry:
-    where = f"datasets.{alias}"
-    entry = _build(DatasetEntry, value, where)
-    if bool(entry.name) == bool(entry.path):
-        raise ConfigError(f"{where}: give exactly one of name (a known dataset) or path (a file)")
-    if entry.name and entry.name.lower() not in DATASETS:
-        raise ConfigError(
-            f"{where}.name: unknown dataset {entry.name!r}; known: {', '.join(DATASETS)} "
-            f"(or use path: for any CSV/TSV/parquet file)"
-        )
-    return entry
+def _dataset(alias: str, value: Any) -> DatasetSpec:
+    """Grid dataset `alias`: a `DatasetSpec`, which checks its own name, path and columns."""
+    return _build(DatasetSpec, value, f"datasets.{alias}")
 
 
 def _recommender(alias: str, value: Any) -> RecommenderEntry:

@@ -20,9 +20,9 @@ from typing import Any
 
 import dlmia
 from dlmia.cell import CellConfig, ListOptions, SideChoice, cell_config
-from dlmia.data.sources import DATASETS, default_data_root
+from dlmia.errors import DlmiaError
 from dlmia.sides import DatasetSpec, SideSpec
-from tune.grid import AttackEntry, DatasetEntry, Grid, Resources
+from tune.grid import AttackEntry, Grid, Resources
 from tune.search import SearchConfig
 
 # The modules whose code decides a side's output: a change to any of them changes every side key.
@@ -76,13 +76,18 @@ class Plan:
 def expand(grid: Grid, data_root: str | Path | None = None) -> Plan:
     """Expand `grid` into sides and cells.
 
-    Dataset names and relative paths resolve under `data_root` (default: $DLMIA_DATA_ROOT, else
-    ./data). Every cell's specs come from `dlmia.cell.cell_config`, as in `dlmia cell`, so a
-    grid's seed means what the CLI's `--seed` means. Each non-member policy of the grid is its
+    Dataset names and relative paths resolve under a dataset's own `data_root`, else
+    `data_root` (default: $DLMIA_DATA_ROOT, else ./data), as in `dlmia cell`
+    (`dlmia.data.sources.dataset_file`). Every cell's specs come from `dlmia.cell.cell_config`,
+    as in `dlmia cell`, so a grid's seed means what the CLI's `--seed` means and a file path
+    becomes the same absolute path. Each non-member policy of the grid is its
     own set of sides and cells; with several, ids name the policy.
     """
-    root = str(Path(data_root).resolve()) if data_root else ""
-    specs = {alias: dataset_spec(entry, root) for alias, entry in grid.datasets.items()}
+    root = str(data_root) if data_root else ""
+    specs = {
+        alias: dataclasses.replace(spec, data_root=spec.data_root or root)
+        for alias, spec in grid.datasets.items()
+    }
     sides: dict[str, SideJob] = {}
     cells = []
     for seed, policy, pair in itertools.product(grid.seeds, grid.nonmember_lists, grid.cells):
@@ -112,23 +117,6 @@ def expand(grid: Grid, data_root: str | Path | None = None) -> Plan:
     return Plan(grid, sides, tuple(cells), datasets)
 
 
-def dataset_spec(entry: DatasetEntry, root: str) -> DatasetSpec:
-    """The `DatasetSpec` of a grid dataset; a relative `path` resolves under `root` (if given)."""
-    name = entry.name
-    if entry.path:
-        path = Path(entry.path).expanduser()
-        name = str(path if path.is_absolute() or not root else Path(root) / path)
-    return DatasetSpec(
-        name=name,
-        data_root=root,
-        filter=entry.filter,
-        split=entry.split,
-        synthetic=entry.synthetic,
-        vectors=entry.vectors,
-        keep_duplicates=entry.keep_duplicates,
-    )
-
-
 def side_choice(grid: Grid, ref: str, specs: dict[str, DatasetSpec]) -> SideChoice:
     """The dataset and recommender that side reference `ref` (`dataset.recommender`) names."""
     dataset, recommender = ref.split(".")
@@ -140,7 +128,7 @@ def side_job(grid: Grid, ref: str, side_id: str, spec: SideSpec) -> SideJob:
     """The job that trains side `spec` (named `side_id`), keyed by its content."""
     dataset_key = digest(spec_identity(spec.dataset))
     identity = {"side": spec_identity(spec), "data": dataset_key}
-    lists_identity = {  # the lists never depend on the item vectors
+    lists_identity: dict[str, Any] = {  # the lists never depend on the item vectors
         "side": spec_identity(spec), "data": data_fingerprint(spec.dataset), "code": code_version()
     }
     lists_identity["side"]["dataset"].pop("vectors")
@@ -165,7 +153,7 @@ def cell_job(
         "settings": entry.settings,
         "seed": config.seed,
     }
-    if entry.search is not None:  # (absent otherwise: keys of fixed-settings cells stay as they were)
+    if entry.search is not None:  # (absent otherwise: fixed-settings cells keep their keys)
         identity["search"] = dataclasses.asdict(entry.search)
     return CellJob(
         cell_id, config, ids["shadow"], ids["target"], digest(identity), entry.resources,
@@ -174,11 +162,13 @@ def cell_job(
 
 
 def spec_identity(spec: DatasetSpec | SideSpec) -> dict[str, Any]:
-    """The fields of a spec that decide its output (not where data lives nor the device)."""
+    """The fields of a spec that decide its output (not where data lives nor the device: a
+    file stands for itself through `data_fingerprint`)."""
     values = dataclasses.asdict(spec)
     values.pop("device", None)
     dataset = values.get("dataset", values)
     dataset.pop("data_root", None)
+    dataset.pop("path", None)
     if isinstance(spec, DatasetSpec):
         values["data"] = data_fingerprint(spec)
         values["code"] = code_version()
@@ -186,21 +176,21 @@ def spec_identity(spec: DatasetSpec | SideSpec) -> dict[str, Any]:
 
 
 def data_fingerprint(spec: DatasetSpec) -> str:
-    """A cheap fingerprint of the dataset's file: its name, size and modification time.
+    """A cheap fingerprint of the dataset's file (`DatasetSpec.file`, the loader's lookup): its
+    name, zip member, size and modification time.
 
-    Synthetic data is fully described by its settings. A missing file fingerprints as missing;
-    the run then fails with the loader's message.
+    Synthetic data is fully described by its settings. A file that cannot be found fingerprints
+    as missing; `tune.runner.check_data` then reports it before any work.
     """
-    key = spec.name.lower()
-    if key == "synthetic":
+    try:
+        file = spec.file()
+    except DlmiaError:
+        return "missing"
+    if file is None:
         return "synthetic"
-    root = Path(spec.data_root) if spec.data_root else default_data_root()
-    candidates = [root / f for f, _ in DATASETS[key].files] if key in DATASETS else [Path(spec.name)]
-    for path in candidates:
-        if path.is_file():
-            stat = path.stat()
-            return f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}"
-    return "missing"
+    stat = file.path.stat()
+    member = f":{file.member}" if file.member else ""
+    return f"{file.path.name}{member}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
 @lru_cache(maxsize=1)

@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from dlmia.cell import CellResult
-from dlmia.errors import DataError, OutputError
+from dlmia.data.sources import check_file
+from dlmia.errors import DlmiaError, OutputError
 from dlmia.lock import FolderLock
 from tune.cache import SideCache, plain
 from tune.faults import Faults
 from tune.grid import Grid
 from tune.outputs import Outputs, output_root
-from tune.plan import CellJob, Plan, data_fingerprint, expand
+from tune.plan import CellJob, Plan, expand
 from tune.progress import Progress
 from tune.search import SearchOutcome
 
@@ -161,8 +162,9 @@ def record_cell(
     if not isinstance(value, (CellResult, SearchOutcome)):
         outputs.write_failed(job, value.error, plan.grid.name, sides, attempts, value.traceback)
         return
-    searched = isinstance(value, SearchOutcome)
-    result, trials = (value.selected, value.trials) if searched else (value, None)
+    result, trials = (value.selected, value.trials) if isinstance(value, SearchOutcome) else (
+        value, None
+    )
     info = plain(result.info)
     info["seconds"] = info["task_end"] - info["task_start"]
     result = dataclasses.replace(result, info=info)
@@ -170,14 +172,21 @@ def record_cell(
 
 
 def check_data(plan: Plan) -> None:
-    """Fail before any work when a dataset's file is missing (bad input: exit code 2)."""
-    for spec in plan.datasets.values():
-        if data_fingerprint(spec) == "missing":
-            root = spec.data_root or "the default data root ($DLMIA_DATA_ROOT or ./data)"
-            raise DataError(
-                f"dataset {spec.name!r} not found under {root}; pass --data-root DIR, or fetch "
-                f"it with `dlmia data fetch {spec.name} --to DIR`"
-            )
+    """Fail before any work when a dataset's file is missing or the columns it declares do not
+    fit the file (bad input: exit code 2): the loader's own lookup and message, after the grid
+    file and the dataset's key."""
+    checked = set()
+    for job in plan.sides.values():
+        if job.dataset_key in checked:
+            continue
+        checked.add(job.dataset_key)
+        try:
+            file = job.spec.dataset.file()
+            if file is not None:
+                check_file(file)
+        except DlmiaError as exc:
+            where = f"{plan.grid.source or plan.grid.name}: datasets.{job.id.split('.')[0]}"
+            raise type(exc)(f"{where}: {exc}") from None  # side ids start with the alias
 
 
 @contextlib.contextmanager

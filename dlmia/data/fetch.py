@@ -7,10 +7,12 @@ server that sends more bytes than the file should have is cut off. A failed, tru
 corrupt download leaves nothing behind. The file lands where `load_dataset` looks for it:
 `DIR/NAME/<file name>`.
 
-Digests: MovieLens-1M's MD5 and size are the publisher's (files.grouplens.org). No SHA-256 is
-pinned for it, nor any digest for the Amazon 2014 files (the publishers give none, and this
-project was built offline, where they could not be measured): for those, `fetch` prints the
-SHA-256 it received, and `--sha256` (the `sha256` argument) pins the one a user trusts.
+Digests: the MovieLens MD5s are the publisher's (files.grouplens.org), and so is ML-1M's size;
+the sizes of ML-100K and ML-20M are not pinned (a download is then checked against its
+Content-Length). No SHA-256 is pinned for them, nor any digest for the Amazon 2014 files (the
+publishers give none, and this project was built offline, where they could not be measured): for
+those, `fetch` prints the SHA-256 it received, and `--sha256` (the `sha256` argument) pins the
+one a user trusts.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, replace
-from email.message import Message
+from http.client import HTTPMessage
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO
 from urllib.parse import urlsplit
@@ -59,6 +61,18 @@ REMOTE_FILES: dict[str, RemoteFile] = {
         size=5917549,
         sha256=None,
         md5="c4d9eecfca2ab87c1945afe126590906",
+    ),
+    "ml-100k": RemoteFile(
+        "https://files.grouplens.org/datasets/movielens/ml-100k.zip",
+        size=None,
+        sha256=None,
+        md5="0e33842e24a9c977be4e0107933c0723",
+    ),
+    "ml-20m": RemoteFile(
+        "https://files.grouplens.org/datasets/movielens/ml-20m.zip",
+        size=None,
+        sha256=None,
+        md5="cd245b17a1ae2cc31bb14903e1204af3",
     ),
     # The McAuley lab's 2014 "ratings only" files (jmcauley.ucsd.edu/data/amazon/links.html).
     "amazon-beauty": RemoteFile(f"{_AMAZON_2014}/ratings_Beauty.csv", None, None),
@@ -147,7 +161,7 @@ class SameHostRedirects(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(
         self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
-        headers: Message, newurl: str,
+        headers: HTTPMessage, newurl: str,
     ) -> urllib.request.Request | None:
         check_redirect(req.full_url, newurl)
         return super().redirect_request(req, fp, code, msg, headers, newurl)

@@ -73,7 +73,8 @@ class Histories:
         index = index.astype(np.int64)
         lengths = self.lengths[index]
         indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        # Entry j of the result comes from entry (start of its source row) + (its offset in the row).
+        # Entry j of the result comes from entry (start of its source row) + (its offset in the
+        # row).
         offsets = np.arange(indptr[-1], dtype=np.int64) - np.repeat(indptr[:-1], lengths)
         take = np.repeat(self.indptr[index], lengths) + offsets
         times = None if self.times is None else self.times[take]
@@ -86,7 +87,8 @@ class Histories:
         return Histories(indptr, self.items[keep], self.n_items, self.users, times)
 
     def drop_last(self, n: int = 1) -> Histories:
-        """Every user's sequence without its last `n` items (the training prefix of sequential models)."""
+        """Every user's sequence without its last `n` items (the training prefix of sequential
+        models)."""
         position_from_end = np.repeat(self.indptr[1:], self.lengths) - np.arange(len(self.items))
         return self._keep_entries(position_from_end > n)
 
@@ -108,7 +110,8 @@ class Histories:
         return matrix
 
     def padded(self, max_len: int, pad: int) -> torch.Tensor:
-        """(n_users, max_len) LongTensor of each user's last `max_len` items, right-aligned, `pad` before."""
+        """(n_users, max_len) LongTensor of each user's last `max_len` items, right-aligned, `pad`
+        before."""
         lengths = np.minimum(self.lengths, max_len)
         out = np.full((self.n_users, max_len), pad, dtype=np.int64)
         rows = np.repeat(np.arange(self.n_users), lengths)

@@ -19,7 +19,8 @@ class Interactions:
         name: the dataset's name (`ml-1m`, `synthetic`, or the file path it came from).
         users: (nnz,) int64 user index in [0, n_users).
         items: (nnz,) int64 item index in [0, n_items).
-        times: (nnz,) int64 timestamps, or None when the source has none (file order is time order).
+        times: (nnz,) int64 timestamps, or None when the source has none (file order is time
+            order).
         user_ids: (n_users,) the raw id of each user index (the kept id map).
         item_ids: (n_items,) the raw id of each item index.
     """
@@ -39,7 +40,8 @@ class Interactions:
         raw_items: npt.ArrayLike,
         times: npt.ArrayLike | None = None,
     ) -> Interactions:
-        """Map raw user and item ids to contiguous ints in order of first appearance, keeping the maps.
+        """Map raw user and item ids to contiguous ints in order of first appearance, keeping the
+        maps.
 
         Args:
             name: the dataset's name.
@@ -103,7 +105,8 @@ class Interactions:
     def fingerprint(self) -> str:
         """A content hash of the interactions (for cache keys): same data, same fingerprint."""
         digest = hashlib.sha256()
-        for array in (self.users, self.items, self.times if self.times is not None else np.zeros(0)):
+        times = self.times if self.times is not None else np.zeros(0)
+        for array in (self.users, self.items, times):
             digest.update(np.ascontiguousarray(array).tobytes())
         digest.update(str((self.n_users, self.n_items)).encode())
         return digest.hexdigest()[:16]

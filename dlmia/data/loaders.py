@@ -1,32 +1,40 @@
-"""Readers for the paper's interaction files and for any user/item table.
+"""Readers for the paper's interaction files and for any delimited or parquet ratings file.
 
 Every reader returns `Interactions` with one row per interaction in the file. Feedback is
 implicit: each rating counts as an interaction and its value is ignored. Raw ids map to contiguous
-ints in order of first appearance, and the maps are kept. Input that cannot be read raises
-`DataError`, which names the file and, for a malformed line, its number and the expected format.
+ints in order of first appearance, and the maps are kept. A file may be compressed (`.gz`,
+`.bz2`, `.xz`, `.zst`) or sit in a zip archive (read in memory, never extracted). Input that
+cannot be read raises `DataError`, which names the file and, for a malformed line, its number
+and the expected format.
 """
 
 from __future__ import annotations
 
+import bz2
+import contextlib
+import gzip
 import io
+import lzma
 import re
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NoReturn
+from typing import IO, Any, Literal, NoReturn, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from dlmia.data.interactions import Interactions
-from dlmia.errors import DataError
+from dlmia.errors import ConfigError, DataError
 
 ML1M_FORMAT = "UserID::MovieID::Rating::Timestamp"
 AMAZON_FORMAT = "user,item,rating,timestamp (no header)"
 _ML1M_LINE = re.compile(rb"\s*\d+::\d+::\d+(\.\d*)?::\d+\s*")
 _AMAZON_LINE = re.compile(rb"\s*[^,\s]+,[^,\s]+,\d+(\.\d*)?,\d+\s*")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _USER_NAMES = (
     "user", "userid", "uid", "users", "reviewerid", "customerid", "sessionid", "visitorid",
 )  # fmt: skip
@@ -36,16 +44,55 @@ _ITEM_NAMES = (
 )  # fmt: skip
 _TIME_NAMES = ("timestamp", "time", "ts", "datetime", "date", "unixreviewtime", "eventtime")
 _COMPRESSION = (".gz", ".bz2", ".xz", ".zst", ".zip")
+RATINGS_MEMBERS = ("ratings.dat", "ratings.csv", "u.data")  # the ratings file of a MovieLens zip
+TIME_LIKE = 100_000  # a headerless third column with a larger value holds times, not ratings
+COLUMNS_HINT = "--columns (a grid dataset: columns:)"
 FileFormat = Literal["ml1m", "amazon", "table"]
+T = TypeVar("T")
 
 
-def load_ml1m(path: str | Path) -> Interactions:
-    """Read MovieLens-1M `ratings.dat`, or the official `ml-1m.zip` (in memory, not extracted).
+@dataclass(frozen=True)
+class Columns:
+    """The columns holding the user, the item and (optionally) the time of each interaction.
+
+    All 0-based positions (read the file as having no header row) or all header names. Without a
+    timestamp, file order is time order.
+    """
+
+    user: int | str | None = None  # e.g. 0, or a header name such as reviewerID
+    item: int | str | None = None  # e.g. 1, or asin
+    timestamp: int | str | None = None  # e.g. 3, or unixReviewTime; None = no time column
+
+    def __post_init__(self) -> None:
+        if self.user is None or self.item is None:
+            raise ConfigError("give both user and item (timestamp is optional)")
+        given = self.given()
+        if len({type(value) for value in given.values()}) > 1:
+            raise ConfigError("give all positions (a file without header) or all header names")
+        for role, value in given.items():
+            if isinstance(value, int) and value < 0:
+                raise ConfigError(f"{role}: positions count from 0, got {value}")
+        if len(set(given.values())) < len(given):
+            raise ConfigError(f"two roles name the same column: {given}")
+
+    def given(self) -> dict[str, int | str]:
+        """The roles that are set: role -> position or header name."""
+        roles = {"user": self.user, "item": self.item, "timestamp": self.timestamp}
+        return {role: value for role, value in roles.items() if value is not None}
+
+    @property
+    def by_position(self) -> bool:
+        """Whether the columns are positions (the file has no header row)."""
+        return isinstance(self.user, int)
+
+
+def load_ml1m(path: str | Path, member: str | None = None) -> Interactions:
+    """Read MovieLens-1M `ratings.dat`, or the official `ml-1m.zip` (`member`, default its
+    ratings file).
 
     Lines are `UserID::MovieID::Rating::Timestamp`; user and item ids are integers.
     """
-    path = existing_file(path)
-    data, where = _read_bytes(path)
+    data, where = _read_bytes(existing_file(path), member)
     if b"\t" in data:  # tabs would be read as separators once `::` becomes a tab
         _explain(data, where, ML1M_FORMAT, _ML1M_LINE)
     frame = _parse(
@@ -61,13 +108,12 @@ def load_ml1m(path: str | Path) -> Interactions:
         ML1M_FORMAT,
         _ML1M_LINE,
     )
-    return _interactions(str(path), frame)
+    return _interactions(where, frame)
 
 
-def load_amazon_ratings(path: str | Path) -> Interactions:
+def load_amazon_ratings(path: str | Path, member: str | None = None) -> Interactions:
     """Read an Amazon 2014 "ratings only" CSV: `user,item,rating,timestamp`, no header."""
-    path = existing_file(path)
-    data, where = _read_bytes(path)
+    data, where = _read_bytes(existing_file(path), member)
     frame = _parse(
         lambda: pd.read_csv(
             io.BytesIO(data),
@@ -80,72 +126,205 @@ def load_amazon_ratings(path: str | Path) -> Interactions:
         AMAZON_FORMAT,
         _AMAZON_LINE,
     )
-    return _interactions(str(path), frame)
+    return _interactions(where, frame)
 
 
 def load_table(
-    path: str | Path,
-    user_col: str | None = None,
-    item_col: str | None = None,
-    time_col: str | None = None,
+    path: str | Path, columns: Columns | None = None, member: str | None = None
 ) -> Interactions:
-    """Read a CSV, TSV or parquet table with a header row, one interaction per row.
+    """Read a delimited text (CSV, TSV, ...) or parquet table, one interaction per row.
 
-    Columns left as None are found among common spellings (`user`, `user_id`, `userId`, ...;
-    `item`, `item_id`, `movieId`, `asin`, ...; `timestamp`, `time`, `ts`, ...). The time column is
-    optional: without one, file order is time order. Dates are converted to Unix seconds.
+    With `columns`, they say which columns to read (positions: the file has no header row).
+    Without, a text file has a header unless its first line is all numbers or names no known
+    user, item or time column; header columns are found among common spellings (`user`,
+    `user_id`, `userId`, ...; `item`, `movieId`, `asin`, ...; `timestamp`, `time`, `ts`, ...).
+    A file without header is read by position: 2 columns are user, item; 3 are user, item and a
+    time if the third holds dates or a number above `TIME_LIKE` (else a rating, ignored); 4 or
+    more are user, item, rating, timestamp (MovieLens `u.data`, the Amazon CSVs). Without a time
+    column, file order is time order; dates are converted to Unix seconds.
     """
     path = existing_file(path)
-    frame = _read_any_table(path)
-    user = _column(frame, user_col, _USER_NAMES, "user", path)
-    item = _column(frame, item_col, _ITEM_NAMES, "item", path)
-    time = _column(frame, time_col, _TIME_NAMES, "time", path, required=False)
+    frame, where, header = _read_table(path, columns, member)
+    user, item, time = _roles(frame, columns, header, where)
     frame = frame.dropna(how="all")  # blank lines
     for column in (user, item) if time is None else (user, item, time):
         missing = np.flatnonzero(frame[column].isna().to_numpy())
         if len(missing):
-            where = _row_name(path, frame.index[missing[0]])
-            raise DataError(f"{path} {where}: {column!r} is empty")
-    times = None if time is None else _unix_seconds(frame[time], path, time)
-    return Interactions.from_raw(str(path), frame[user].to_numpy(), frame[item].to_numpy(), times)
+            at = _row_name(path, frame.index[missing[0]], header)
+            raise DataError(f"{where} {at}: {_column_name(column)} is empty")
+    times = None if time is None else _unix_seconds(frame[time], where, column=time)
+    return Interactions.from_raw(where, frame[user].to_numpy(), frame[item].to_numpy(), times)
 
 
-def load_file(path: str | Path, file_format: FileFormat | None = None) -> Interactions:
-    """Read a file in `file_format`, or (None) in whichever supported format it holds.
+def check_columns(path: str | Path, columns: Columns, member: str | None = None) -> None:
+    """Raise the DataError loading would raise when `columns` do not fit the file's first rows."""
+    path = existing_file(path)
+    frame, where, header = _read_table(path, columns, member, nrows=5)
+    _roles(frame, columns, header, where)
 
-    Detected by suffix and first line: `.zip` or a first line with `::` is MovieLens-1M; a
-    headerless `a,b,number,integer` first line is Amazon 2014 ratings; anything else is a table
-    with a header (`load_table`). A named dataset gives its format, so a malformed first line
+
+def load_file(
+    path: str | Path,
+    file_format: FileFormat | None = None,
+    member: str | None = None,
+    columns: Columns | None = None,
+) -> Interactions:
+    """Read a file (a zip archive's `member`) in `file_format`, or (None) in whichever supported
+    format it holds; `columns` always read it as a table (`load_table`).
+
+    Detected by suffix and first line: a first line with `::` is MovieLens-1M; a headerless
+    `a,b,number,integer` first line is Amazon 2014 ratings; anything else is a table, with or
+    without a header (`load_table`). A named dataset gives its format, so a malformed first line
     is reported as such rather than read as a header.
     """
     path = existing_file(path)
-    readers = {"ml1m": load_ml1m, "amazon": load_amazon_ratings, "table": load_table}
-    return readers[file_format or detect_format(path)](path)
+    if columns is not None:
+        return load_table(path, columns, member)
+    file_format = file_format or detect_format(path, member)
+    if file_format == "table":
+        return load_table(path, None, member)
+    return (load_ml1m if file_format == "ml1m" else load_amazon_ratings)(path, member)
 
 
-def detect_format(path: Path) -> FileFormat:
-    """`ml1m`, `amazon` or `table`: the reader that `load_file` uses for `path`."""
-    if path.suffix.lower() == ".zip" and _base_suffix(path) == "":
-        return "ml1m"
-    if path.suffix.lower() in (".parquet", ".pq", *_COMPRESSION):
+def detect_format(path: Path, member: str | None = None) -> FileFormat:
+    """`ml1m`, `amazon` or `table`: the reader that `load_file` uses for `path` (or its member)."""
+    if _base_suffix(path) in (".parquet", ".pq"):
         return "table"
-    with path.open("rb") as handle:
-        first = next((line for line in handle if line.strip()), b"")
+    first = _first_line(path, member)
     if b"::" in first:
         return "ml1m"
-    return "amazon" if _AMAZON_LINE.fullmatch(first.rstrip(b"\r\n")) else "table"
+    return "amazon" if _AMAZON_LINE.fullmatch(first) else "table"
 
 
-def _read_any_table(path: Path) -> pd.DataFrame:
-    """All columns of a parquet file or a delimited text file (delimiter by suffix or header)."""
-    kind = _base_suffix(path)
+def _read_table(
+    path: Path, columns: Columns | None, member: str | None, nrows: int | None = None
+) -> tuple[pd.DataFrame, str, bool]:
+    """The table's columns (header names, or positions 0, 1, ... without a header), the name to
+    use in messages, and whether it has a header row."""
+    if _base_suffix(path) in (".parquet", ".pq"):
+        frame = _reading(str(path), lambda: pd.read_parquet(path))
+        return frame if nrows is None else frame.head(nrows), str(path), True
+    first = _first_line(path, member)
+    kind = _base_suffix(Path(member) if member else path)
+    sep = {".tsv": "\t", ".tab": "\t", ".csv": ","}.get(kind) or _sniff_delimiter(first)
+    header = _has_header(first.decode("utf-8", errors="replace").split(sep), columns)
+    with _opened(path, member) as (handle, where):
+        frame = _reading(where, lambda: pd.read_csv(
+            handle, sep=sep, header=0 if header else None, skip_blank_lines=False, nrows=nrows
+        ))
+    return frame, where, header
+
+
+def _has_header(fields: list[str], columns: Columns | None) -> bool:
+    """Whether a first line of `fields` is a header: as `columns` say, else unless its fields are
+    all numbers or none is a known user, item or time column name."""
+    if columns is not None:
+        return not columns.by_position
+    fields = [field.strip().strip("\"'") for field in fields]
+    if all(_NUMBER.fullmatch(field) for field in fields):
+        return False
+    return any(_normal(field) in (*_USER_NAMES, *_ITEM_NAMES, *_TIME_NAMES) for field in fields)
+
+
+def _roles(
+    frame: pd.DataFrame, columns: Columns | None, header: bool, where: str
+) -> tuple[Any, Any, Any]:
+    """The labels of the user, item and time (None: no time) columns of `frame`."""
+    labels = list(frame.columns)
+    if columns is not None:
+        given = columns.given()
+        chosen = {role: _given(labels, role, value, where) for role, value in given.items()}
+        return chosen["user"], chosen["item"], chosen.get("timestamp")
+    if not header:
+        return _by_position(frame, where)
+    names = [str(label) for label in labels]
+    return (
+        _spelled(names, _USER_NAMES, "user", where),
+        _spelled(names, _ITEM_NAMES, "item", where),
+        _spelled(names, _TIME_NAMES, "timestamp", where, required=False),
+    )
+
+
+def _given(labels: list[Any], role: str, value: int | str, where: str) -> Any:
+    """The label of the column `columns` names for `role`; DataError when the file has none."""
+    if isinstance(value, int):
+        if value >= len(labels):
+            raise DataError(
+                f"{where}: columns {role}={value} is beyond the file's {len(labels)} columns "
+                f"(positions count from 0); fix {COLUMNS_HINT}"
+            )
+        return labels[value]
+    names = [str(label) for label in labels]
+    if value not in names:
+        raise DataError(
+            f"{where}: columns {role}={value!r} is not in the header ({', '.join(names)}); "
+            f"fix {COLUMNS_HINT}"
+        )
+    return value
+
+
+def _by_position(frame: pd.DataFrame, where: str) -> tuple[int, int, int | None]:
+    """User, item and time positions of a file without header, by its number of columns."""
+    width = frame.shape[1]
+    if width < 2:
+        raise DataError(
+            f"{where}: one column per line; need a user and an item column (name them with "
+            f"{COLUMNS_HINT} if the file has a header)"
+        )
+    if width == 2:
+        return 0, 1, None
+    if width == 3:
+        third = frame[2]
+        is_time = not pd.api.types.is_numeric_dtype(third) or third.max() > TIME_LIKE
+        return 0, 1, 2 if is_time else None
+    return 0, 1, 3
+
+
+def _spelled(
+    names: list[str], spellings: tuple[str, ...], role: str, where: str, required: bool = True
+) -> str | None:
+    """The first header name that is a known spelling of `role` (DataError if required)."""
+    normal = {_normal(name): name for name in reversed(names)}
+    found = next((normal[s] for s in spellings if s in normal), None)
+    if found is None and required:
+        raise DataError(
+            f"{where}: no {role} column among {', '.join(names)}; name it with --columns "
+            f"{role}=NAME (a grid dataset: columns: {{{role}: NAME}}); known spellings: "
+            f"{', '.join(spellings)}"
+        )
+    return found
+
+
+def _normal(name: str) -> str:
+    """A column name lower-cased without separators (`user_id`, `userId` -> `userid`)."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _column_name(label: Any) -> str:
+    """How messages name a column: its header name, or its position in a file without header."""
+    return f"column {label}" if isinstance(label, int) else repr(label)
+
+
+def _unix_seconds(values: pd.Series, where: str, column: Any) -> npt.NDArray[np.int64]:
+    """(nnz,) timestamps as int64: numbers are kept (rounded), dates become Unix seconds."""
+    if pd.api.types.is_numeric_dtype(values):
+        return np.rint(values.to_numpy(dtype=np.float64)).astype(np.int64)
     try:
-        if kind in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        sep = {".tsv": "\t", ".tab": "\t", ".csv": ","}.get(kind) or _sniff_delimiter(path)
-        return pd.read_csv(path, sep=sep, skip_blank_lines=False)
-    except (ValueError, OSError, EOFError, zlib.error, pd.errors.ParserError, ImportError) as exc:
-        raise DataError(f"{path}: cannot be read as a table with a header row ({exc})") from exc
+        dates = pd.to_datetime(values, utc=True)
+    except (ValueError, TypeError) as exc:
+        raise DataError(
+            f"{where}: {_column_name(column)} holds neither numbers nor dates ({exc}); if the "
+            f"file's columns are not what they seem, name them with {COLUMNS_HINT}"
+        ) from exc
+    seconds = (dates - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    return np.asarray(seconds, dtype=np.int64)
+
+
+def _row_name(path: Path, index: int, header: bool) -> str:
+    """How to point at data row `index` (0-based): a line number for text (header = line 1)."""
+    if _base_suffix(path) in (".parquet", ".pq"):
+        return f"row {index + 1}"
+    return f"line {index + 2 if header else index + 1}"
 
 
 def _base_suffix(path: Path) -> str:
@@ -156,54 +335,9 @@ def _base_suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-def _sniff_delimiter(path: Path) -> str:
-    """The first of tab, comma, semicolon, pipe that the header line contains (tab if none)."""
-    with path.open("rb") as handle:
-        header = handle.readline()
-    return next((d for d in ("\t", ",", ";", "|") if d.encode() in header), "\t")
-
-
-def _column(
-    frame: pd.DataFrame,
-    given: str | None,
-    spellings: tuple[str, ...],
-    role: str,
-    path: Path,
-    required: bool = True,
-) -> str | None:
-    """The column playing `role`: `given` if set (it must exist), else the first known spelling."""
-    columns = [str(c) for c in frame.columns]
-    if given is not None:
-        if given not in columns:
-            raise DataError(f"{path}: no column {given!r}; the columns are {', '.join(columns)}")
-        return given
-    normal = {re.sub(r"[^a-z0-9]", "", c.lower()): c for c in reversed(columns)}
-    found = next((normal[s] for s in spellings if s in normal), None)
-    if found is None and required:
-        raise DataError(
-            f"{path}: no {role} column among {', '.join(columns)}; name it {role}_col= "
-            f"(known spellings: {', '.join(spellings)}), and check that the file has a header row"
-        )
-    return found
-
-
-def _unix_seconds(values: pd.Series, path: Path, column: str) -> npt.NDArray[np.int64]:
-    """(nnz,) timestamps as int64: numbers are kept (rounded), dates become Unix seconds."""
-    if pd.api.types.is_numeric_dtype(values):
-        return np.rint(values.to_numpy(dtype=np.float64)).astype(np.int64)
-    try:
-        dates = pd.to_datetime(values, utc=True)
-    except (ValueError, TypeError) as exc:
-        raise DataError(
-            f"{path}: column {column!r} holds neither numbers nor dates ({exc})"
-        ) from exc
-    seconds = (dates - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-    return seconds.to_numpy(dtype=np.int64)
-
-
-def _row_name(path: Path, index: int) -> str:
-    """How to point at data row `index` (0-based): a line number for text (header = line 1)."""
-    return f"row {index + 1}" if _base_suffix(path) in (".parquet", ".pq") else f"line {index + 2}"
+def _sniff_delimiter(first: bytes) -> str:
+    """The first of tab, comma, semicolon, pipe that the first line contains (tab if none)."""
+    return next((d for d in ("\t", ",", ";", "|") if d.encode() in first), "\t")
 
 
 def existing_file(path: str | Path) -> Path:
@@ -215,19 +349,79 @@ def existing_file(path: str | Path) -> Path:
     return path
 
 
-def _read_bytes(path: Path) -> tuple[bytes, str]:
-    """The raw ratings bytes and the name to use in messages (`archive.zip:member` for a zip)."""
-    if path.suffix.lower() != ".zip":
-        return path.read_bytes(), str(path)
+_READ_ERRORS = (
+    OSError, EOFError, ValueError, ImportError, zlib.error, lzma.LZMAError, zipfile.BadZipFile,
+)  # what a corrupt or unparsable file raises while it is read (pandas' errors are ValueErrors)
+
+
+@contextlib.contextmanager
+def _opened(path: Path, member: str | None = None) -> Iterator[tuple[IO[bytes], str]]:
+    """`path`'s bytes, decompressed, and the name to use in messages. A zip archive yields its
+    `member` (`archive.zip:member`), by default its only file or its ratings file."""
+    with contextlib.ExitStack() as stack:
+        try:
+            if path.suffix.lower() == ".zip":
+                archive = stack.enter_context(zipfile.ZipFile(path))
+                name = _zip_member(archive, path, member)
+                handle, where = stack.enter_context(archive.open(name)), f"{path}:{name}"
+            else:
+                handle, where = stack.enter_context(_decompressed(path)), str(path)
+        except (OSError, ImportError, zipfile.BadZipFile) as exc:
+            kind = "zip" if path.suffix.lower() == ".zip" else "data"
+            raise DataError(f"{path}: not a readable {kind} file ({exc})") from exc
+        yield handle, where
+
+
+def _decompressed(path: Path) -> IO[bytes]:
+    """`path` opened for reading bytes, decompressed by its suffix (.gz, .bz2, .xz, .zst)."""
+    suffix = path.suffix.lower()
+    if suffix == ".zst":
+        import zstandard  # type: ignore[import-not-found]  # optional: only .zst files need it
+
+        return zstandard.open(path, "rb")
+    openers: dict[str, Callable[..., Any]] = {
+        ".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open,
+    }  # fmt: skip
+    return openers.get(suffix, open)(path, "rb")
+
+
+def _zip_member(archive: zipfile.ZipFile, path: Path, member: str | None) -> str:
+    """The member of `archive` to read: `member`, else its only file, else its ratings file."""
+    names = [name for name in archive.namelist() if not name.endswith("/")]
+    if member is not None:
+        if member not in names:
+            held = ", ".join(names[:8]) or "no files"
+            raise DataError(f"{path}: the zip has no {member} (it holds {held})")
+        return member
+    if len(names) == 1:
+        return names[0]
+    found = [name for name in names if name.rsplit("/", 1)[-1] in RATINGS_MEMBERS]
+    if not found:
+        raise DataError(
+            f"{path}: the zip has no ratings file (expected one of {', '.join(RATINGS_MEMBERS)})"
+        )
+    return found[0]
+
+
+def _first_line(path: Path, member: str | None = None) -> bytes:
+    """The first non-blank line of `path` (or its zip `member`), without its line break."""
+    with _opened(path, member) as (handle, where):
+        lines = (line for line in handle if line.strip())
+        return _reading(where, lambda: next(lines, b"").rstrip(b"\r\n"))
+
+
+def _read_bytes(path: Path, member: str | None = None) -> tuple[bytes, str]:
+    """The raw bytes of `path` (or its zip `member`) and the name to use in messages."""
+    with _opened(path, member) as (handle, where):
+        return _reading(where, handle.read), where
+
+
+def _reading(where: str, read: Callable[[], T]) -> T:
+    """`read()`, with a file that cannot be decompressed or parsed raised as a DataError."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            members = [n for n in archive.namelist() if n.endswith("ratings.dat")]
-            if not members:
-                raise DataError(f"{path}: the zip has no ratings.dat (expected ml-1m/ratings.dat)")
-            member = "ml-1m/ratings.dat" if "ml-1m/ratings.dat" in members else members[0]
-            return archive.read(member), f"{path}:{member}"
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise DataError(f"{path}: not a readable zip file ({exc})") from exc
+        return read()
+    except _READ_ERRORS as exc:
+        raise DataError(f"{where}: cannot be read ({exc})") from exc
 
 
 def _parse(

@@ -1,7 +1,8 @@
-"""Dataset names: where each dataset's file lives under a data root, and its default filter.
+"""Dataset names and files: where each named dataset lives under a data root, its default filter,
+and `dataset_file`, the one lookup that loading, fingerprinting and `grid validate` share.
 
-A name is one of `DATASETS` (looked up under the data root) or the path of an existing file in
-any format `load_file` reads. Nothing here downloads: `dlmia data fetch` (dlmia.data.fetch) does.
+A dataset is one of `DATASETS` (looked up under the data root) or a file given by path, in any
+format `load_file` reads. Nothing here downloads: `dlmia data fetch` (dlmia.data.fetch) does.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from dlmia.data.filtering import FilterConfig
 from dlmia.data.interactions import Interactions
-from dlmia.data.loaders import FileFormat, load_file
+from dlmia.data.loaders import Columns, FileFormat, check_columns, load_file
 from dlmia.data.synthetic import SyntheticConfig, generate
 from dlmia.errors import ConfigError, DataError
 
@@ -21,23 +22,55 @@ DATA_ROOT_ENV = "DLMIA_DATA_ROOT"
 
 
 @dataclass(frozen=True)
-class DatasetSource:
-    """A named dataset: the files that may hold it and how to filter it by default."""
+class DataFile:
+    """A file that holds a dataset's interactions, and how to read it."""
 
-    files: tuple[tuple[str, FileFormat], ...]  # (path under the data root, its format); the
-    # first that exists is read
+    path: Path  # under the data root (in `DATASETS`), or the file found (`dataset_file`)
+    format: FileFormat | None = None  # None: detected from the file
+    member: str | None = None  # the file to read inside a zip archive; None: its ratings file
+    columns: Columns | None = None  # None: found from the header (or by position without one)
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """A named dataset: the files that may hold it (the first that exists is read) and how to
+    filter it by default."""
+
+    files: tuple[DataFile, ...]
     filter: FilterConfig  # default filter (method.md section 2)
     description: str  # one line for listings and error messages
 
 
+def _movielens(
+    release: str, ratings: str, file_format: FileFormat, columns: Columns | None = None
+) -> tuple[DataFile, ...]:
+    """The files of MovieLens `release` (e.g. ml-1m): `release/ratings`, or the official
+    `release.zip` (in `release/`, where `dlmia data fetch` puts it, or at the data root)."""
+    member = f"{release}/{ratings}"
+    return tuple(
+        DataFile(Path(path), file_format, None if path == member else member, columns)
+        for path in (member, f"{release}/{release}.zip", f"{release}.zip")
+    )
+
+
 DATASETS: dict[str, DatasetSource] = {
     "ml-1m": DatasetSource(
-        (("ml-1m/ratings.dat", "ml1m"), ("ml-1m/ml-1m.zip", "ml1m"), ("ml-1m.zip", "ml1m")),
+        _movielens("ml-1m", "ratings.dat", "ml1m"),
         FilterConfig(min_user=5, min_item=5),
         "MovieLens-1M ratings (ratings.dat or the official ml-1m.zip)",
     ),
+    "ml-100k": DatasetSource(
+        _movielens("ml-100k", "u.data", "table", Columns(user=0, item=1, timestamp=3)),
+        FilterConfig(min_user=5, min_item=5),
+        "MovieLens-100K ratings (u.data or the official ml-100k.zip)",
+    ),
+    "ml-20m": DatasetSource(
+        _movielens("ml-20m", "ratings.csv", "table", Columns("userId", "movieId", "timestamp")),
+        FilterConfig(min_user=5, min_item=5),
+        "MovieLens-20M ratings (ratings.csv or the official ml-20m.zip)",
+    ),
     "amazon-beauty": DatasetSource(
-        (("amazon-beauty/ratings_Beauty.csv", "amazon"),),
+        (DataFile(Path("amazon-beauty/ratings_Beauty.csv"), "amazon"),),
         FilterConfig(min_user=5, min_item=5),
         "Amazon 2014 Beauty, ratings-only CSV",
     ),
@@ -47,8 +80,8 @@ DATASETS: dict[str, DatasetSource] = {
     # interactions, and min_item=5 1,478 users, 1,886 items and 15,150 interactions.
     "amazon-digital-music": DatasetSource(
         (
-            ("amazon-digital-music/ratings_Digital_Music.csv", "amazon"),
-            ("amazon-digital-music/interactions.tsv", "table"),
+            DataFile(Path("amazon-digital-music/ratings_Digital_Music.csv"), "amazon"),
+            DataFile(Path("amazon-digital-music/interactions.tsv"), "table"),
         ),
         FilterConfig(min_user=5, min_item=1),
         "Amazon 2014 Digital Music, ratings-only CSV or a user/item TSV",
@@ -68,49 +101,102 @@ def default_filter(name: str) -> FilterConfig:
     return source.filter if source is not None else FilterConfig()
 
 
-def load_dataset(
-    name: str,
-    data_root: str | Path,
-    synthetic: SyntheticConfig | None = None,
-) -> Interactions:
-    """Load dataset `name` (a known name or a file path), unfiltered.
+def known_name(name: str) -> str:
+    """`name` as a key of `DATASETS` (lower case); ConfigError listing them when it is none."""
+    if name.lower() not in DATASETS:
+        raise ConfigError(
+            f"unknown dataset {name!r}; known: {', '.join(DATASETS)} (or give the path of a data "
+            "file: any CSV/TSV/parquet table, with or without a header)"
+        )
+    return name.lower()
 
-    Args:
-        name: a key of `DATASETS` (case-insensitive) or the path of a data file (as given, or
-            relative to `data_root`).
-        data_root: the folder holding the datasets' folders (see `DATASETS`).
-        synthetic: settings (and seed) for `synthetic` (default `SyntheticConfig()`); ignored
-            otherwise.
+
+def name_or_path(text: str) -> dict[str, str]:
+    """A dataset written as one word (`dlmia cell`'s DATASET): `{"name": text}` when it is a
+    known name, else `{"path": text}`."""
+    return {"name": text} if text.lower() in DATASETS else {"path": text}
+
+
+def find_path(path: str, data_root: str | Path = "") -> Path | None:
+    """The file a dataset `path` names: as given if it exists, else relative to the data root
+    (`data_root`, or the default one); None when neither is a file."""
+    given = Path(path).expanduser()
+    root = Path(data_root) if data_root else default_data_root()
+    return next((p for p in (given, root / given) if p.is_file()), None)
+
+
+def dataset_file(
+    name: str, path: str = "", data_root: str | Path = "", columns: Columns | None = None
+) -> DataFile | None:
+    """The file that dataset `name` (a key of `DATASETS`), else `path`, is read from.
+
+    A name is looked up under `data_root` (default: $DLMIA_DATA_ROOT, else ./data): its first
+    existing file. A path is used as given if it exists, else relative to the data root; it is
+    read with `columns`. None for `synthetic` (generated, no file).
 
     Raises:
-        ConfigError: `name` is neither a known dataset nor an existing file.
-        DataError: the dataset's file is missing or malformed.
+        ConfigError: an unknown name, or a path that is no file.
+        DataError: a named dataset none of whose files exists.
     """
     key = name.lower()
     if key == "synthetic":
+        return None
+    root = Path(data_root) if data_root else default_data_root()
+    if key:
+        for file in DATASETS[known_name(key)].files:
+            if (root / file.path).is_file():
+                return dataclasses.replace(file, path=root / file.path)
+        looked = ", ".join(str(root / file.path) for file in DATASETS[key].files)
+        raise DataError(
+            f"dataset {key!r} not found: looked for {looked}. Download it with `dlmia data "
+            f"fetch {key} --to {root}`, or pass --data-root (or set {DATA_ROOT_ENV}) to the "
+            f"folder that holds {key}/"
+        )
+    found = find_path(path, root)
+    if found is None:
+        places = " and ".join(dict.fromkeys(str(p) for p in (Path(path), root / path)))
+        raise ConfigError(
+            f"unknown dataset {path!r}: neither a known name ({', '.join(DATASETS)}) nor an "
+            f"existing file (looked for {places}); a data file may be ratings.dat, a MovieLens "
+            "zip, u.data, an Amazon ratings CSV, or a CSV/TSV/parquet table with or without a "
+            "header"
+        )
+    return DataFile(found, None, None, columns)
+
+
+def load_dataset(
+    name: str,
+    data_root: str | Path = "",
+    synthetic: SyntheticConfig | None = None,
+    *,
+    path: str = "",
+    columns: Columns | None = None,
+) -> Interactions:
+    """Load dataset `name` (a key of `DATASETS`, case-insensitive), else the file `path`,
+    unfiltered; the file is found by `dataset_file`.
+
+    Args:
+        name: a known dataset, or "" for a file given by `path`.
+        data_root: the folder holding the datasets' folders (see `DATASETS`); "" = the default.
+        synthetic: settings (and seed) for `synthetic` (default `SyntheticConfig()`); ignored
+            otherwise.
+        path: a data file, as given or relative to the data root.
+        columns: the columns of the `path` file (None: found from its header or positions).
+
+    Raises:
+        ConfigError: an unknown name, or a path that is no file.
+        DataError: the dataset's file is missing or malformed.
+    """
+    file = dataset_file(name, path, data_root, columns)
+    if file is None:
         synthetic = synthetic or SyntheticConfig()
         return generate(synthetic, synthetic.seed)
-    root = Path(data_root)
-    if key in DATASETS:
-        return dataclasses.replace(load_file(*_find(key, root)), name=key)
-    for path in (Path(name), root / name):
-        if path.is_file():
-            return load_file(path)
-    raise ConfigError(
-        f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}, or the path of a data file "
-        "(ratings.dat, ml-1m.zip, an Amazon ratings CSV, or a CSV/TSV/parquet table with user "
-        f"and item columns); no file {name!r} exists here or under {root}"
-    )
+    data = load_file(file.path, file.format, file.member, file.columns)
+    return dataclasses.replace(data, name=name.lower()) if name else data
 
 
-def _find(name: str, root: Path) -> tuple[Path, FileFormat]:
-    """The first existing file of dataset `name` under `root`, and its format."""
-    candidates = [root / file for file, _ in DATASETS[name].files]
-    for path, (_, file_format) in zip(candidates, DATASETS[name].files):
-        if path.is_file():
-            return path, file_format
-    raise DataError(
-        f"dataset {name!r} not found: looked for {', '.join(map(str, candidates))}. Download it "
-        f"with `dlmia data fetch {name} --to {root}`, or pass --data-root (or set "
-        f"{DATA_ROOT_ENV}) to the folder that holds {name}/"
-    )
+def check_file(file: DataFile) -> None:
+    """Raise the DataError loading would raise when the columns `file` declares do not fit its
+    first rows (cheap: `grid validate` runs it on every dataset before any work)."""
+    if file.columns is not None:
+        check_columns(file.path, file.columns, file.member)

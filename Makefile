@@ -1,10 +1,11 @@
-# The two commands of the README: `make demo` and `make test`.
+# The two commands of the README: `make demo` and `make test`; CI (.ci/run) runs `make lint test`.
 # Each (re)builds .venv from requirements.lock when the pins change, then runs.
+# `make test-fast` is the inner loop: the suite without its Ray and end-to-end tests.
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-fast lint clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +18,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 $(VENV)/bin/python -m pytest -q
+
+test-fast: $(STAMP)
+	RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 $(VENV)/bin/python -m pytest -q -x -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check dlmia tune analysis tests bench
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) out

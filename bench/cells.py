@@ -5,10 +5,14 @@ recommend and vectors, each attack's fit) and (2) per cell and attack the mean a
 deviation over seeds of ROC AUC and balanced accuracy, beside the paper's number (a balanced
 accuracy, the paper's "AUC"). Sides are built once per seed and shared by every cell.
 
-    .venv/bin/python bench/cells.py                        # issue 2: the four ML-1M cells, Biased
-    .venv/bin/python bench/cells.py --preset dlmia         # issue 3: + cross-dataset, DL-MIA, ablations
-    .venv/bin/python bench/cells.py --preset sequential    # issue 4: GRU4Rec, Caser, BERT4Rec, Biased
-    .venv/bin/python bench/cells.py --preset ncf           # issue 4: NCF with ItemCF and LFM, Biased
+    # issue 2: the four ML-1M cells, Biased
+    .venv/bin/python bench/cells.py
+    # issue 3: + cross-dataset, DL-MIA, ablations
+    .venv/bin/python bench/cells.py --preset dlmia
+    # issue 4: GRU4Rec, Caser, BERT4Rec, Biased
+    .venv/bin/python bench/cells.py --preset sequential
+    # issue 4: NCF with ItemCF and LFM, Biased
+    .venv/bin/python bench/cells.py --preset ncf
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import torch
 
 from analysis.paper import paper_table
 from dlmia.cell import ListOptions, SideChoice, attack_cell, cached_dataset, cell_config
+from dlmia.data.sources import name_or_path
 from dlmia.sides import DatasetSpec, build_side
 from dlmia.vectors import ItemVectorConfig
 
@@ -41,19 +46,27 @@ NCF = ("ml-1m", "ncf")
 PRESETS = {
     "biased": (list(itertools.product(ML, ML)), ["biased"]),
     "dlmia": (
-        list(itertools.product(ML, ML)) + list(itertools.product(ML, MUSIC)) + list(itertools.product(MUSIC, ML)),
+        list(itertools.product(ML, ML))
+        + list(itertools.product(ML, MUSIC))
+        + list(itertools.product(MUSIC, ML)),
         list(ATTACK_VARIANTS),
     ),
     "sequential": (list(itertools.product(SEQUENTIAL, SEQUENTIAL)), ["biased"]),
-    "ncf": ([(NCF, NCF)] + [(NCF, side) for side in ML] + [(side, NCF) for side in ML], ["biased"]),
+    "ncf": (
+        [(NCF, NCF)] + [(NCF, side) for side in ML] + [(side, NCF) for side in ML], ["biased"]
+    ),
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    parser.add_argument(
+        "--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    )
     parser.add_argument("--preset", choices=sorted(PRESETS), default="biased")
-    parser.add_argument("--attacks", nargs="+", choices=sorted(ATTACK_VARIANTS), help="override the preset's")
+    parser.add_argument(
+        "--attacks", nargs="+", choices=sorted(ATTACK_VARIANTS), help="override the preset's"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
@@ -65,7 +78,10 @@ def main() -> None:
     for seed in args.seeds:
         datasets, sides = {}, {}
         for shadow, target in cells:  # specs as every run builds them: dlmia.cell.cell_config
-            choices = [SideChoice(dataset_spec(d, args.data_root, args.device), r) for d, r in (shadow, target)]
+            choices = [
+                SideChoice(dataset_spec(d, args.data_root, args.device), r)
+                for d, r in (shadow, target)
+            ]
             config = cell_config(*choices, "biased", {}, ListOptions(), seed, args.device)
             for spec, (dataset, recommender) in ((config.shadow, shadow), (config.target, target)):
                 datasets[dataset] = cached_dataset(spec.dataset)
@@ -74,13 +90,15 @@ def main() -> None:
         for (shadow, target), attack in itertools.product(cells, attacks):
             name, settings = ATTACK_VARIANTS[attack]
             result = attack_cell(
-                sides[("shadow", *shadow)], sides[("target", *target)], name, settings, seed, args.device
+                sides[("shadow", *shadow)], sides[("target", *target)], name, settings, seed,
+                args.device,
             )
             rows.append({"shadow": "/".join(shadow), "target": "/".join(target), "attack": attack,
-                         "seed": seed, **result.metrics, "attack_seconds": result.info["attack_seconds"]})
+                         "seed": seed, **result.metrics,
+                         "attack_seconds": result.info["attack_seconds"]})
         if seed == args.seeds[0]:
             timings = stage_timings(datasets, sides, rows)
-    print("\nStage timings (seed %d)" % args.seeds[0])
+    print(f"\nStage timings (seed {args.seeds[0]:d})")
     print(pd.DataFrame(timings).to_string(index=False))
     print("\nAttack quality: mean ± std over seeds", args.seeds)
     print(summary(pd.DataFrame(rows)).to_string(index=False))
@@ -88,7 +106,8 @@ def main() -> None:
 
 def dataset_spec(name: str, data_root: str, device: str) -> DatasetSpec:
     """The dataset as `dlmia cell` names it; the seed reaches it through `cell_config`."""
-    return DatasetSpec(name=name, data_root=data_root, vectors=ItemVectorConfig(device=device))
+    vectors = ItemVectorConfig(device=device)
+    return DatasetSpec(**name_or_path(name), data_root=data_root, vectors=vectors)
 
 
 def stage_timings(datasets: dict, sides: dict, rows: list[dict]) -> list[dict[str, Any]]:
@@ -96,17 +115,19 @@ def stage_timings(datasets: dict, sides: dict, rows: list[dict]) -> list[dict[st
     out = []
     for name, data in datasets.items():
         for stage in ("load_seconds", "filter_split_seconds", "item_vector_seconds"):
-            out.append({"stage": f"{name}: {stage.removesuffix('_seconds')}", "seconds": data.stats[stage],
-                        "users": data.stats["n_users"]})
+            out.append({"stage": f"{name}: {stage.removesuffix('_seconds')}",
+                        "seconds": data.stats[stage], "users": data.stats["n_users"]})
     for (role, dataset, recommender), side in sides.items():
         n = side.info["n_members"] + side.info["n_nonmembers"]
         for stage in ("fit_seconds", "recommend_seconds", "vector_seconds"):
-            out.append({"stage": f"{dataset}/{role}/{recommender}: {stage.removesuffix('_seconds')}",
+            out.append({"stage": f"{dataset}/{role}/{recommender}: "
+                                 f"{stage.removesuffix('_seconds')}",
                         "seconds": side.info[stage], "users": n})
     frame = pd.DataFrame(rows)
     for attack, group in frame.groupby("attack"):
         out.append({"stage": f"attack {attack}: fit+predict (mean per cell)",
-                    "seconds": group["attack_seconds"].mean(), "users": int(group["n_members"].iloc[0] * 2)})
+                    "seconds": group["attack_seconds"].mean(),
+                    "users": int(group["n_members"].iloc[0] * 2)})
     return out
 
 

@@ -18,7 +18,7 @@ the same `--out` restores finished searches and resumes an interrupted one (time
 the first run's). Writes `search_curves.png` (best objective after n trials), the trial table
 and the tables under `--out`.
 
-    .venv/bin/python bench/search.py                          # 10 cells x {tpe, random} x 16 trials
+    .venv/bin/python bench/search.py                         # 10 cells x {tpe, random} x 16 trials
     .venv/bin/python bench/search.py --trials 8 --samplers tpe
 """
 
@@ -80,7 +80,9 @@ def main() -> None:
     try:
         for (fit_on, shadow, target), sampler in itertools.product(CELLS, args.samplers):
             cell = f"{'/'.join(shadow)} -> {'/'.join(target)} [{fit_on}]"
-            search = SearchConfig(num_samples=args.trials, max_concurrent=args.cpus, sampler=sampler)
+            search = SearchConfig(
+                num_samples=args.trials, max_concurrent=args.cpus, sampler=sampler
+            )
             started = time.perf_counter()
             outcome = search_cell(
                 sides["shadow", fit_on, shadow], sides["target", fit_on, target], search,
@@ -134,7 +136,9 @@ def build_sides(data_root: str, seed: int) -> dict[tuple[str, str, tuple[str, st
             for dataset, recommender in (shadow, target)
         ]
         config = cell_config(*choices, "dlmia", {}, ListOptions(), seed, "cpu")
-        for role, spec, side in (("shadow", config.shadow, shadow), ("target", config.target, target)):
+        for role, spec, side in (
+            ("shadow", config.shadow, shadow), ("target", config.target, target)
+        ):
             if (role, fit_on, side) not in sides:
                 sides[role, fit_on, side] = build_side(cached_dataset(spec.dataset), spec)
     return sides
@@ -182,7 +186,7 @@ def calibrate(trials: pd.DataFrame) -> pd.DataFrame:
     for name, (w_shadow, w_reverse, w_mmd) in WEIGHTS.items():
         config = SelectionConfig(w_shadow=w_shadow, w_reverse=w_reverse, w_mmd=w_mmd)
         for cell, group in finished.groupby("cell", sort=False):
-            scores = group.apply(lambda r: objective(r.to_dict(), config), axis=1)
+            scores = group.apply(lambda r, config=config: objective(r.to_dict(), config), axis=1)
             picked.loc[name, cell] = group.loc[scores.idxmax(), "target.roc_auc"]
     table = picked.copy()
     table["mean"] = picked.mean(axis=1)

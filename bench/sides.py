@@ -74,7 +74,9 @@ def main() -> None:
     parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--baseline", type=Path, help="a checkout with the code to compare to")
     parser.add_argument("--only", nargs="+", help="recommenders (or datasets) to run")
-    parser.add_argument("--one", nargs=2, metavar=("DATASET", "RECOMMENDER"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--one", nargs=2, metavar=("DATASET", "RECOMMENDER"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     data_root = str(Path(args.data_root).resolve())
     if args.one:

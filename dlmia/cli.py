@@ -15,16 +15,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+import dlmia
 from dlmia import config as cfg
 from dlmia.attacks import ATTACKS
 from dlmia.cell import CellConfig, ListOptions, SideChoice, run_cell
 from dlmia.cell import cell_config as build_cell_config
+from dlmia.data.fetch import REMOTE_FILES
+from dlmia.data.loaders import Columns
+from dlmia.data.sources import name_or_path
 from dlmia.device import resolve_device
 from dlmia.errors import ConfigError, DlmiaError
 from dlmia.io import check_writable
 from dlmia.lock import FolderLock
-from dlmia.recommenders import RECOMMENDERS
 from dlmia.nonmember import POLICIES
+from dlmia.recommenders import RECOMMENDERS
 from dlmia.sides import DatasetSpec
 from dlmia.vectors import CENTERS, VECTOR_FIT_ON
 
@@ -38,7 +42,9 @@ def parse_side(text: str, option: str) -> tuple[str, str]:
         raise ConfigError(f"{option} {text!r}: expected DATASET:RECOMMENDER, e.g. ml-1m:lfm")
     if recommender not in RECOMMENDERS:
         known = ", ".join(sorted(RECOMMENDERS))
-        raise ConfigError(f"{option} {text!r}: unknown recommender {recommender!r}; known: {known}")
+        raise ConfigError(
+            f"{option} {text!r}: unknown recommender {recommender!r}; known: {known}"
+        )
     return dataset, recommender
 
 
@@ -52,25 +58,50 @@ def data_root_option(value: str | None) -> str:
     return str(Path(value).resolve())
 
 
+def columns_option(text: str | None) -> Columns | None:
+    """`--columns user=0,item=1,timestamp=3` (positions, for a file without header) or
+    `user=reviewerID,item=asin` (header names); None when not given."""
+    if not text:
+        return None
+    values: dict[str, int | str] = {}
+    for assignment in text.split(","):
+        key, sep, value = (part.strip() for part in assignment.partition("="))
+        if not sep or not key or not value:
+            raise ConfigError(f"--columns {text!r}: expected ROLE=COLUMN,..., e.g. user=0,item=1")
+        values[key] = int(value) if value.lstrip("-").isdigit() else value
+    return cfg.build(Columns, values, where="--columns")
+
+
 def cell_config(args: argparse.Namespace) -> CellConfig:
     """The typed cell configuration the `cell` command's options describe."""
     if args.attack not in ATTACKS:
-        raise ConfigError(f"--attack {args.attack!r}: unknown attack; known: {', '.join(sorted(ATTACKS))}")
+        known = ", ".join(sorted(ATTACKS))
+        raise ConfigError(f"--attack {args.attack!r}: unknown attack; known: {known}")
     if args.k < 1:
         raise ConfigError(f"--k {args.k}: must be a positive list length")
     resolve_device(args.device)  # this machine runs the cell: a CUDA device must be here
     dataset_settings = cfg.parse_assignments(args.dataset_set, "--dataset-set")
-    for key in ("name", "data_root"):
+    for key in ("name", "path", "data_root", "columns"):
         if key in dataset_settings:
-            raise ConfigError(f"--dataset-set {key}: give the dataset in --shadow/--target and --data-root")
+            raise ConfigError(
+                f"--dataset-set {key}: give the dataset in --shadow/--target, --data-root and "
+                "--columns"
+            )
+    sides = {role: parse_side(getattr(args, role), f"--{role}") for role in ("shadow", "target")}
+    sources = {role: name_or_path(dataset) for role, (dataset, _) in sides.items()}
+    columns = columns_option(args.columns)
+    if columns is not None and not any("path" in source for source in sources.values()):
+        raise ConfigError("--columns: applies to a data file, and --shadow and --target name "
+                          "known datasets (which have their own columns)")
     choices = {}
-    for role in ("shadow", "target"):
-        dataset, recommender = parse_side(getattr(args, role), f"--{role}")
+    for role, (_, recommender) in sides.items():
+        extra = {"columns": columns} if columns is not None and "path" in sources[role] else {}
         data = cfg.build(
             DatasetSpec,
             {
                 **dataset_settings,
-                "name": dataset,
+                **sources[role],
+                **extra,
                 "data_root": data_root_option(args.data_root),
             },
             where="--dataset-set",
@@ -100,9 +131,9 @@ def cell_config(args: argparse.Namespace) -> CellConfig:
 
 def command_cell(args: argparse.Namespace) -> int:
     """Run one cell and print its metrics; with --out, write the result row and per-user scores."""
-    from dlmia.results import result_row, write_cell
-
     import torch
+
+    from dlmia.results import result_row, write_cell
 
     torch.set_num_threads(max(1, args.threads))
     config = cell_config(args)
@@ -136,7 +167,7 @@ def command_fetch(args: argparse.Namespace) -> int:
 
 
 def command_analyze(args: argparse.Namespace) -> int:
-    """Print the per-cell table of a results folder and write its heatmaps, tables and ROC curves."""
+    """Print the per-cell table of a results folder; write its heatmaps, tables, ROC curves."""
     from analysis.cli import run
 
     return run(args)
@@ -172,22 +203,169 @@ def command_grid_validate(args: argparse.Namespace) -> int:
     )
 
 
-def add_grid_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that shows each option's default (where it has one its help does not already say)
+    and keeps the examples' line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        unset = any(action.default is value for value in (None, False, argparse.SUPPRESS))
+        if unset or action.default == [] or "default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's error form: one `dlmia: error:` line (with the command it
+    concerns and a pointer to --help), exit code 2; every (sub)command shows defaults and takes
+    -q/--quiet wherever it stands."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"dlmia: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+DATA_ROOT_HELP = "folder dataset names resolve under (default: $DLMIA_DATA_ROOT or ./data)"
+
+
+def examples(*lines: str) -> str:
+    """An epilog of example command lines."""
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+#: -q/--quiet after a subcommand; SUPPRESS keeps the top-level value when it is not given there.
+QUIET = Parser(add_help=False)
+QUIET.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="only warnings on stderr")  # fmt: skip
+
+
+def subcommand(commands: Any, name: str, summary: str, epilog: str) -> argparse.ArgumentParser:
+    """A subcommand parser with the shared options, its help line as description, examples."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, help=summary, description=summary, epilog=epilog, parents=[QUIET]
+    )
+    return parser
+
+
+def add_cell_command(commands: Any) -> None:
+    """`dlmia cell`: one (shadow, target) pair, attacked once."""
+    cell = subcommand(
+        commands, "cell", "attack one (shadow, target) pair and print its metrics",
+        examples(
+            "dlmia cell --shadow ml-1m:lfm --target ml-1m:itemcf --data-root data",
+            "dlmia cell --shadow ml-1m:lfm --target amazon-digital-music:itemcf --attack dlmia "
+            "--vectors-fit-on all-histories --data-root data --out out/one",
+            "dlmia cell --shadow ml-100k/u.data:itemcf --target ml-100k/u.data:lfm --attack norm",
+            "dlmia cell --shadow ratings.csv:lfm --target ratings.csv:ncf "
+            "--columns user=reviewerID,item=asin",
+        ),
+    )  # fmt: skip
+    cell.add_argument("--shadow", required=True, help="DATASET:RECOMMENDER, e.g. ml-1m:lfm")
+    cell.add_argument("--target", required=True, help="DATASET:RECOMMENDER, e.g. ml-1m:itemcf")
+    cell.add_argument(
+        "--attack", default="biased",
+        help="biased, dlmia, or a training-free baseline: norm, list-frequency",
+    )  # fmt: skip
+    cell.add_argument(
+        "--data-root", help=DATA_ROOT_HELP
+    )
+    cell.add_argument(
+        "--seed", type=int, default=0,
+        help="re-samples everything random: user split, item vectors, members, models, attack",
+    )  # fmt: skip
+    cell.add_argument("--nonmember-lists", default="popular", choices=POLICIES,
+                      help="how non-members get their top-k lists")  # fmt: skip
+    cell.add_argument(
+        "--vectors-fit-on", choices=VECTOR_FIT_ON,
+        help="histories the item vectors train on: the vectorization part (default: the "
+        "paper's) or every user's (the adversary holds them; no labels)",
+    )  # fmt: skip
+    cell.add_argument(
+        "--dataset-set", action="append", metavar="KEY=VALUE",
+        help="dataset setting of both sides, as in a grid's datasets entry (repeatable), e.g. "
+        "split={fractions: [0.5, 0.25, 0.25]} or filter={min_user: 10, min_item: 5}",
+    )  # fmt: skip
+    cell.add_argument(
+        "--columns", metavar="ROLE=COLUMN,...",
+        help="columns of a data file given by path: 0-based positions for a file without header "
+        "(user=0,item=1,timestamp=3) or header names (user=reviewerID,item=asin); default: "
+        "found from the header, or by position when the first line is not one",
+    )  # fmt: skip
+    cell.add_argument("--k", type=int, default=100, help="length of the top-k lists")
+    cell.add_argument("--center", default="uniform", choices=CENTERS,
+                      help="recommendation centre of the difference vector")  # fmt: skip
+    cell.add_argument("--exclude-seen", action="store_true",
+                      help="drop seen items from member lists")  # fmt: skip
+    cell.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    cell.add_argument(
+        "--threads", type=int, default=1,
+        help="torch CPU threads (these models are small, and on a busy CPU more threads spin "
+        "and slow every step down)",
+    )  # fmt: skip
+    for flag, what in (("--set", "attack"), ("--shadow-set", "shadow recommender"),
+                       ("--target-set", "target recommender")):  # fmt: skip
+        cell.add_argument(flag, action="append", metavar="KEY=VALUE",
+                          help=f"{what} setting (repeatable)")  # fmt: skip
+    cell.add_argument("--out", help="folder for result.parquet and scores.parquet")
+    cell.set_defaults(run=command_cell)
+
+
+def add_data_commands(commands: Any) -> None:
+    """`dlmia data fetch NAME --to DIR`: the only command that uses the network."""
+    data = subcommand(commands, "data", "dataset utilities", examples(
+        "dlmia data fetch ml-1m --to data"))  # fmt: skip
+    actions = data.add_subparsers(dest="data_command", required=True)
+    fetch = subcommand(
+        actions, "fetch", f"download one of {', '.join(REMOTE_FILES)} (checksums verified)",
+        examples("dlmia data fetch ml-1m --to data",
+                 "dlmia data fetch amazon-digital-music --to data --sha256 HEX"),
+    )  # fmt: skip
+    fetch.add_argument("name", choices=list(REMOTE_FILES))
+    fetch.add_argument("--to", required=True, help="destination folder (a data root)")
+    fetch.add_argument("--sha256", help="the SHA-256 the file must have (pins an unpinned one)")
+    fetch.set_defaults(run=command_fetch)
+
+
+def add_grid_commands(commands: Any) -> None:
     """`dlmia grid run FILE` and `dlmia grid validate FILE`."""
-    grid = commands.add_parser("grid", help="run or validate a grid of cells on Ray")
+    grid = subcommand(commands, "grid", "run or validate a grid of cells on Ray", examples(
+        "dlmia grid validate grids/paper-general.yaml --data-root data",
+        "dlmia grid run grids/demo.yaml"))  # fmt: skip
     actions = grid.add_subparsers(dest="grid_command", required=True)
-    run = actions.add_parser("run", help="run every unfinished cell of a grid file (resumes)")
+    run = subcommand(
+        actions, "run", "run every unfinished cell of a grid file (resumes)",
+        examples(
+            "dlmia grid run grids/demo.yaml",
+            "dlmia grid run grids/paper-general.yaml --data-root data --no-search",
+            "dlmia grid run grids/paper-general.yaml --address auto   # on a Ray cluster",
+        ),
+    )  # fmt: skip
     run.add_argument("file", help="grid file, e.g. grids/demo.yaml")
-    run.add_argument("--address", help="Ray cluster: auto or ray://HOST:10001 (default: a local Ray)")
-    run.add_argument("--data-root", help="folder dataset names resolve under (default: $DLMIA_DATA_ROOT or ./data)")
-    run.add_argument("--out", help="output folder (default: out/<grid name>)")
-    run.add_argument("--cache", help="side cache folder, may be shared between grids (default: OUT/sides)")
-    run.add_argument("--max-retries", type=int, help="retries of a failing side or cell (default: the grid's)")
+    run.add_argument(
+        "--address", help="Ray cluster: auto or ray://HOST:10001 (default: $RAY_ADDRESS, else a "
+        "local Ray)",
+    )  # fmt: skip
+    run.add_argument(
+        "--data-root", help=DATA_ROOT_HELP
+    )
+    run.add_argument("--out", help="output folder (default: $DLMIA_OUT/<grid> or out/<grid>)")
+    run.add_argument(
+        "--cache", help="side cache folder, may be shared between grids (default: OUT/sides)"
+    )
+    run.add_argument(
+        "--max-retries", type=int, help="retries of a failing side or cell (default: the grid's)"
+    )
     run.add_argument("--yes", action="store_true", help="run a grid of more than 10,000 cells")
     run.set_defaults(run=command_grid_run)
-    validate = actions.add_parser("validate", help="check a grid file and print what it would run")
+    validate = subcommand(
+        actions, "validate", "check a grid file and its data files; print what it would run",
+        examples("dlmia grid validate grids/paper-sequential.yaml --data-root data"),
+    )  # fmt: skip
     validate.add_argument("file", help="grid file")
-    validate.add_argument("--data-root", help="folder dataset names resolve under")
+    validate.add_argument("--data-root", help=DATA_ROOT_HELP)
     validate.set_defaults(run=command_grid_validate)
     for parser in (run, validate):
         parser.add_argument(
@@ -200,69 +378,39 @@ def add_grid_commands(commands: argparse._SubParsersAction) -> None:  # type: ig
         )
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse with the project's error form: one `dlmia: error:` line (with the command it
-    concerns and a pointer to --help), exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"dlmia: error: {self.prog}: {message} (see {self.prog} --help)\n")
+def add_analyze_command(commands: Any) -> None:
+    """`dlmia analyze OUT_DIR`: tables, heatmaps and ROC curves of a results folder."""
+    analyze = subcommand(
+        commands, "analyze", "tables, heatmaps and ROC curves of a results folder",
+        examples("dlmia analyze out/demo",
+                 "dlmia analyze out/paper-general --roc 'ml-1m.lfm__*' --roc "
+                 "'*__dlmia__s0'"),
+    )  # fmt: skip
+    analyze.add_argument(
+        "out_dir", metavar="OUT_DIR", help="the --out folder of a grid or cell run"
+    )
+    analyze.add_argument(
+        "--roc", action="append", default=[], metavar="CELL_ID",
+        help="a cell id or shell pattern of cell ids to draw ROC curves of (repeatable)",
+    )  # fmt: skip
+    analyze.set_defaults(run=command_analyze)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="dlmia", description=__doc__.splitlines()[0])
+    """The `dlmia` parser: cell, data, grid and analyze."""
+    parser = Parser(
+        prog="dlmia", description=__doc__.splitlines()[0],
+        epilog=examples("dlmia data fetch ml-1m --to data",
+                        "dlmia cell --shadow ml-1m:lfm --target ml-1m:itemcf --data-root data",
+                        "dlmia grid run grids/demo.yaml", "dlmia analyze out/demo"),
+    )  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"dlmia {dlmia.__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings on stderr")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    cell = commands.add_parser("cell", help="attack one (shadow, target) pair and print metrics")
-    cell.add_argument("--shadow", required=True, help="DATASET:RECOMMENDER, e.g. ml-1m:lfm")
-    cell.add_argument("--target", required=True, help="DATASET:RECOMMENDER, e.g. ml-1m:itemcf")
-    cell.add_argument(
-        "--attack", default="biased",
-        help="biased, dlmia, or a training-free baseline: norm, list-frequency",
-    )
-    cell.add_argument("--data-root", help="folder dataset names resolve under (default: $DLMIA_DATA_ROOT or ./data)")
-    cell.add_argument(
-        "--seed", type=int, default=0,
-        help="re-samples everything random: user split, item vectors, members, models, attack",
-    )
-    cell.add_argument("--nonmember-lists", default="popular", choices=POLICIES)
-    cell.add_argument(
-        "--vectors-fit-on", choices=VECTOR_FIT_ON,
-        help="histories the item vectors train on: the vectorization part (default: the "
-        "paper's) or every user's (the adversary holds them; no labels)",
-    )
-    cell.add_argument(
-        "--dataset-set", action="append", metavar="KEY=VALUE",
-        help="dataset setting of both sides, as in a grid's datasets entry (repeatable), e.g. "
-        "split={fractions: [0.5, 0.25, 0.25]} or filter={min_user: 10, min_item: 5}",
-    )
-    cell.add_argument("--k", type=int, default=100, help="length of the top-k lists")
-    cell.add_argument("--center", default="uniform", choices=CENTERS)
-    cell.add_argument("--exclude-seen", action="store_true", help="drop seen items from member lists")
-    cell.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    cell.add_argument(
-        "--threads", type=int, default=1,
-        help="torch CPU threads (default 1: these models are small, and on a busy CPU more threads "
-        "spin and slow every step down)",
-    )
-    cell.add_argument("--set", action="append", metavar="KEY=VALUE", help="attack setting (repeatable)")
-    cell.add_argument("--shadow-set", action="append", metavar="KEY=VALUE", help="shadow recommender setting")
-    cell.add_argument("--target-set", action="append", metavar="KEY=VALUE", help="target recommender setting")
-    cell.add_argument("--out", help="folder for result.parquet and scores.parquet")
-    cell.set_defaults(run=command_cell)
-
-    data = commands.add_parser("data", help="dataset utilities").add_subparsers(dest="data_command", required=True)
-    fetch = data.add_parser("fetch", help="download ml-1m, amazon-beauty or amazon-digital-music")
-    fetch.add_argument("name", choices=["ml-1m", "amazon-beauty", "amazon-digital-music"])
-    fetch.add_argument("--to", required=True, help="destination folder (a data root)")
-    fetch.add_argument("--sha256", help="the SHA-256 the file must have (pins an unpinned one)")
-    fetch.set_defaults(run=command_fetch)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_cell_command(commands)
+    add_data_commands(commands)
     add_grid_commands(commands)
-
-    analyze = commands.add_parser("analyze", help="tables, heatmaps and ROC curves of a results folder")
-    analyze.add_argument("out_dir", metavar="OUT_DIR", help="the --out folder of a grid or cell run")
-    analyze.add_argument("--roc", nargs="+", metavar="CELL_ID", help="cell ids (or patterns) to draw ROC curves of")
-    analyze.set_defaults(run=command_analyze)
+    add_analyze_command(commands)
     return parser
 
 

@@ -24,7 +24,11 @@ def resolve_device(device: str = "auto") -> torch.device:
     try:
         resolved = torch.device(device)
     except RuntimeError as exc:
-        raise ConfigError(f"device {device!r} is not a torch device; use auto, cpu or cuda[:N]") from exc
+        raise ConfigError(
+            f"device {device!r} is not a torch device; use auto, cpu or cuda[:N]"
+        ) from exc
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but CUDA is not available; use auto or cpu")
+        raise ConfigError(
+            f"device {device!r} asked for, but CUDA is not available; use auto or cpu"
+        )
     return resolved

@@ -17,8 +17,9 @@ import pandas as pd
 from dlmia.errors import ConfigError
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp_path)` then rename the temporary file to `path` (same folder, same filesystem)."""
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call `write(tmp_path)` then rename the temporary file to `path` (same folder, same
+    filesystem)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -51,7 +52,9 @@ def check_writable(folder: str | Path, option: str) -> Path:
     try:
         fd, probe = tempfile.mkstemp(prefix=".dlmia-probe.", dir=existing)
     except OSError as exc:
-        raise ConfigError(f"{option} {folder}: cannot write in {existing} ({exc.strerror})") from None
+        raise ConfigError(
+            f"{option} {folder}: cannot write in {existing} ({exc.strerror})"
+        ) from None
     os.close(fd)
     os.unlink(probe)
     return folder

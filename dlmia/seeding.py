@@ -23,7 +23,9 @@ def numpy_rng(seed: int, *names: object) -> np.random.Generator:
     return np.random.default_rng(derive_seed(seed, *names))
 
 
-def torch_generator(seed: int, *names: object, device: str | torch.device = "cpu") -> torch.Generator:
+def torch_generator(
+    seed: int, *names: object, device: str | torch.device = "cpu"
+) -> torch.Generator:
     """A torch generator for the stage called `names`, on `device`."""
     generator = torch.Generator(device=device)
     generator.manual_seed(derive_seed(seed, *names))

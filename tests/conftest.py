@@ -21,7 +21,8 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @pytest.fixture
 def shared_data() -> Path:
-    """../shared/data beside the checkout; the test is skipped where it is absent (a user's clone)."""
+    """../shared/data beside the checkout; the test is skipped where it is absent (a user's
+    clone)."""
     if not (SHARED_DATA / "ml-1m" / "ratings.dat").exists():
         pytest.skip("../shared/data is absent")
     return SHARED_DATA
@@ -39,3 +40,10 @@ def local_ray() -> Iterator[Any]:
     yield ray
     if started:
         ray.shutdown()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that starts Ray is `slow` (`make test-fast` leaves them out)."""
+    for item in items:
+        if "local_ray" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -48,6 +48,8 @@ def test_build_rejects_bad_values_naming_the_key(values: dict, message: str) -> 
 def test_replace_and_parse_assignments() -> None:
     updated = cfg.replace(Outer(), cfg.parse_assignments(["size=7", "name=x"]))
     assert updated.size == 7 and updated.name == "x"
-    assert cfg.parse_assignments(["a=0.5", "b=true", "c=[1, 2]"]) == {"a": 0.5, "b": True, "c": [1, 2]}
+    assert cfg.parse_assignments(["a=0.5", "b=true", "c=[1, 2]"]) == {
+        "a": 0.5, "b": True, "c": [1, 2]
+    }
     with pytest.raises(ConfigError, match="expected key=value"):
         cfg.parse_assignments(["novalue"])

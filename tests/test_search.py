@@ -50,7 +50,9 @@ def outcome(local_ray: Any, sides: tuple[SideOutput, SideOutput], tmp_path_facto
             ) -> tuple[SearchOutcome, Path]:
     shadow, target = sides
     folder = tmp_path_factory.mktemp("search")
-    return search_cell(shadow, target, config(4), seed=0, storage_dir=folder, name="cell", fixed=FIXED), folder
+    return search_cell(
+        shadow, target, config(4), seed=0, storage_dir=folder, name="cell", fixed=FIXED
+    ), folder
 
 
 def test_every_trial_is_recorded(outcome: tuple[SearchOutcome, Path]) -> None:

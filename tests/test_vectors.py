@@ -71,7 +71,8 @@ def block_histories(n_users: int = 120, seed: int = 0) -> Histories:
     return Histories.from_lists(sequences, n_items=25)
 
 
-CONFIG = ItemVectorConfig(factors=8, batch_size=16, seed=0, device="cpu")  # batch << catalogue, as in use
+# batch << catalogue, as in use
+CONFIG = ItemVectorConfig(factors=8, batch_size=16, seed=0, device="cpu")
 
 
 def test_item_vectors_shape_mask_and_seed() -> None:

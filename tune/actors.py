@@ -119,7 +119,8 @@ def search_task(
     job: CellJob, shadow: SideOutput, target: SideOutput, storage_dir: str, gpus: float,
 ) -> SearchOutcome:
     """Search cell `job`'s DL-MIA settings (tune.search); resumes the search found in
-    `storage_dir` under the cell's search name. Each trial reserves the attack's CPUs and `gpus`."""
+    `storage_dir` under the cell's search name. Each trial reserves the attack's CPUs and
+    `gpus`."""
     started = time.time()
     assert job.search is not None
     config = job.config

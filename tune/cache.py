@@ -1,11 +1,11 @@
 """A content-addressed cache of trained sides on disk.
 
 A side's entry is two files named by its key (tune.plan): `<key>.npz` with the arrays (vectors,
-labels, users, lists) and `<key>.json` with the side's spec and info. Both are written atomically, the
-JSON last, so an entry exists exactly when its JSON does: a run killed mid-write leaves at most a
-stray temporary file, never a half entry. Any grid may share one cache folder. `lists/<lists
-key>.json` names the entry whose users, labels and lists serve every side that differs from it
-only in item-vector settings, so such a side trains no recommender again.
+labels, users, lists) and `<key>.json` with the side's spec and info. Both are written atomically,
+the JSON last, so an entry exists exactly when its JSON does: a run killed mid-write leaves at most
+a stray temporary file, never a half entry. Any grid may share one cache folder. `lists/<lists
+key>.json` names the entry whose users, labels and lists serve every side that differs from it only
+in item-vector settings, so such a side trains no recommender again.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ class SideCache:
         entry = json.loads(info_path.read_text())
         with np.load(arrays_path, allow_pickle=False) as arrays:
             return SideOutput(
-                arrays["vectors"], arrays["labels"], arrays["users"], arrays["lists"], entry["info"]
+                arrays["vectors"], arrays["labels"], arrays["users"], arrays["lists"],
+                entry["info"],
             )
 
     def get(self, key: str) -> SideOutput | None:

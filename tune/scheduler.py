@@ -18,7 +18,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import ray
@@ -26,7 +25,6 @@ from ray.exceptions import RayActorError, RayError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from dlmia.errors import ConfigError, DlmiaError
-
 from tune.actors import attack_task, injected_failure, prepare_task, search_task
 from tune.cache import SideCache, plain
 from tune.plan import CellJob, Plan
@@ -129,7 +127,7 @@ class Scheduler:
         self.cell_cap = cap or max(2, int(2 * resources.get("CPU", 1)))
         skipped = len(plan.cells) - len(todo)
         self.searches = [job for job in todo if job.search is not None]
-        trials = sum(job.search.num_samples for job in self.searches)  # type: ignore[union-attr]
+        trials = sum(job.search.num_samples for job in self.searches if job.search is not None)
         progress.begin(sides=len(self.pending), cells=len(todo), skipped=skipped, trials=trials)
         self.trials_counted_at = 0.0
 
@@ -201,7 +199,9 @@ class Scheduler:
             self.attempts[job.id] += 1
             served = self.cache.lists(job.lists_key)  # the same side under other vectors
             dataset = [self.datasets[job.dataset_key]]
-            ref = self._injected("side", job.id) or worker.handle.build.remote(job, dataset, served)
+            ref = self._injected("side", job.id) or worker.handle.build.remote(
+                job, dataset, served
+            )
             self._fly(ref, Flight("side", job.id, worker))
             self.progress.started("side", job.id)
 
@@ -214,7 +214,8 @@ class Scheduler:
             task = prepare_task.options(
                 num_cpus=self.prepare_cpus, scheduling_strategy=self.here, name=f"prepare {key}"
             )
-            stats, self.datasets[key] = task.remote(self.plan.datasets[key], 1)
+            refs: Any = task.remote(self.plan.datasets[key], 1)  # (stats, dataset) refs
+            stats, self.datasets[key] = refs
             self._fly(stats, Flight("prepare", key))
 
     def _prepare_done(self, flight: Flight, value: Any) -> None:
@@ -286,7 +287,9 @@ class Scheduler:
             ref = self._injected("cell", job.id) or task.remote(job, *sides)
         else:
             search = self._search_options()
-            ref = self._injected("cell", job.id) or search.remote(job, *sides, self.search_dir, gpus)
+            ref = self._injected("cell", job.id) or search.remote(
+                job, *sides, self.search_dir, gpus
+            )
         self._fly(ref, Flight("cell", job.id))
         self.progress.started("cell", job.id)
 
@@ -295,7 +298,7 @@ class Scheduler:
         hook (tune.faults) asks for one; else None."""
         if not self.fail(kind, name, self.attempts[name]):
             return None
-        return injected_failure.remote(kind, name)  # type: ignore[no-any-return]
+        return injected_failure.remote(kind, name)
 
     def _search_options(self) -> Any:
         """`search_task` as a CPU-less Tune driver on this driver's node (its trial records and

@@ -42,7 +42,8 @@ class Attack(ABC):
     def fit(
         self, shadow_vectors: FloatArray, shadow_labels: LabelArray, target_vectors: FloatArray
     ) -> Self:
-        """Train on shadow vectors (n_s, d) with labels (n_s,) in {0, 1}; target vectors (n_t, d) unlabelled."""
+        """Train on shadow vectors (n_s, d) with labels (n_s,) in {0, 1}; target vectors (n_t, d)
+        unlabelled."""
 
     @abstractmethod
     def predict_proba(

@@ -27,8 +27,14 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import rankdata
 
-from dlmia.attacks.base import Attack, FloatArray, LabelArray, ListArray
-from dlmia.attacks.base import check_labels, check_vectors
+from dlmia.attacks.base import (
+    Attack,
+    FloatArray,
+    LabelArray,
+    ListArray,
+    check_labels,
+    check_vectors,
+)
 from dlmia.errors import ConfigError
 
 
@@ -57,7 +63,7 @@ class TrainingFreeAttack(Attack):
     ) -> npt.NDArray[np.float64]:
         """(n,) percentile ranks in (0, 1] of `score` among the users given."""
         score = self.score(check_vectors(vectors, "vectors"), lists)  # (n,)
-        return rankdata(score, method="average") / len(score)  # type: ignore[no-any-return]
+        return rankdata(score, method="average") / len(score)
 
     @abstractmethod
     def score(self, vectors: FloatArray, lists: ListArray | None) -> npt.NDArray[np.float64]:
@@ -70,7 +76,7 @@ class NormAttack(TrainingFreeAttack):
     name = "norm"
 
     def score(self, vectors: FloatArray, lists: ListArray | None) -> npt.NDArray[np.float64]:
-        return -np.linalg.norm(vectors.astype(np.float64), axis=1)  # type: ignore[no-any-return]
+        return -np.linalg.norm(vectors.astype(np.float64), axis=1)
 
 
 class ListFrequencyAttack(TrainingFreeAttack):
@@ -92,4 +98,4 @@ class ListFrequencyAttack(TrainingFreeAttack):
         first = np.ones_like(distinct, dtype=bool)
         first[:, 1:] = distinct[:, 1:] != distinct[:, :-1]
         share = np.bincount(distinct[first], minlength=int(items.max()) + 1) / len(items)
-        return -share[items].mean(axis=1)  # type: ignore[no-any-return]
+        return -share[items].mean(axis=1)

@@ -17,7 +17,6 @@ from dlmia.data.histories import Histories
 from dlmia.device import resolve_device
 from dlmia.errors import ConfigError
 
-
 SCORE_BUDGET = 64 * 2**20  # floats in one batch of scores (256 MiB in float32)
 
 
@@ -61,7 +60,11 @@ class Recommender(ABC):
 
     @torch.no_grad()
     def recommend(
-        self, histories: Histories, k: int, exclude_seen: bool = False, batch_size: int | None = None
+        self,
+        histories: Histories,
+        k: int,
+        exclude_seen: bool = False,
+        batch_size: int | None = None,
     ) -> torch.Tensor:
         """(n_users, k) LongTensor on the CPU of ranked item ids for every row of `histories`.
 

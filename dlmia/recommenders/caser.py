@@ -29,7 +29,7 @@ from torch import nn
 
 from dlmia.data.histories import Histories
 from dlmia.recommenders.neural import check_settings
-from dlmia.recommenders.sequential import NextItemRecommender, SequentialConfig
+from dlmia.recommenders.sequential import NextItemRecommender, SequenceNet, SequentialConfig
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class CaserConfig(SequentialConfig):
         check_settings(self, ("embedding_dim", "window", "n_v", "n_h"))
 
 
-class CaserNet(nn.Module):
+class CaserNet(SequenceNet):
     """Caser over every position of a right-aligned window (pads lead, embed to zero)."""
 
     def __init__(self, n_items: int, cfg: CaserConfig) -> None:

@@ -21,7 +21,7 @@ from torch import nn
 
 from dlmia.data.histories import Histories
 from dlmia.recommenders.neural import check_settings
-from dlmia.recommenders.sequential import NextItemRecommender, SequentialConfig
+from dlmia.recommenders.sequential import NextItemRecommender, SequenceNet, SequentialConfig
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class GRU4RecConfig(SequentialConfig):
         check_settings(self, ("embedding_dim", "hidden_dim", "layers"))
 
 
-class GRU4RecNet(nn.Module):
+class GRU4RecNet(SequenceNet):
     """Embedding -> GRU -> projection; logits against the tied item embeddings."""
 
     def __init__(self, n_items: int, cfg: GRU4RecConfig) -> None:

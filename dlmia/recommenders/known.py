@@ -67,7 +67,11 @@ class KnownItems(Recommender):
 
     @torch.no_grad()
     def recommend(
-        self, histories: Histories, k: int, exclude_seen: bool = False, batch_size: int | None = None
+        self,
+        histories: Histories,
+        k: int,
+        exclude_seen: bool = False,
+        batch_size: int | None = None,
     ) -> torch.Tensor:
         """(n_users, k) ranked dataset-wide item ids, among the items the model trained on."""
         self._n_items()

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from dlmia.data.histories import Histories
-from dlmia.recommenders.base import Recommender
 from dlmia.factorization import MFSettings, train_mf
+from dlmia.recommenders.base import Recommender
 from dlmia.seeding import torch_generator
 
 # Padded history entries times factors computed at once when folding users in.

@@ -101,10 +101,10 @@ class NeuralRecommender(Recommender, Generic[Data, Batch]):
 
     holds_out_last = True
     config: NeuralConfig
+    net: nn.Module  # set by `fit`
 
     def __init__(self, config: Any = None, *, device: str = "auto", seed: int = 0) -> None:
         super().__init__(config, device=device, seed=seed)
-        self.net: nn.Module | None = None
         self.log: list[EpochLog] = []
         self.best_epoch = 0
 
@@ -180,7 +180,7 @@ class NeuralRecommender(Recommender, Generic[Data, Batch]):
 
     @torch.no_grad()
     def score(self, histories: Histories) -> torch.Tensor:
-        if self.net is None:
+        if not hasattr(self, "net"):
             raise RuntimeError(f"{self.name}: score() called before fit()")
         self.net.eval()
         with self.autocast():

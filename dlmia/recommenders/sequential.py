@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple, Protocol
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 import torch
+from torch import nn
 
 from dlmia.data.histories import Histories
 from dlmia.errors import ConfigError
@@ -44,14 +45,17 @@ class SequentialConfig(NeuralConfig):
             )
 
 
-class SequenceNet(Protocol):
-    """A network over (B, L) item ids (`n_items` = pad) with output item embeddings."""
+class SequenceNet(nn.Module):
+    """A network over (B, L) item ids (`n_items` = pad) with output item embeddings: `forward`
+    gives (B, L, d) outputs, one after each position; next-item logits are
+    `outputs @ output_weight.T + bias`."""
 
-    output_weight: torch.Tensor  # (n_items, d)
     bias: torch.Tensor  # (n_items,)
 
-    def __call__(self, sequences: torch.Tensor) -> torch.Tensor:
-        """(B, L, d) outputs, one after each position."""
+    @property
+    def output_weight(self) -> torch.Tensor:
+        """(n_items, d) the output item embeddings."""
+        raise NotImplementedError
 
 
 class Windows(NamedTuple):

@@ -20,12 +20,18 @@ import numpy.typing as npt
 import torch
 
 from dlmia import config as cfg
-from dlmia.attacks.base import Attack, FloatArray, LabelArray, ListArray
+from dlmia.attacks.base import (
+    Attack,
+    FloatArray,
+    LabelArray,
+    ListArray,
+    check_labels,
+    check_vectors,
+)
 from dlmia.attacks.dlmia.config import DLMIAConfig
 from dlmia.attacks.dlmia.estimator import WeightEstimator
 from dlmia.attacks.dlmia.model import DLMIAModel, TrainData, pseudo_labels
 from dlmia.attacks.dlmia.schedule import Schedule
-from dlmia.attacks.base import check_labels, check_vectors
 from dlmia.errors import TrainingError
 from dlmia.seeding import numpy_rng, seed_torch, torch_generator
 
@@ -185,7 +191,7 @@ class DLMIAAttack(Attack):
         with cpu_threads(self.config.cpu_threads, self.device):
             proba = self.model.proba(x, norm)
         _check_finite(proba)
-        return proba.double().cpu().numpy()  # type: ignore[no-any-return]
+        return proba.double().cpu().numpy()
 
     def _tensor(self, array: npt.NDArray[np.float32]) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self.device)

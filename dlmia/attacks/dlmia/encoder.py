@@ -82,7 +82,7 @@ class DisentangledVAE(nn.Module):
 
     def decode(self, z_inv: torch.Tensor, z_spe: torch.Tensor) -> torch.Tensor:
         """(B, d) reconstruction from both latents."""
-        return self.dec(torch.cat([z_inv, z_spe], dim=1))  # type: ignore[no-any-return]
+        return self.dec(torch.cat([z_inv, z_spe], dim=1))
 
     def kl_inv(self, post: Posterior) -> torch.Tensor:
         """(B,) KL of the invariant posterior to N(0, I)."""

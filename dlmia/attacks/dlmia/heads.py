@@ -6,8 +6,8 @@ Mixing (method.md section 6): P(member) = alpha g_raw + beta g_inv + (1 - alpha 
 Training minimises the same mix of the heads' own cross-entropies, so every head with a non-zero
 weight is a classifier in its own right (a head with weight 0 is not built).
 
-The optional norm feature (method.md section 8; off by default, as it lowered ROC AUC on the
-real ML-1M and ML-1M <-> Digital Music cells): the log Euclidean norm of the *unstandardised*
+The norm feature (method.md section 8; `norm_feature: side` by default, see config.py for the
+measurements, `off` drops it): the log Euclidean norm of the *unstandardised*
 difference vector, a rotation-invariant signal (smaller = member) that survives unaligned item
 spaces. `attack.Scaler` z-scores it with the statistics of all vectors of its own side (`side`:
 shadow or target; no labels, each side is half members by construction) or of both sides pooled

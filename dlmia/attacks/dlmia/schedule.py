@@ -31,7 +31,6 @@ from torch import nn
 from dlmia.attacks.dlmia.config import DLMIAConfig
 from dlmia.attacks.dlmia.estimator import WeightEstimator
 from dlmia.attacks.dlmia.heads import HeadInputs
-from dlmia.optim import adam
 from dlmia.attacks.dlmia.model import (
     DLMIAModel,
     TrainData,
@@ -40,6 +39,7 @@ from dlmia.attacks.dlmia.model import (
     slice_inputs,
     validation_loss,
 )
+from dlmia.optim import adam
 
 State = dict[str, torch.Tensor]
 

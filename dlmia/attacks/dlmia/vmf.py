@@ -88,7 +88,7 @@ def kl_to_uniform(kappa: torch.Tensor, dim: int) -> torch.Tensor:
     Returns:
         (B,) KL divergences in nats (>= 0).
     """
-    return _KLToUniform.apply(kappa, dim)  # type: ignore[no-any-return]
+    return _KLToUniform.apply(kappa, dim)
 
 
 def _sample_w(kappa: torch.Tensor, dim: int, generator: torch.Generator) -> torch.Tensor:
@@ -109,7 +109,7 @@ def _sample_w(kappa: torch.Tensor, dim: int, generator: torch.Generator) -> torc
     a = (m1 + 2 * k + root) / 4  # (B, 1)
     d = 4 * a * b / (1 + b) - m1 * math.log(m1)  # (B, 1)
     n = kappa.shape[0]
-    opts = {"generator": generator, "device": kappa.device, "dtype": kappa.dtype}
+    opts: dict[str, Any] = {"generator": generator, "device": kappa.device, "dtype": kappa.dtype}
     w_out = torch.zeros(n, device=kappa.device, dtype=kappa.dtype)  # (B,)
     todo = torch.ones(n, dtype=torch.bool, device=kappa.device)  # (B,) not yet accepted
     for block in range(MAX_BLOCKS):

@@ -13,6 +13,7 @@ Parts:
 
     .venv/bin/python bench/paper.py run general-fast --fit-on vectorization --data-root DATA
     .venv/bin/python bench/paper.py run general-fast --fit-on all-histories --data-root DATA
+    .venv/bin/python bench/paper.py run general-fast --fit-on vectorization --seeds 1 2
     .venv/bin/python bench/paper.py report                  # -> bench/results/paper/
 """
 
@@ -48,8 +49,9 @@ PARTS = {
 }
 
 
-def part_grid(name: str, fit_on: str) -> Grid:
-    """The grid of part `name` with item vectors fit on `fit_on` and DL-MIA unsearched."""
+def part_grid(name: str, fit_on: str, seeds: tuple[int, ...] = ()) -> Grid:
+    """The grid of part `name` with item vectors fit on `fit_on` and DL-MIA unsearched, over
+    `seeds` (default: the part's)."""
     part = PARTS[name]
     grid = override(load_grid(ROOT / "grids" / part.grid), fit_on, no_search=True)
 
@@ -63,7 +65,9 @@ def part_grid(name: str, fit_on: str) -> Grid:
         return not part.needs or part.needs in used
 
     cells = tuple(pair for pair in grid.cells if keep(pair.shadow, pair.target))
-    return replace(grid, name=f"{name}-{fit_on}", cells=cells, seeds=part.seeds)
+    seeds = seeds or part.seeds
+    suffix = "" if seeds == part.seeds else "-s" + "-".join(map(str, seeds))
+    return replace(grid, name=f"{name}-{fit_on}{suffix}", cells=cells, seeds=seeds)
 
 
 def main() -> None:
@@ -72,6 +76,10 @@ def main() -> None:
     run = commands.add_parser("run", help="run one part for one item-vector setting")
     run.add_argument("part", choices=PARTS)
     run.add_argument("--fit-on", choices=VECTOR_FIT_ON, required=True)
+    run.add_argument(
+        "--seeds", type=int, nargs="+", default=[],
+        help="only these seeds (e.g. the ones a full-grid run has not covered)",
+    )
     run.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     run.add_argument("--out", type=Path, default=ROOT / "out" / "paper")
     report = commands.add_parser("report", help="write the report from every part's results")
@@ -84,7 +92,7 @@ def main() -> None:
         from tune.progress import Progress
         from tune.runner import run_grid
 
-        grid = part_grid(args.part, args.fit_on)
+        grid = part_grid(args.part, args.fit_on, tuple(args.seeds))
         summary = run_grid(
             grid, out=args.out / grid.name, data_root=args.data_root,
             cache=args.out / "sides", progress=Progress.auto(),

@@ -90,6 +90,14 @@ def test_cell_command_refuses_a_locked_out_folder(
     assert not (tmp_path / "result.parquet").exists()
 
 
+def wait_stopped(pid: int, timeout: float = 30.0) -> None:
+    """Wait until process `pid` is in the stopped state (T in /proc/PID/stat)."""
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+        assert time.monotonic() < deadline, f"process {pid} did not stop"
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
 def test_a_second_grid_driver_on_the_same_out_fails_and_leaves_the_first_intact(
     tmp_path: Path,
@@ -104,6 +112,7 @@ def test_a_second_grid_driver_on_the_same_out_fails_and_leaves_the_first_intact(
     try:
         wait_for(lambda: any((out / "results").glob("*.parquet")), first)
         os.kill(first.pid, signal.SIGSTOP)  # paused mid-run, holding the lock
+        wait_stopped(first.pid)  # SIGSTOP lands asynchronously: a write may still be finishing
         before = files(out)
         second = subprocess.run(command, capture_output=True, text=True, timeout=300)
         os.kill(first.pid, signal.SIGCONT)

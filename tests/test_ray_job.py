@@ -5,6 +5,7 @@ stable output folder, and a job stopped mid-grid that a resubmission finishes, e
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -31,14 +32,23 @@ def cluster() -> Iterator[Any]:
     from ray.cluster_utils import Cluster
 
     ray.shutdown()
-    head = {"num_cpus": 1, "include_dashboard": True, "dashboard_port": 0}
+    # free agent ports: another Ray on this machine (default port 52365) must not block jobs
+    head = {"num_cpus": 1, "include_dashboard": True, "dashboard_port": 0,
+            "dashboard_agent_listen_port": free_port()}  # fmt: skip
     nodes = Cluster(initialize_head=True, head_node_args=head)
     try:
-        nodes.add_node(num_cpus=1)
+        nodes.add_node(num_cpus=1, dashboard_agent_listen_port=free_port())
         nodes.wait_for_nodes()
         yield nodes
     finally:
         nodes.shutdown()
+
+
+def free_port() -> int:
+    """A TCP port nothing on this machine listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def client_of(cluster: Any) -> Any:
@@ -53,7 +63,14 @@ def submit(client: Any, entrypoint: str, env: dict[str, str] | None = None) -> s
     env = {"PATH": path, "RAY_AUTH_MODE": "disabled", **(env or {})}
     runtime_env = {"working_dir": str(ROOT), "env_vars": env,
                    "excludes": ["out/", ".venv/", "bench/results/"]}
-    return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
+    deadline = time.monotonic() + 120  # the head's job agent registers a while after start
+    while True:
+        try:
+            return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
 
 
 def test_the_demo_grid_runs_as_a_job_into_the_absolute_out(cluster: Any, tmp_path: Path) -> None:

@@ -147,10 +147,11 @@ def _draw(panel: Panel, metric: str, attacks: list[str], path: Path) -> None:
         n_rows, n_cols, figsize=(n_cols * size + 1.2, n_rows * size), squeeze=False,
         layout="constrained",
     )  # fmt: skip
-    cmap = matplotlib.colormaps["YlGnBu"].with_extremes(bad="#d9d9d9")
+    # 0..1 around chance: blue above 0.5, red below (a reversed attack), white at chance
+    cmap = matplotlib.colormaps["RdBu"].with_extremes(bad="#d9d9d9")
     image = None
     for ax, (title, values, failed) in zip(axes.flat, drawn):
-        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0.5, vmax=1.0)
+        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0.0, vmax=1.0)
         _annotate(ax, values, failed)
         ax.set_title(title, fontsize=11)
         ax.set_xticks(range(len(panel.columns)), list(map(_side_label, panel.columns)), fontsize=8)
@@ -171,6 +172,6 @@ def _annotate(ax: Any, values: Matrix, failed: Matrix) -> None:
         if np.isfinite(value):
             text = f"{value:.3f}\n{n_failed} failed" if n_failed else f"{value:.3f}"
             ax.text(j, i, text, ha="center", va="center", fontsize=9,
-                    color="white" if value > 0.8 else "black")  # fmt: skip
+                    color="white" if abs(value - 0.5) > 0.35 else "black")  # fmt: skip
         elif n_failed:
             ax.text(j, i, "failed", ha="center", va="center", fontsize=7, color="#a00000")

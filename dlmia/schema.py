@@ -38,6 +38,8 @@ COUNTS: tuple[str, ...] = (
     "n_members", "n_nonmembers", "tp", "fp", "tn", "fn",
     *(f"{kind}_at_{suffix}_fpr" for suffix, _ in LOW_FPR_POINTS for kind in ("fp_allowed", "tp")),
 )  # fmt: skip
+#: Every key `attack_metrics` returns: the metrics, the ROC AUC interval and the counts.
+ATTACK_METRICS: tuple[str, ...] = (*METRICS, "roc_auc_low", "roc_auc_high", *COUNTS)
 #: What `dlmia.selection.criteria` returns for a fitted attack, the combined `objective` last.
 CRITERIA: tuple[str, ...] = (
     "shadow_val_auc", "shadow_val_loss", "reverse_auc", "reverse_loss", "residual_mmd",

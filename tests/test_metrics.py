@@ -11,6 +11,7 @@ from sklearn.metrics import roc_auc_score
 
 from dlmia.errors import TrainingError
 from dlmia.metrics import attack_metrics, bootstrap_roc_auc, roc_curve
+from dlmia.schema import ATTACK_METRICS
 
 
 def test_hand_computed_mixed_case() -> None:
@@ -101,6 +102,7 @@ def test_agrees_with_sklearn_and_brute_force(seed: int) -> None:
     for suffix, limit in (("1pct", 0.01), ("0.1pct", 0.001), ("0pct", 0.0)):
         assert m[f"tpr_at_{suffix}_fpr"] == _brute_force_tpr_at(labels, proba, limit)
     assert json.loads(json.dumps(m)) == m
+    assert set(m) == set(ATTACK_METRICS)  # the results table declares every key
 
 
 def test_roc_curve_points() -> None:

@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import time
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +34,8 @@ from dlmia import config as cfg
 from dlmia.attacks import ATTACKS
 from dlmia.cell import CellResult
 from dlmia.io import atomic_write, write_parquet
-from dlmia.metrics import attack_metrics
 from dlmia.results import result_row, scores_frame
-from dlmia.schema import IDENTITY, METRICS, TRIALS
+from dlmia.schema import ATTACK_METRICS, IDENTITY, METRICS, TRIALS
 from tune.grid import Grid, grid_dict
 from tune.plan import CellJob
 
@@ -188,13 +186,7 @@ def failed_result(job: CellJob, error: str, sides: dict[str, Any]) -> CellResult
         "target_side": target,
     }
     empty = np.empty(0, dtype=np.int64)
-    return CellResult(dict.fromkeys(metric_names(), math.nan), np.empty(0), empty, empty, info)
-
-
-@lru_cache(maxsize=1)
-def metric_names() -> tuple[str, ...]:
-    """The scalar metric names `attack_metrics` reports (computed once on two dummy users)."""
-    return tuple(attack_metrics(np.array([0, 1]), np.array([0.25, 0.75])))
+    return CellResult(dict.fromkeys(ATTACK_METRICS, math.nan), np.empty(0), empty, empty, info)
 
 
 def _count(side_info: dict[str, Any]) -> float:

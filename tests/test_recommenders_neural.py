@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import dlmia.recommenders.ncf as ncf_module
 from dlmia.data.histories import Histories
 from dlmia.recommenders import make_recommender
 from dlmia.recommenders.base import Recommender
@@ -80,6 +81,22 @@ def test_ncf_same_seed_same_lists_other_seed_other_lists() -> None:
     lists = [fit_ncf(members, seed=s, epochs=2).recommend(members, k=5) for s in (4, 4, 5)]
     assert torch.equal(lists[0], lists[1])
     assert not torch.equal(lists[0], lists[2])
+
+
+@pytest.mark.parametrize("block", [(1 << 18, 1 << 24), (40, 40), (4 * 16, 4 * 16)])
+def test_ncf_catalogue_scores_are_its_pair_scores(
+    ncf: Any, block: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocked catalogue scoring (blocks inside a row, whole rows, the default) gives the score
+    `pairs` gives each (user, item) on its own."""
+    model, members = ncf
+    monkeypatch.setattr(ncf_module, "SCORE_BLOCK", block)
+    users = torch.randn(7, model.net.items.weight.shape[1])
+    with torch.no_grad():
+        scores = model.net.catalogue(users)
+        rows, items = torch.meshgrid(torch.arange(7), torch.arange(N_ITEMS), indexing="ij")
+        pairs = model.net.pairs(users[rows.reshape(-1)], items.reshape(-1)).reshape(7, N_ITEMS)
+    torch.testing.assert_close(scores, pairs, rtol=0, atol=1e-5)
 
 
 class Fixed(Recommender):

@@ -49,6 +49,7 @@ class NCFConfig(NeuralConfig):
     batch_size: int = 4  # users per step, with all their pairs (~800 pairs on ML-1M)
     lr: float = 5e-3  # Adam learning rate
     patience: int = 10  # NCF's validation curve on a few hundred users is noisy early on
+    validation_users: int = 500  # ranking a user is an MLP pass over the catalogue: half the cap
 
     def __post_init__(self) -> None:
         super().__post_init__()

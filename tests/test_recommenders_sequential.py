@@ -13,6 +13,7 @@ from dlmia.data.histories import Histories
 from dlmia.errors import ConfigError
 from dlmia.recommenders import make_recommender
 from dlmia.recommenders.neural import NeuralRecommender, ranking_metrics
+from dlmia.recommenders.sequential import Windows, without_pad_columns
 
 N_ITEMS = 30
 # Small, fast settings: the planted rule needs little capacity.
@@ -58,6 +59,24 @@ def test_learns_the_planted_rule_for_members_and_unseen_users(trained: Any) -> N
     for users in (members, strangers):
         hr1, _ = ranking_metrics(model, model.training_prefix(users), users.last_items(), k=1)
         assert hr1 >= 0.9, f"{model.name}: HR@1 {hr1:.2f}"
+
+
+def test_dropping_pad_columns_changes_no_output_at_an_item(trained: Any) -> None:
+    """Training batches lose their all-pad columns (`without_pad_columns`): the network's
+    outputs at the items of the cut batch are its outputs on the full windows."""
+    model, members = trained
+    data = model.prepare(model.training_prefix(members))
+    windows = data.inputs if isinstance(data, Windows) else data  # (W, max_len)
+    pad, left = model.n_items, getattr(model, "left_aligned", False)
+    short = windows[(windows == pad).sum(1) >= 3]  # every row has 3+ pads
+    (cut,) = without_pad_columns(short, pad=pad, left_aligned=left)
+    assert 0 < cut.shape[1] < short.shape[1]
+    model.net.eval()
+    with torch.no_grad():
+        full, part = model.net(short), model.net(cut)  # (B, L, d), (B, L', d)
+    full = full[:, : cut.shape[1]] if left else full[:, -cut.shape[1] :]
+    items = cut != pad
+    torch.testing.assert_close(part[items], full[items], rtol=1e-5, atol=1e-5)
 
 
 def test_keeps_the_best_epoch(trained: Any) -> None:

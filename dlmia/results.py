@@ -23,7 +23,7 @@ import torch
 import dlmia
 from dlmia.cell import CellConfig, CellResult
 from dlmia.io import write_parquet
-from dlmia.schema import CRITERIA
+from dlmia.schema import ATTACK_METRICS, CRITERIA
 
 
 @lru_cache(maxsize=1)
@@ -63,7 +63,7 @@ def result_row(config: CellConfig, result: CellResult, status: str = "ok") -> di
         "nonmember_lists": config.target.nonmember_lists,
         "vectors_fit_on": vectors_fit_on(config),
         "status": status,
-        **{k: v for k, v in result.metrics.items() if np.isscalar(v)},
+        **{key: result.metrics[key] for key in ATTACK_METRICS},  # in the declared order
         "n_shadow": info["n_shadow"],
         "n_target": info["n_target"],
         "seconds": info.get("seconds", info["attack_seconds"]),

@@ -115,13 +115,14 @@ def test_a_second_grid_driver_on_the_same_out_fails_and_leaves_the_first_intact(
         wait_stopped(first.pid)  # SIGSTOP lands asynchronously: a write may still be finishing
         before = files(out)
         second = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        after = files(out)  # before the first driver resumes and writes again
         os.kill(first.pid, signal.SIGCONT)
         assert second.returncode == 2, second.stderr[-3000:]
         error = second.stderr.strip().splitlines()[-1]
         assert error.startswith(f"dlmia: error: {out} is in use by another dlmia run (PID ")
         assert f"PID {first.pid} on host {socket.gethostname()} since " in error
         assert f"grid run {grid} --out {out}" in error
-        assert files(out) == before  # the second driver wrote nothing
+        assert after == before  # the second driver wrote nothing
         assert first.wait(timeout=300) == 0, log.read_text()[-3000:]
     finally:
         stop_session(first)

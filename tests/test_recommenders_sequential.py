@@ -13,7 +13,7 @@ from dlmia.data.histories import Histories
 from dlmia.errors import ConfigError
 from dlmia.recommenders import make_recommender
 from dlmia.recommenders.neural import NeuralRecommender, ranking_metrics
-from dlmia.recommenders.sequential import Windows, without_pad_columns
+from dlmia.recommenders.sequential import NextItemRecommender, without_pad_columns
 
 N_ITEMS = 30
 # Small, fast settings: the planted rule needs little capacity.
@@ -65,9 +65,11 @@ def test_dropping_pad_columns_changes_no_output_at_an_item(trained: Any) -> None
     """Training batches lose their all-pad columns (`without_pad_columns`): the network's
     outputs at the items of the cut batch are its outputs on the full windows."""
     model, members = trained
+    if not isinstance(model, NextItemRecommender):
+        pytest.skip("BERT4Rec trains on full windows (cut ones trained it worse on Beauty)")
     data = model.prepare(model.training_prefix(members))
-    windows = data.inputs if isinstance(data, Windows) else data  # (W, max_len)
-    pad, left = model.n_items, getattr(model, "left_aligned", False)
+    windows = data.inputs  # (W, max_len)
+    pad, left = model.n_items, model.left_aligned
     short = windows[(windows == pad).sum(1) >= 3]  # every row has 3+ pads
     (cut,) = without_pad_columns(short, pad=pad, left_aligned=left)
     assert 0 < cut.shape[1] < short.shape[1]

@@ -31,7 +31,7 @@ from dlmia.recommenders.neural import (
     check_settings,
     row_batches,
 )
-from dlmia.recommenders.sequential import SequentialConfig, sequence_windows, without_pad_columns
+from dlmia.recommenders.sequential import SequentialConfig, sequence_windows
 
 
 @dataclass(frozen=True)
@@ -90,9 +90,8 @@ class BERT4RecNet(nn.Module):
             self.items.weight[self.pad].zero_()
 
     def forward(self, sequences: torch.Tensor) -> torch.Tensor:
-        """(B, L <= max_len) right-aligned ids -> (B, L, d) output representations (positions
-        count from the right: the last column is always position max_len - 1)."""
-        x = self.items(sequences) + self.positions.weight[None, -sequences.shape[1] :]  # (B, L, d)
+        """(B, max_len) right-aligned ids -> (B, max_len, d) output representations."""
+        x = self.items(sequences) + self.positions.weight[None, : sequences.shape[1]]  # (B, L, d)
         x = self.encoder(self.dropout(self.norm(x)), src_key_padding_mask=sequences == self.pad)
         return self.head(x)  # (B, L, d)
 
@@ -119,7 +118,7 @@ class BERT4Rec(NeuralRecommender[torch.Tensor, torch.Tensor]):
 
     def batches(self, data: torch.Tensor, generator: torch.Generator) -> Iterator[torch.Tensor]:
         for (windows,) in row_batches((data,), self.config.batch_size, generator):
-            yield without_pad_columns(windows, pad=self.net.pad)[0]
+            yield windows
 
     def loss(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         items = batch != self.net.pad  # (B, L)

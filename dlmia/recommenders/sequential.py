@@ -155,9 +155,10 @@ def without_pad_columns(
     cut the same way; `sequences` first.
 
     No output at an item changes (a recurrent state runs from item 1, a convolution sees zeros
-    before the start, attention masks pads out, positions count from the right), but each step
-    costs the batch's longest window instead of `max_len`: on Amazon Beauty (about 9 items a
-    user) most of a 100-item window is padding.
+    before the start), but each step costs the batch's longest window instead of `max_len`: on
+    Amazon Beauty (about 9 items a user) most of Caser's 100-item window is padding. BERT4Rec
+    keeps full windows: cut ones (positions counted from the right) gave it fewer distinct
+    lists and a lower HR@10 on Beauty on both seeds tried, for a 1.03x faster fit.
     """
     filled = torch.nonzero((sequences != pad).any(0))[:, 0]  # (columns holding an item,)
     if not len(filled):

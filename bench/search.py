@@ -14,10 +14,9 @@ candidate objective weights, the target ROC AUC of the trial each weighting woul
 finished trials of all samplers), per cell and on average; the leave-one-cell-out choice (the
 weighting best on the other cells, scored on the held-out one); the shadow-only pick; and on
 how many cells the default weights' pick and the leave-one-cell-out pick are at or above the
-shadow-only pick. Rerunning with
-the same `--out` restores finished searches and resumes an interrupted one (times reported are
-the first run's). Writes `search_curves.png` (best objective after n trials), the trial table
-and the tables under `--out`.
+shadow-only pick. Rerunning with the same `--out` restores finished searches and resumes an
+interrupted one (times reported are the first run's). Writes `search_curves.png` (best
+objective after n trials), the trial table and the tables under `--out`.
 
     .venv/bin/python bench/search.py                         # 10 cells x {tpe, random} x 16 trials
     .venv/bin/python bench/search.py --trials 8 --samplers tpe

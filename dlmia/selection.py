@@ -24,9 +24,8 @@ target metrics measured afterwards) puts their pick at 0.895 mean target ROC AUC
 for shadow validation alone (0.863 for the leave-one-cell-out choice of weights). The margin
 is two cross-dataset cells where shadow validation picks an attack that fails on the target
 (0.07 and 0.63); reverse validation flags both (losses 3.0 and 0.69, i.e. above and at chance,
-against 0.36 and 0.015 for the trials the objective picked). On 6 of the 10
-cells shadow validation alone picks better, by 0.0001-0.14. No per-cell choice ever reads
-target labels.
+against 0.36 and 0.015 for the trials the objective picked). On 6 of the 10 cells shadow
+validation alone picks better, by 0.0001-0.14. No per-cell choice ever reads target labels.
 Target membership labels are not an argument of anything in this module.
 """
 

@@ -16,6 +16,7 @@ from dlmia.attacks.biased import BiasedAttack
 from dlmia.attacks.dlmia import DLMIAAttack, DLMIAConfig
 from dlmia.attacks.dlmia.encoder import DisentangledVAE, mmd
 from dlmia.attacks.dlmia.estimator import WeightEstimator
+from dlmia.attacks.dlmia.model import DLMIAModel, posterior_means, slice_inputs
 from dlmia.errors import ConfigError
 from dlmia.metrics import attack_metrics
 
@@ -97,6 +98,26 @@ def test_vae_shapes(spe_dist: str) -> None:
     if spe_dist == "vmf":
         assert torch.allclose(z_spe.norm(dim=1), torch.ones(7), atol=1e-5)
         assert post.spread_spe.shape == (7,) and bool((post.spread_spe >= 1).all())
+
+
+@pytest.mark.parametrize("override", [{}, {"use_encoder": False}, {"norm_feature": "off"}])
+def test_training_shortcuts_equal_what_they_replace(override: dict) -> None:
+    """A joint step reads its pseudo-labels at the posterior means it already computed, and the
+    frozen-VAE head step draws its latents without the VAE terms: both give the numbers (and
+    leave the generator in the state) of the full computations they stand in for."""
+    model = DLMIAModel(12, dataclasses.replace(SMALL, **override))
+    x, norm = torch.randn(10, 12), torch.randn(10, 1)
+    norm_in = None if override.get("norm_feature") == "off" else norm
+    full, short = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    inputs, post, _ = model.forward_train(x, norm_in, 6, full)
+    sampled, _ = model.sample_inputs(x, norm_in, short)
+    for field in dataclasses.fields(inputs):
+        a, b = getattr(inputs, field.name), getattr(sampled, field.name)
+        assert (a is None and b is None) or torch.equal(a, b)
+    assert torch.equal(torch.rand(3, generator=full), torch.rand(3, generator=short))
+    with torch.no_grad():
+        reused = model.heads.proba(slice_inputs(posterior_means(x, post, norm_in), slice(6, None)))
+    assert torch.equal(reused, model.proba(x[6:], None if norm_in is None else norm_in[6:]))
 
 
 def test_mmd_is_zero_for_equal_sets_and_grows_with_shift() -> None:

@@ -68,18 +68,29 @@ class DLMIAModel(nn.Module):
         self.vae = DisentangledVAE(dim, config) if config.use_encoder else None
         self.heads = AttackHeads(dim, config)
 
-    def forward_train(
-        self, x: torch.Tensor, norm: torch.Tensor | None, n_shadow: int, generator: torch.Generator
-    ) -> tuple[HeadInputs, VAETerms | None]:
-        """Sampled head inputs and VAE terms for x (B, d); its first n_shadow rows are shadow."""
+    def sample_inputs(
+        self, x: torch.Tensor, norm: torch.Tensor | None, generator: torch.Generator
+    ) -> tuple[HeadInputs, Posterior | None]:
+        """Sampled head inputs for x (B, d) and the posterior they were drawn from (None without
+        the VAE). A step's only random draw: the VAE terms add none."""
         if self.vae is None:
             return HeadInputs(x, None, None, norm), None
         post = self.vae.encode(x)
         z_inv, z_spe = self.vae.sample(post, generator)  # (B, k_i), (B, k_s)
-        recon = reconstruction_error(x, self.vae.decode(z_inv, z_spe))  # (B,)
+        return HeadInputs(x, z_inv, z_spe, norm), post
+
+    def forward_train(
+        self, x: torch.Tensor, norm: torch.Tensor | None, n_shadow: int, generator: torch.Generator
+    ) -> tuple[HeadInputs, Posterior | None, VAETerms | None]:
+        """Sampled head inputs, their posterior and the VAE terms for x (B, d), whose first
+        n_shadow rows are shadow (posterior and terms None without the VAE)."""
+        inputs, post = self.sample_inputs(x, norm, generator)
+        if post is None:
+            return inputs, None, None
+        assert self.vae is not None and inputs.inv is not None and inputs.spe is not None
+        recon = reconstruction_error(x, self.vae.decode(inputs.inv, inputs.spe))  # (B,)
         kl_inv, kl_spe = self.vae.kl_inv(post).mean(), self.vae.kl_spe(post).mean()
-        terms = VAETerms(recon, kl_inv, kl_spe, self._mmd(post, n_shadow))
-        return HeadInputs(x, z_inv, z_spe, norm), terms
+        return inputs, post, VAETerms(recon, kl_inv, kl_spe, self._mmd(post, n_shadow))
 
     def _mmd(self, post: Posterior, n_shadow: int) -> torch.Tensor:
         if self.config.lambda_align == 0 or n_shadow in (0, post.mu_inv.shape[0]):
@@ -88,15 +99,21 @@ class DLMIAModel(nn.Module):
 
     def mean_inputs(self, x: torch.Tensor, norm: torch.Tensor | None) -> HeadInputs:
         """Deterministic head inputs: posterior means (the vMF mean direction) for x (B, d)."""
-        if self.vae is None:
-            return HeadInputs(x, None, None, norm)
-        post = self.vae.encode(x)
-        return HeadInputs(x, post.mu_inv, post.mu_spe, norm)
+        return posterior_means(x, None if self.vae is None else self.vae.encode(x), norm)
 
     @torch.no_grad()
     def proba(self, x: torch.Tensor, norm: torch.Tensor | None) -> torch.Tensor:
         """(B,) deterministic member probabilities for x (B, d)."""
         return self.heads.proba(self.mean_inputs(x, norm))
+
+
+def posterior_means(
+    x: torch.Tensor, post: Posterior | None, norm: torch.Tensor | None
+) -> HeadInputs:
+    """Head inputs of x (B, d) at the means of its posterior `post` (None: no VAE)."""
+    if post is None:
+        return HeadInputs(x, None, None, norm)
+    return HeadInputs(x, post.mu_inv, post.mu_spe, norm)
 
 
 def slice_inputs(inputs: HeadInputs, part: slice) -> HeadInputs:

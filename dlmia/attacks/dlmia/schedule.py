@@ -34,6 +34,7 @@ from dlmia.attacks.dlmia.heads import HeadInputs
 from dlmia.attacks.dlmia.model import (
     DLMIAModel,
     TrainData,
+    posterior_means,
     pseudo_labels,
     sample_losses,
     slice_inputs,
@@ -148,7 +149,9 @@ class Schedule:
             sums, steps = self._sums(), 0
             for ids_s, ids_t in _paired_batches(data, config.batch_size, self.generator):
                 ids = torch.cat([ids_s, ids_t])
-                _, terms = self.model.forward_train(data.x[ids], None, len(ids_s), self.generator)
+                _, _, terms = self.model.forward_train(
+                    data.x[ids], None, len(ids_s), self.generator
+                )
                 assert terms is not None
                 loss = terms.total(config)
                 _step(optimizer, loss, params, config.grad_clip)
@@ -163,7 +166,7 @@ class Schedule:
         """Sampled head inputs for samples ids (B,) with the VAE frozen."""
         x, norm = self.data.x[ids], self.data.norm_at(ids)
         with torch.no_grad():
-            inputs, _ = self.model.forward_train(x, norm, 0, self.generator)
+            inputs, _ = self.model.sample_inputs(x, norm, self.generator)
         return inputs
 
     def stage_heads(self) -> None:
@@ -216,14 +219,15 @@ class Schedule:
                 self.estimator.weights(ids) if config.use_weights
                 else torch.ones(len(ids), device=ids.device)
             )  # (2b,) detached, mean 1
-            inputs, terms = self.model.forward_train(
-                data.x[ids], data.norm_at(ids), n_s, self.generator
-            )
+            x, norm = data.x[ids], data.norm_at(ids)
+            inputs, post, terms = self.model.forward_train(x, norm, n_s, self.generator)
             shadow_inputs = slice_inputs(inputs, slice(0, n_s))
             shadow_ce = self.model.heads.loss(shadow_inputs, data.labels[ids_s])
             attack = (weights[:n_s] * shadow_ce).mean()
             if config.use_pseudo_labels:
-                proba = self.model.proba(data.x[ids_t], data.norm_at(ids_t))  # (b,) detached
+                with torch.no_grad():  # at the posterior means this step already computed
+                    means = slice_inputs(posterior_means(x, post, norm), slice(n_s, None))
+                    proba = self.model.heads.proba(means)  # (b,) = model.proba of the rows
                 labels, keep = pseudo_labels(proba, config.tau)
                 target_ce = self.model.heads.loss(slice_inputs(inputs, slice(n_s, None)), labels)
                 attack = attack + (weights[n_s:] * keep * target_ce).mean()

@@ -86,6 +86,17 @@ def test_study_is_persisted_and_starts_from_defaults(outcome: tuple[SearchOutcom
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
 
 
+def test_tune_writes_no_per_trial_result_files(outcome: tuple[SearchOutcome, Path]) -> None:
+    """The trial records are the project's own; Tune's CSV/JSON loggers stay off, and the
+    switch does not outlive the search."""
+    _, folder = outcome
+    assert (folder / "tune").is_dir()
+    names = {path.name for path in (folder / "tune").rglob("*")}
+    assert not names & {"progress.csv", "result.json"}
+    assert not any(name.startswith("events.out.tfevents") for name in names)
+    assert "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS" not in os.environ
+
+
 def test_target_labels_do_not_change_the_selection(
     outcome: tuple[SearchOutcome, Path], sides: tuple[SideOutput, SideOutput]
 ) -> None:

@@ -302,10 +302,8 @@ class Scheduler:
 
     def _search_options(self) -> Any:
         """`search_task` as a CPU-less Tune driver on this driver's node (its trial records and
-        Optuna study go to the output folder here), without Tune's per-trial log files (the
-        project records every trial itself, tune.trials)."""
-        env = {"env_vars": {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}}
-        return search_task.options(num_cpus=0, scheduling_strategy=self.here, runtime_env=env)
+        Optuna study go to the output folder here)."""
+        return search_task.options(num_cpus=0, scheduling_strategy=self.here)
 
     def _cell_done(self, flight: Flight, value: Any) -> None:
         job = self.cells[flight.id]

@@ -28,7 +28,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -51,6 +54,7 @@ from tune.trials import SCORES_KEY, TrialRecord, TrialStore, encode_scores
 
 SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
 STUDY_FILE = "optuna.log"  # under storage_dir: every search's study, one journal per grid
+NO_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"  # read by Tune when a Tuner starts
 
 
 class SearchInterrupted(DlmiaError):
@@ -258,6 +262,21 @@ def _tuner(
     )
 
 
+@contextmanager
+def without_tune_loggers() -> Iterator[None]:
+    """Run Tune without its per-trial CSV, JSON and TensorBoard result files: the search records
+    every trial itself (tune.trials), and on 2 cores the driver's writes slow the trials."""
+    previous = os.environ.get(NO_LOGGERS)
+    os.environ[NO_LOGGERS] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[NO_LOGGERS]
+        else:
+            os.environ[NO_LOGGERS] = previous
+
+
 def max_epoch(search: SearchConfig, fixed: dict[str, Any]) -> int:
     """ASHA's horizon in reported epochs: the joint epochs, and one for the final report."""
     return max(settings_of({}, fixed).epochs_joint + 1, search.grace_epochs)
@@ -314,8 +333,10 @@ def search_cell(
             {"cpu": resources[0], "gpu": resources[1]},
         )
         study_file = storage_dir / STUDY_FILE
-        _tuner(trainable, search, fixed, seed, storage, name, study_file, store, remaining,
-               list(callbacks or [])).fit()
+        tuner = _tuner(trainable, search, fixed, seed, storage, name, study_file, store,
+                       remaining, list(callbacks or []))
+        with without_tune_loggers():
+            tuner.fit()
     records = store.load()
     budget_spent = search.time_budget_s is not None and (
         time.monotonic() - started >= search.time_budget_s

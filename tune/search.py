@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import time
@@ -264,13 +265,18 @@ def _tuner(
 
 @contextmanager
 def without_tune_loggers() -> Iterator[None]:
-    """Run Tune without its per-trial CSV, JSON and TensorBoard result files: the search records
-    every trial itself (tune.trials), and on 2 cores the driver's writes slow the trials."""
+    """Run Tune without its per-trial CSV, JSON and TensorBoard result files (the search records
+    every trial itself, tune.trials), and without the warning Tune's result grid then gives for
+    each trial whose files it cannot find."""
     previous = os.environ.get(NO_LOGGERS)
+    analysis = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = analysis.level
     os.environ[NO_LOGGERS] = "1"
+    analysis.setLevel(logging.ERROR)
     try:
         yield
     finally:
+        analysis.setLevel(level)
         if previous is None:
             del os.environ[NO_LOGGERS]
         else:

@@ -212,9 +212,9 @@ def calibrate(trials: pd.DataFrame) -> pd.DataFrame:
     table = picked.copy()
     table["mean"] = picked.mean(axis=1)
     held_out = []  # choose the weighting on the other cells, score it on the held-out one
-    for cell in cells:
-        best = picked.drop(columns=cell).mean(axis=1).idxmax()
-        held_out.append(picked.loc[best, cell])
+    for cell in cells:  # (a single cell has no other cells to choose on: nan)
+        others = picked.drop(columns=cell).mean(axis=1)
+        held_out.append(picked.loc[others.idxmax(), cell] if others.notna().any() else np.nan)
     table.loc["leave-one-cell-out choice", cells] = held_out
     table.loc["leave-one-cell-out choice", "mean"] = float(np.mean(held_out))
     shadow_only = [shadow_pick(finished[finished["cell"] == cell]) for cell in cells]

@@ -126,6 +126,35 @@ def test_mmd_is_zero_for_equal_sets_and_grows_with_shift() -> None:
     assert float(mmd(a, a + 0.5, (0.25, 1.0))) < float(mmd(a, a + 2.0, (0.25, 1.0)))
 
 
+def _block_mmd(a: torch.Tensor, b: torch.Tensor, scales: tuple[float, ...]) -> torch.Tensor:
+    """The MMD written out as the three block means of the summed RBF kernel, for autograd."""
+    both = torch.cat([a, b])
+    dist = torch.cdist(both, both).square()
+    kernel = sum(torch.exp(-dist / (2 * s * a.shape[1])) for s in scales)
+    assert isinstance(kernel, torch.Tensor)
+    n = len(a)
+    return kernel[:n, :n].mean() + kernel[n:, n:].mean() - 2 * kernel[:n, n:].mean()
+
+
+def test_mmd_value_and_hand_written_gradient_match_autograd() -> None:
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(31, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    shift = torch.cat([torch.zeros(19, 5), torch.full((12, 5), 0.7)]).double()
+    scales = (0.25, 1.0, 4.0)
+    mine = mmd((x + shift)[:19], (x + shift)[19:], scales)
+    reference = _block_mmd((x + shift)[:19], (x + shift)[19:], scales)
+    (grad_mine,) = torch.autograd.grad(mine, x)
+    (grad_reference,) = torch.autograd.grad(reference, x)
+    assert float(mine) == pytest.approx(float(reference), rel=1e-10)
+    assert torch.allclose(grad_mine, grad_reference, rtol=1e-8, atol=1e-12)
+    shifted = (x.detach() + shift).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: mmd(t[:19], t[19:], scales), (shifted,))
+    with torch.no_grad():  # no backward pass: the same value
+        assert float(mmd(x[:19], x[19:], scales)) == pytest.approx(
+            float(_block_mmd(x[:19], x[19:], scales)), rel=1e-10
+        )
+
+
 def test_weight_estimator_keeps_scores_by_id_and_fits_the_ratio() -> None:
     est = WeightEstimator(6, lambda_w=1.0)
     d1 = torch.tensor([0.1, 0.2, 0.3, 0.1, 0.2, 0.3])

@@ -13,6 +13,7 @@ vector is encoded as a vector, not as a sentence of number tokens.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -105,12 +106,45 @@ def mmd(a: torch.Tensor, b: torch.Tensor, scales: tuple[float, ...]) -> torch.Te
 
     The kernel is a sum of RBF kernels exp(-|x - y|^2 / (2 s k)) over the bandwidths^2 s in
     `scales` (in units of the latent size k, so N(0, I) latents see the same widths at any k).
+    Written as one quadratic form w^T K w (w = 1/n on a's rows, -1/m on b's) with its gradient
+    by hand (`_KernelQuadraticForm`): on a step's 256 x 256 kernel, autograd through the three
+    block means cost twice the forward pass.
     """
-    both = torch.cat([a, b])  # (n + m, k)
-    sq = both.square().sum(1)
-    dist = (sq[:, None] + sq[None, :] - 2 * both @ both.T).clamp_min(0)  # (n + m, n + m)
-    k = a.shape[1]
-    kernel = sum(torch.exp(-dist / (2 * s * k)) for s in scales)  # (n + m, n + m)
-    assert isinstance(kernel, torch.Tensor)
-    n = a.shape[0]
-    return kernel[:n, :n].mean() + kernel[n:, n:].mean() - 2 * kernel[:n, n:].mean()
+    n, m, k = a.shape[0], b.shape[0], a.shape[1]
+    weights = torch.cat([a.new_full((n,), 1 / n), a.new_full((m,), -1 / m)])  # (n + m,)
+    rates = tuple(1 / (2 * s * k) for s in scales)
+    value: torch.Tensor = _KernelQuadraticForm.apply(torch.cat([a, b]), weights, rates)
+    return value
+
+
+class _KernelQuadraticForm(torch.autograd.Function):
+    """w^T K w for K_ij = sum_r exp(-r |x_i - x_j|^2) over rates r, differentiable in x (N, k).
+
+    With S_ij = sum_r r exp(-r D_ij) and G = (w w^T) * S, the gradient is
+    dL/dx_i = -4 sum_j G_ij (x_i - x_j) = -4 w_i (x_i (S w)_i - (S (w * x))_i).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: torch.Tensor, weights: torch.Tensor, rates: tuple[float, ...]
+    ) -> torch.Tensor:
+        sq = x.square().sum(1)  # (N,)
+        dist = (sq[:, None] + sq[None, :] - 2 * x @ x.T).clamp_min(0)  # (N, N)
+        grad = ctx.needs_input_grad[0]
+        kernel = torch.exp(dist * -rates[0])
+        slope = kernel * rates[0] if grad else None  # (N, N) S, only for a backward pass
+        for rate in rates[1:]:
+            term = torch.exp(dist * -rate)
+            kernel += term
+            if slope is not None:
+                slope.add_(term, alpha=rate)
+        if slope is not None:
+            ctx.save_for_backward(x, weights, slope)
+        return weights @ (kernel @ weights)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        x, weights, slope = ctx.saved_tensors
+        w = weights[:, None]  # (N, 1); G = (w w^T) * S is never formed
+        row_sums = w * (slope @ w)  # (N, 1) sum_j G_ij
+        return -4 * grad * (x * row_sums - w * (slope @ (w * x))), None, None

@@ -1,12 +1,20 @@
-"""The optimiser every model here trains with: Adam, on its fused kernel.
+"""The optimisers models here train with: torch's fused Adam, and `FlatAdam` for DL-MIA.
 
 The fused kernel applies the same update rule as the per-parameter loop in one pass over all
 parameters: about 4x faster per step on the CPU for large embedding tables (45,000 x 64 rows:
 7 ms instead of 28 ms), which is most of an NCF epoch on Amazon Digital Music.
+
+`FlatAdam` is for small models stepped thousands of times (DL-MIA: ~30 tensors, ~30,000
+numbers, a 3-4 ms step): it re-points the parameters into one flat buffer (and their gradients
+into another), so clipping and the Adam update are a handful of tensor ops on one tensor. Per
+step that is ~0.1 ms instead of ~0.35 ms for `clip_grad_norm_` + `torch.optim.Adam`; and it
+never builds a `torch.optim.Optimizer`, whose first construction imports torch._dynamo (1.5 s
+in every fresh process: each search trial's worker paid it).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -16,3 +24,64 @@ from torch import nn
 def adam(params: Iterable[nn.Parameter], lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
     """Adam (fused) over `params`."""
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+
+
+class FlatAdam:
+    """Adam with L2 weight decay (torch.optim.Adam's rule) and gradient-norm clipping
+    (`clip_grad_norm_`'s rule), over `params` re-pointed into one flat buffer.
+
+    From construction on, each parameter is a view of `self.data` and its `.grad` a view of
+    `self.grad`; backward accumulates into those views, and `step` zeroes them first. Build a
+    new FlatAdam (fresh moments) to train another subset: it re-points the parameters again.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[nn.Parameter],
+        lr: float,
+        weight_decay: float = 0.0,
+        clip: float | None = None,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        self.params = list(params)
+        if not self.params:
+            raise ValueError("FlatAdam got an empty parameter list")
+        first = self.params[0]
+        total = sum(p.numel() for p in self.params)
+        self.data = torch.empty(total, dtype=first.dtype, device=first.device)
+        self.grad = torch.zeros_like(self.data)
+        offset = 0
+        for p in self.params:
+            size = p.numel()
+            self.data[offset : offset + size].copy_(p.detach().reshape(-1))
+            p.data = self.data[offset : offset + size].view_as(p)
+            p.grad = self.grad[offset : offset + size].view_as(p)
+            offset += size
+        self.lr, self.weight_decay, self.clip = lr, weight_decay, clip
+        self.betas, self.eps = betas, eps
+        self.exp_avg = torch.zeros_like(self.data)
+        self.exp_avg_sq = torch.zeros_like(self.data)
+        self.steps = 0
+
+    @torch.no_grad()
+    def _update(self) -> None:
+        grad = self.grad
+        if self.clip is not None:
+            scale = (self.clip / (grad.norm() + 1e-6)).clamp(max=1.0)
+            grad.mul_(scale)
+        if self.weight_decay:
+            grad = grad.add(self.data, alpha=self.weight_decay)
+        beta1, beta2 = self.betas
+        self.steps += 1
+        self.exp_avg.lerp_(grad, 1 - beta1)
+        self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        step_size = self.lr / (1 - beta1**self.steps)
+        denom = (self.exp_avg_sq.sqrt() / math.sqrt(1 - beta2**self.steps)).add_(self.eps)
+        self.data.addcdiv_(self.exp_avg, denom, value=-step_size)
+
+    def step(self, loss: torch.Tensor) -> None:
+        """One update on `loss`: zero the gradients, backward, clip, Adam."""
+        self.grad.zero_()
+        loss.backward()
+        self._update()

@@ -40,7 +40,7 @@ from dlmia.attacks.dlmia.model import (
     slice_inputs,
     validation_loss,
 )
-from dlmia.optim import adam
+from dlmia.optim import FlatAdam
 
 State = dict[str, torch.Tensor]
 
@@ -62,15 +62,6 @@ def _paired_batches(
     shadow = _cycled_perm(data.n_shadow, length, generator, device).split(batch)
     target = (_cycled_perm(data.n_target, length, generator, device) + data.n_shadow).split(batch)
     return zip(shadow, target, strict=True)
-
-
-def _step(
-    optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: list[nn.Parameter], clip: float
-) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    nn.utils.clip_grad_norm_(params, clip)
-    optimizer.step()
 
 
 def _snapshot(module: nn.Module) -> State:
@@ -142,9 +133,8 @@ class Schedule:
         vae = self.model.vae
         if vae is None or self.config.epochs_vae == 0:
             return
-        params = list(vae.parameters())
         config, data = self.config, self.data
-        optimizer = adam(params, config.lr, config.weight_decay)
+        optimizer = FlatAdam(vae.parameters(), config.lr, config.weight_decay, config.grad_clip)
         for _ in range(config.epochs_vae):
             sums, steps = self._sums(), 0
             for ids_s, ids_t in _paired_batches(data, config.batch_size, self.generator):
@@ -154,7 +144,7 @@ class Schedule:
                 )
                 assert terms is not None
                 loss = terms.total(config)
-                _step(optimizer, loss, params, config.grad_clip)
+                optimizer.step(loss)
                 values = {"total": loss, "recon": terms.recon.mean(), "kl_inv": terms.kl_inv,
                           "kl_spe": terms.kl_spe, "mmd": terms.mmd}
                 for term, value in values.items():
@@ -172,15 +162,16 @@ class Schedule:
     def stage_heads(self) -> None:
         """Stage 2: the heads on labelled shadow vectors, VAE frozen; then record D1."""
         config, data = self.config, self.data
-        params = list(self.model.heads.parameters())
-        optimizer = adam(params, config.lr, config.weight_decay)
+        optimizer = FlatAdam(
+            self.model.heads.parameters(), config.lr, config.weight_decay, config.grad_clip
+        )
         patience = config.patience
         for epoch in range(config.epochs_heads):
             sums, steps = self._sums(), 0
             order = torch.randperm(data.n_shadow, generator=self.generator, device=data.x.device)
             for ids in order.split(config.batch_size):
                 loss = self.model.heads.loss(self._frozen_inputs(ids), data.labels[ids]).mean()
-                _step(optimizer, loss, params, config.grad_clip)
+                optimizer.step(loss)
                 sums["attack"], steps = sums["attack"] + loss.detach(), steps + 1
             self._record("heads", sums, steps)
             patience = self._consider(f"heads:{epoch}", patience_left=patience)
@@ -193,23 +184,25 @@ class Schedule:
     def stage_joint(self) -> None:
         """Stage 3: alternating joint and weight phases."""
         config = self.config
-        params = list(self.model.parameters())
-        optimizer = adam(params, config.lr, config.weight_decay)
-        est_params = list(self.estimator.parameters())
-        est_optimizer = adam(est_params, config.lr_estimator)
+        optimizer = FlatAdam(
+            self.model.parameters(), config.lr, config.weight_decay, config.grad_clip
+        )
+        est_optimizer = FlatAdam(
+            self.estimator.parameters(), config.lr_estimator, clip=config.grad_clip
+        )
         patience = config.patience
         for epoch in range(config.epochs_joint):
             if config.use_weights and (epoch // config.period) % 2 == 1:
-                self._weight_epoch(est_optimizer, est_params)
+                self._weight_epoch(est_optimizer)
                 continue
-            self._joint_epoch(optimizer, params)
+            self._joint_epoch(optimizer)
             patience = self._consider(f"joint:{epoch}", patience_left=patience)
             if self.on_epoch is not None:
                 self.on_epoch(epoch)
             if config.patience and patience <= 0:
                 break
 
-    def _joint_epoch(self, optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) -> None:
+    def _joint_epoch(self, optimizer: FlatAdam) -> None:
         config, data = self.config, self.data
         sums, steps = self._sums(), 0
         for ids_s, ids_t in _paired_batches(data, config.batch_size, self.generator):
@@ -233,7 +226,7 @@ class Schedule:
                 attack = attack + (weights[n_s:] * keep * target_ce).mean()
                 sums["kept_fraction"] = sums["kept_fraction"] + keep.float().mean()
             loss = attack if terms is None else attack + terms.total(config, weights)
-            _step(optimizer, loss, params, config.grad_clip)
+            optimizer.step(loss)
             sums["total"] = sums["total"] + loss.detach()
             sums["attack"] = sums["attack"] + attack.detach()
             if terms is not None:
@@ -242,13 +235,13 @@ class Schedule:
             steps += 1
         self._record("joint", sums, steps)
 
-    def _weight_epoch(self, optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) -> None:
+    def _weight_epoch(self, optimizer: FlatAdam) -> None:
         d2 = sample_losses(self.model, self.data)  # (n,) current losses, model frozen
         sums, steps = self._sums(), 0
         n = self.data.x.shape[0]
         order = torch.randperm(n, generator=self.generator, device=self.data.x.device)
         for ids in order.split(2 * self.config.batch_size):
             loss = self.estimator.loss(ids, self.d1[ids], d2[ids])
-            _step(optimizer, loss, params, self.config.grad_clip)
+            optimizer.step(loss)
             sums["estimator"], steps = sums["estimator"] + loss.detach(), steps + 1
         self._record("weight", sums, steps)

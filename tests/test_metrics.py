@@ -157,3 +157,11 @@ def test_bootstrap_interval_matches_resampling_by_hand() -> None:
 def test_bootstrap_of_a_perfect_attack_is_a_point() -> None:
     labels = np.array([0, 0, 0, 1, 1, 1])
     assert bootstrap_roc_auc(labels, labels * 0.8 + 0.1) == (1.0, 1.0)
+
+
+def test_metrics_without_the_interval_are_the_same_metrics() -> None:
+    rng = np.random.default_rng(3)
+    labels, proba = np.repeat([0, 1], 50), rng.random(100)
+    full, bare = attack_metrics(labels, proba), attack_metrics(labels, proba, interval=False)
+    assert np.isnan(bare.pop("roc_auc_low")) and np.isnan(bare.pop("roc_auc_high"))
+    assert bare == {k: v for k, v in full.items() if k not in ("roc_auc_low", "roc_auc_high")}

@@ -378,7 +378,8 @@ def trials_frame(
 ) -> pd.DataFrame:
     """One row per trial (`trial` 1, 2, ... in study order; `study_trial` is Optuna's number):
     `param.*`, label-free criteria, `target.*` metrics (finished trials; recorded after the
-    search, `used_for_selection` False) and the three picks."""
+    search, `used_for_selection` False; no bootstrap interval: the selected trial's result
+    has one) and the three picks."""
     rows = []
     for position, record in enumerate(sorted(records, key=lambda r: r.number), start=1):
         row: dict[str, Any] = {
@@ -391,7 +392,7 @@ def trials_frame(
             "used_for_selection": False,
         }
         if record.scores is not None:
-            target_metrics = attack_metrics(target.labels, record.scores)
+            target_metrics = attack_metrics(target.labels, record.scores, interval=False)
             row.update({f"target.{k}": v for k, v in target_metrics.items() if np.isscalar(v)})
         rows.append(row)
     frame = pd.DataFrame(rows)

@@ -48,6 +48,8 @@ class FlatAdam:
         if not self.params:
             raise ValueError("FlatAdam got an empty parameter list")
         first = self.params[0]
+        if any(p.dtype != first.dtype or p.device != first.device for p in self.params):
+            raise ValueError("FlatAdam needs parameters of one dtype on one device")
         total = sum(p.numel() for p in self.params)
         self.data = torch.empty(total, dtype=first.dtype, device=first.device)
         self.grad = torch.zeros_like(self.data)

@@ -53,6 +53,14 @@ def test_flat_adam_survives_loading_a_state_and_a_second_flattening() -> None:
         assert not torch.equal(value, saved[key]), key
 
 
+def test_flat_adam_refuses_what_one_buffer_cannot_hold() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        FlatAdam([], lr=0.1)
+    mixed = [nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(2, dtype=torch.float64))]
+    with pytest.raises(ValueError, match="one dtype"):
+        FlatAdam(mixed, lr=0.1)
+
+
 def test_a_dlmia_fit_does_not_import_torch_dynamo() -> None:
     """torch.optim.Optimizer imports torch._dynamo (1.5 s) in each fresh process: a search trial's
     worker trains only DL-MIA and so never pays it."""

@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fresh import json_in_fresh_process
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("first_fit_s", "fit_s", "vae_s", "heads_s", "joint_s", "criteria_s")
@@ -75,12 +73,7 @@ def save_cell(data_root: str, path: Path) -> None:
 
 def in_fresh_process(tree: Path, cell: Path) -> dict[str, Any]:
     """`measure` in a new process on `tree`'s code."""
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    command = [sys.executable, __file__, "--one", str(cell)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if done.returncode:
-        raise SystemExit(f"{tree}: the fit failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return json_in_fresh_process(tree, __file__, "--one", str(cell), what="the fit")
 
 
 def main() -> None:

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from fresh import json_in_fresh_process
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDES = (
@@ -61,12 +60,8 @@ def measure(dataset: str, recommender: str, data_root: str) -> dict[str, Any]:
 
 def run_in(tree: Path, dataset: str, recommender: str, data_root: str) -> dict[str, Any]:
     """`measure` in a fresh process on `tree`'s code (this script, that tree's packages)."""
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    command = [sys.executable, __file__, "--one", dataset, recommender, "--data-root", data_root]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if done.returncode:
-        raise SystemExit(f"{tree}: {dataset}/{recommender} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return json_in_fresh_process(tree, __file__, "--one", dataset, recommender,
+                                 "--data-root", data_root, what=f"{dataset}/{recommender}")
 
 
 def main() -> None:

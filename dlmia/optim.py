@@ -44,17 +44,17 @@ class FlatAdam:
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
     ) -> None:
-        self.params = list(params)
-        if not self.params:
+        params = list(params)
+        if not params:
             raise ValueError("FlatAdam got an empty parameter list")
-        first = self.params[0]
-        if any(p.dtype != first.dtype or p.device != first.device for p in self.params):
+        first = params[0]
+        if any(p.dtype != first.dtype or p.device != first.device for p in params):
             raise ValueError("FlatAdam needs parameters of one dtype on one device")
-        total = sum(p.numel() for p in self.params)
+        total = sum(p.numel() for p in params)
         self.data = torch.empty(total, dtype=first.dtype, device=first.device)
         self.grad = torch.zeros_like(self.data)
         offset = 0
-        for p in self.params:
+        for p in params:
             size = p.numel()
             self.data[offset : offset + size].copy_(p.detach().reshape(-1))
             p.data = self.data[offset : offset + size].view_as(p)

@@ -1,0 +1,26 @@
+"""Run a bench script's measurement in a fresh process on another tree's code.
+
+A bench that compares code with code (`--baseline TREE`) runs each measurement as
+`python SCRIPT ARGS...` with PYTHONPATH=TREE, so that process imports that tree's packages and
+pays its own start-up, and reads back the JSON object the script prints last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def json_in_fresh_process(tree: Path, script: str, *args: str, what: str) -> dict[str, Any]:
+    """The JSON object `script` (run with `args` on `tree`'s code) prints last; exits naming
+    `what` and the end of its stderr when it fails."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run([sys.executable, script, *args], env=env, capture_output=True,
+                          text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"{tree}: {what} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]

@@ -14,7 +14,7 @@ from scipy.stats import ortho_group
 from dlmia.attacks import make_attack
 from dlmia.attacks.biased import BiasedAttack
 from dlmia.attacks.dlmia import DLMIAAttack, DLMIAConfig
-from dlmia.attacks.dlmia.encoder import DisentangledVAE, mmd
+from dlmia.attacks.dlmia.encoder import DisentangledVAE, mmd, rbf_terms
 from dlmia.attacks.dlmia.estimator import WeightEstimator
 from dlmia.attacks.dlmia.model import DLMIAModel, posterior_means, slice_inputs
 from dlmia.errors import ConfigError
@@ -136,11 +136,13 @@ def _block_mmd(a: torch.Tensor, b: torch.Tensor, scales: tuple[float, ...]) -> t
     return kernel[:n, :n].mean() + kernel[n:, n:].mean() - 2 * kernel[:n, n:].mean()
 
 
-def test_mmd_value_and_hand_written_gradient_match_autograd() -> None:
+@pytest.mark.parametrize("scales", [(0.25, 1.0, 4.0), (3.0, 0.3, 1.5, 0.7), (1.0,)])
+def test_mmd_value_and_hand_written_gradient_match_autograd(scales: tuple[float, ...]) -> None:
+    """DL-MIA's bandwidths (a factor 4 apart: squared terms), a mix of squared and exp terms
+    in any order, and a single bandwidth."""
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(31, 5, generator=gen, dtype=torch.float64, requires_grad=True)
     shift = torch.cat([torch.zeros(19, 5), torch.full((12, 5), 0.7)]).double()
-    scales = (0.25, 1.0, 4.0)
     mine = mmd((x + shift)[:19], (x + shift)[19:], scales)
     reference = _block_mmd((x + shift)[:19], (x + shift)[19:], scales)
     (grad_mine,) = torch.autograd.grad(mine, x)
@@ -153,6 +155,25 @@ def test_mmd_value_and_hand_written_gradient_match_autograd() -> None:
         assert float(mmd(x[:19], x[19:], scales)) == pytest.approx(
             float(_block_mmd(x[:19], x[19:], scales)), rel=1e-10
         )
+
+
+def test_rbf_terms_square_a_term_only_for_power_of_two_rate_ratios(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dist = torch.rand(40, 40, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    rates = (2.4, 0.1, 0.2, 0.3, 0.3)  # 0.2 = 2 x 0.1 and 2.4 = 8 x 0.3 are squared
+    exps: list[torch.Tensor] = []
+
+    def counted_exp(t: torch.Tensor) -> torch.Tensor:
+        exps.append(t)
+        return t.exp()
+
+    monkeypatch.setattr(torch, "exp", counted_exp)
+    terms = rbf_terms(dist * 9, rates)
+    assert len(exps) == 3  # 0.1, 0.3, 0.3
+    assert [rate for rate, _ in terms] == sorted(rates)
+    for rate, term in terms:
+        assert torch.allclose(term, torch.exp(-rate * dist * 9), rtol=1e-12, atol=0)
 
 
 def test_weight_estimator_keeps_scores_by_id_and_fits_the_ratio() -> None:

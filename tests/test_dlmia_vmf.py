@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from scipy import special
 
-from dlmia.attacks.dlmia import vmf
+from dlmia.attacks.dlmia import bessel, vmf
 
 
 def _draws(
@@ -66,3 +68,14 @@ def test_kl_is_zero_at_low_concentration_and_has_exact_gradient() -> None:
 def test_uniform_sphere_area() -> None:
     assert math.exp(vmf.log_sphere_area(3)) == pytest.approx(4 * math.pi)
     assert math.exp(vmf.log_sphere_area(2)) == pytest.approx(2 * math.pi)
+
+
+@pytest.mark.parametrize("order", [0.0, 0.5, 3.0, 7.0, 15.5, 63.0])
+def test_tabulated_bessel_terms_match_scipy(order: float) -> None:
+    """The tables (and the scipy path outside them) give I_{v+1}/I_v and log I_v to 1e-10."""
+    kappa = np.exp(np.random.default_rng(0).uniform(np.log(0.05), np.log(1e6), 5000))
+    kappa[:2] = np.exp(bessel.LOG_K_RANGE)  # both ends of the table; 0.05 and 1e6 lie outside
+    ratio, log_iv = bessel.ratio_and_log_iv(order, kappa)
+    assert np.allclose(ratio, special.ive(order + 1, kappa) / special.ive(order, kappa),
+                       rtol=1e-10, atol=0)
+    assert np.allclose(log_iv, np.log(special.ive(order, kappa)) + kappa, rtol=1e-10, atol=1e-10)

@@ -23,30 +23,25 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import special
+
+from dlmia.attacks.dlmia.bessel import ratio_and_log_iv
 
 ROUND_BLOCK = 4  # candidates per sample per block; a block is drawn while some are unaccepted
 MAX_BLOCKS = 5  # at most 20 candidates: Wood's acceptance is >= 0.67, so all fail w.p. < 3e-10
-
-
-def _ratio_and_log_iv(order: float, kappa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """I_{order+1}(k) / I_order(k) and log I_order(k), in float64, from scipy's scaled ive."""
-    scaled = special.ive(order, kappa)
-    return special.ive(order + 1.0, kappa) / scaled, np.log(scaled) + kappa
 
 
 class _KLToUniform(torch.autograd.Function):
     """KL(vMF(., kappa) || U(S^{m-1})) and its exact derivative dKL/dk = k (1 - A^2) - (m - 1) A.
 
     (From d/dk log I_v = A + v/k and A'(k) = 1 - A^2 - (m - 1) A / k.) Evaluated in float64 on the
-    CPU with two scipy calls; the transfer is one (B,) array each way.
+    CPU from scipy's values, tabulated (bessel.py); the transfer is one (B,) array each way.
     """
 
     @staticmethod
     def forward(ctx: Any, kappa: torch.Tensor, dim: int) -> torch.Tensor:
         k = kappa.detach().double().cpu().numpy()
         order = dim / 2 - 1
-        ratio, log_iv = _ratio_and_log_iv(order, k)
+        ratio, log_iv = ratio_and_log_iv(order, k)
         log_c = order * np.log(k) - (order + 1) * math.log(2 * math.pi) - log_iv
         kl = k * ratio + log_c + log_sphere_area(dim)
         ctx.save_for_backward(torch.from_numpy(k * (1 - ratio**2) - (dim - 1) * ratio).to(kappa))
@@ -60,7 +55,7 @@ class _KLToUniform(torch.autograd.Function):
 
 def mean_resultant_length(kappa: torch.Tensor, dim: int) -> torch.Tensor:
     """A_m(kappa) = E<mu, z> for z ~ vMF(mu, kappa) on S^{dim-1}; (...) like kappa, no gradient."""
-    ratio, _ = _ratio_and_log_iv(dim / 2 - 1, kappa.detach().double().cpu().numpy())
+    ratio, _ = ratio_and_log_iv(dim / 2 - 1, kappa.detach().double().cpu().numpy())
     return torch.from_numpy(ratio).to(kappa)
 
 
@@ -68,7 +63,7 @@ def log_normaliser(kappa: torch.Tensor, dim: int) -> torch.Tensor:
     """log C_m(kappa), the log normaliser of vMF on S^{dim-1}; (...) like kappa, no gradient."""
     order = dim / 2 - 1
     k = kappa.detach().double().cpu().numpy()
-    _, log_iv = _ratio_and_log_iv(order, k)
+    _, log_iv = ratio_and_log_iv(order, k)
     log_c = order * np.log(k) - (order + 1) * math.log(2 * math.pi) - log_iv
     return torch.from_numpy(log_c).to(kappa)
 

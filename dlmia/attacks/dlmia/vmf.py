@@ -5,7 +5,8 @@ The sampler is Wood's (1994) algorithm as used by Davidson et al., "Hyperspheric
 Auto-Encoders" (UAI 2018): draw the component w = <z, mu> by rejection, a uniform direction
 orthogonal to e1, then reflect e1 onto mu with a Householder map. Here the rejection loop is
 batch-vectorised: candidates for the whole batch are drawn in blocks of rounds, a new block only
-while some sample is still unaccepted, at most MAX_BLOCKS blocks; every random draw comes from a
+while some sample is still unaccepted, at most MAX_BLOCKS blocks, each candidate from three
+uniforms (its Beta draw by Ulrich's (1984) two-uniform method); every random draw comes from a
 passed `torch.Generator` (deterministic for a seed). Gradients reach mu exactly and kappa through
 the accepted w (the reparameterised term of Davidson et al.; their rejection
 correction term is left out, as in their reference code).
@@ -89,42 +90,56 @@ def kl_to_uniform(kappa: torch.Tensor, dim: int) -> torch.Tensor:
 def _sample_w(kappa: torch.Tensor, dim: int, generator: torch.Generator) -> torch.Tensor:
     """Wood's rejection sampler for w = <mu, z>, all samples at once, candidates in blocks.
 
+    A candidate is eps ~ Beta((m-1)/2, (m-1)/2) (`_symmetric_beta`), giving
+    w = (1 - (1+b) eps) / (1 - (1-b) eps) with b = (m-1) / (2 kappa + sqrt(4 kappa^2 + (m-1)^2)).
+    Wood's test (m-1) log t - t + d >= log u, t = 2ab / (1 - (1-b) eps), simplifies:
+    a = (m-1)(1+b) / (4b) makes d = 4ab / (1+b) - (m-1) log(m-1) the constant
+    (m-1)(1 - log(m-1)), so with s = t / (m-1) = (1+b) / (2 (1 - (1-b) eps)) it reads
+    log s - s + 1 >= log(u) / (m-1).
+    The loop picks each sample's first accepted eps without autograd; w is then formed once.
+
     Args:
         kappa: (B,) concentrations.
         dim: m >= 2.
         generator: source of every draw.
 
     Returns:
-        (B,) samples of w in [-1, 1], differentiable in kappa through the accepted candidate.
+        (B,) samples of w in [-1, 1], differentiable in kappa through b.
     """
     m1 = dim - 1.0
-    k = kappa.unsqueeze(1)  # (B, 1)
-    root = torch.sqrt(4 * k**2 + m1**2)  # (B, 1)
-    b = m1 / (2 * k + root)  # (B, 1), the stable form of (-2k + root) / (m - 1)
-    a = (m1 + 2 * k + root) / 4  # (B, 1)
-    d = 4 * a * b / (1 + b) - m1 * math.log(m1)  # (B, 1)
+    b = m1 / (2 * kappa + torch.hypot(2 * kappa, kappa.new_tensor(m1)))  # (B,), stable form
     n = kappa.shape[0]
     opts: dict[str, Any] = {"generator": generator, "device": kappa.device, "dtype": kappa.dtype}
-    w_out = torch.zeros(n, device=kappa.device, dtype=kappa.dtype)  # (B,)
-    todo = torch.ones(n, dtype=torch.bool, device=kappa.device)  # (B,) not yet accepted
-    for block in range(MAX_BLOCKS):
-        # eps ~ Beta(m1/2, m1/2) as X / (X + Y) with X, Y ~ chi^2_{m-1}, from normals only.
-        chi = torch.randn((2, n, ROUND_BLOCK, dim - 1), **opts).square().sum(-1)  # (2, B, R)
-        eps = chi[0] / (chi[0] + chi[1])  # (B, R)
-        u = torch.rand((n, ROUND_BLOCK), **opts).clamp_min(1e-12)  # (B, R)
-        denom = 1 - (1 - b) * eps  # (B, R)
-        w = (1 - (1 + b) * eps) / denom  # (B, R)
-        t = 2 * a * b / denom  # (B, R)
-        accept = m1 * torch.log(t) - t + d >= torch.log(u)  # (B, R)
-        if block == MAX_BLOCKS - 1:  # the last candidate stands in for a sample never accepted
-            accept[:, -1] = True
-        first = accept.int().argmax(1, keepdim=True)  # (B, 1) first accepted round
-        take = todo & accept.any(1)  # (B,)
-        w_out = torch.where(take, w.gather(1, first).squeeze(1), w_out)
-        todo = todo & ~take
-        if not bool(todo.any()):
-            break
-    return w_out.clamp(-1.0, 1.0)
+    with torch.no_grad():
+        half_1pb, one_mb = ((1 + b) / 2).unsqueeze(1), (1 - b).unsqueeze(1)  # (B, 1) each
+        eps_out = torch.zeros_like(kappa)  # (B,)
+        todo = torch.ones(n, dtype=torch.bool, device=kappa.device)  # (B,) not yet accepted
+        for block in range(MAX_BLOCKS):
+            u = torch.rand((3, n, ROUND_BLOCK), **opts)  # (3, B, R)
+            eps = _symmetric_beta(u[0], u[1], dim)  # (B, R)
+            log_u = u[2].log().div_(m1)  # (B, R); u = 0 accepts
+            s = half_1pb / (1 - one_mb * eps)  # (B, R)
+            accept = s.log() - s + 1 >= log_u  # (B, R)
+            if block == MAX_BLOCKS - 1:  # the last candidate stands in for a sample never accepted
+                accept[:, -1] = True
+            first = accept.int().argmax(1, keepdim=True)  # (B, 1) first accepted round
+            take = todo & accept.any(1)  # (B,)
+            eps_out = torch.where(take, eps.gather(1, first).squeeze(1), eps_out)
+            todo &= ~take
+            if not bool(todo.any()):
+                break
+    w = (1 - (1 + b) * eps_out) / (1 - (1 - b) * eps_out)  # (B,)
+    return w.clamp(-1.0, 1.0)
+
+
+def _symmetric_beta(u1: torch.Tensor, u2: torch.Tensor, dim: int) -> torch.Tensor:
+    """Beta((m-1)/2, (m-1)/2) draws from two uniforms (Ulrich 1984):
+    1/2 + sqrt(1 - u1^(2/(m-2))) cos(2 pi u2) / 2, the arcsine law's cos term alone for m = 2.
+    Two uniforms per draw where X / (X + Y) with X, Y ~ chi^2_{m-1} needs 2(m - 1) normals."""
+    cos = torch.cos(u2 * (2 * math.pi))
+    if dim > 2:
+        cos *= (1 - u1.pow(2 / (dim - 2))).sqrt_()
+    return cos.mul_(0.5).add_(0.5)
 
 
 def sample_vmf(mu: torch.Tensor, kappa: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -164,16 +164,17 @@ def test_rbf_terms_square_a_term_only_for_power_of_two_rate_ratios(
     rates = (2.4, 0.1, 0.2, 0.3, 0.3)  # 0.2 = 2 x 0.1 and 2.4 = 8 x 0.3 are squared
     exps: list[torch.Tensor] = []
 
-    def counted_exp(t: torch.Tensor) -> torch.Tensor:
+    def counted_exp_(t: torch.Tensor) -> torch.Tensor:
         exps.append(t)
-        return t.exp()
+        return torch.exp(t, out=t)
 
-    monkeypatch.setattr(torch, "exp", counted_exp)
-    terms = rbf_terms(dist * 9, rates)
+    monkeypatch.setattr(torch.Tensor, "exp_", counted_exp_)
+    drawn = []
+    for rate, term in rbf_terms(dist * 9, rates):  # a term is valid until the next is drawn
+        assert torch.allclose(term, (-rate * dist * 9).exp(), rtol=1e-12, atol=0)
+        drawn.append(rate)
+    assert drawn == sorted(rates)
     assert len(exps) == 3  # 0.1, 0.3, 0.3
-    assert [rate for rate, _ in terms] == sorted(rates)
-    for rate, term in terms:
-        assert torch.allclose(term, torch.exp(-rate * dist * 9), rtol=1e-12, atol=0)
 
 
 def test_weight_estimator_keeps_scores_by_id_and_fits_the_ratio() -> None:

@@ -17,6 +17,7 @@ from dlmia.attacks.dlmia import DLMIAAttack, DLMIAConfig
 from dlmia.attacks.dlmia.encoder import DisentangledVAE, mmd, rbf_terms
 from dlmia.attacks.dlmia.estimator import WeightEstimator
 from dlmia.attacks.dlmia.model import DLMIAModel, posterior_means, slice_inputs
+from dlmia.attacks.dlmia.schedule import LossSums
 from dlmia.errors import ConfigError
 from dlmia.metrics import attack_metrics
 
@@ -282,3 +283,13 @@ def test_side_norm_feature_survives_rotation_and_scale() -> None:
     auc_dlmia = _target_auc(DLMIAAttack(with_norm, device="cpu", seed=0), cell)
     assert auc_biased < 0.6
     assert auc_dlmia >= auc_biased + 0.25
+
+
+def test_loss_sums_give_per_term_means_and_refuse_changing_terms() -> None:
+    sums = LossSums()
+    assert sums.means() == {}
+    for step in range(4):
+        sums.add(total=torch.tensor(float(step)), mmd=torch.tensor(2.0 * step, requires_grad=True))
+    assert sums.means() == {"total": 1.5, "mmd": 3.0}
+    with pytest.raises(AssertionError, match="same terms"):
+        sums.add(total=torch.tensor(1.0))

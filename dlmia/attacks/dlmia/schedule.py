@@ -64,6 +64,33 @@ def _paired_batches(
     return zip(shadow, target, strict=True)
 
 
+class LossSums:
+    """An epoch's per-term loss sums, kept on the device as one vector: one op per step (summing
+    there avoids a sync per step), one transfer per epoch. Every step adds the same terms."""
+
+    def __init__(self) -> None:
+        self.terms: tuple[str, ...] = ()
+        self.total: torch.Tensor | None = None
+        self.steps = 0
+
+    @torch.no_grad()
+    def add(self, **values: torch.Tensor) -> None:
+        """Add one step's scalar losses (term -> 0-d tensor)."""
+        stacked = torch.stack(list(values.values()))  # (n_terms,)
+        if self.total is None:
+            self.terms, self.total = tuple(values), stacked
+        else:
+            assert tuple(values) == self.terms, "every step adds the same terms"
+            self.total += stacked
+        self.steps += 1
+
+    def means(self) -> dict[str, float]:
+        """term -> mean over the steps added (empty when none were)."""
+        if self.total is None:
+            return {}
+        return dict(zip(self.terms, (self.total / self.steps).tolist(), strict=True))
+
+
 def _snapshot(module: nn.Module) -> State:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
@@ -108,14 +135,9 @@ class Schedule:
         }
         return self.info
 
-    def _sums(self) -> dict[str, torch.Tensor]:
-        """Per-term loss accumulators on the device (summing there avoids a sync per step)."""
-        device = self.data.x.device
-        return defaultdict(lambda: torch.zeros((), device=device))
-
-    def _record(self, stage: str, sums: dict[str, torch.Tensor], steps: int) -> None:
-        for term, total in sums.items():
-            self.history[stage][term].append(float(total) / max(steps, 1))
+    def _record(self, stage: str, sums: LossSums) -> None:
+        for term, mean in sums.means().items():
+            self.history[stage][term].append(mean)
 
     def _consider(self, label: str, *, patience_left: int) -> int:
         """Keep the model if its held-out loss is the best so far; returns the patience left."""
@@ -136,7 +158,7 @@ class Schedule:
         config, data = self.config, self.data
         optimizer = FlatAdam(vae.parameters(), config.lr, config.weight_decay, config.grad_clip)
         for _ in range(config.epochs_vae):
-            sums, steps = self._sums(), 0
+            sums = LossSums()
             for ids_s, ids_t in _paired_batches(data, config.batch_size, self.generator):
                 ids = torch.cat([ids_s, ids_t])
                 _, _, terms = self.model.forward_train(
@@ -145,12 +167,9 @@ class Schedule:
                 assert terms is not None
                 loss = terms.total(config)
                 optimizer.step(loss)
-                values = {"total": loss, "recon": terms.recon.mean(), "kl_inv": terms.kl_inv,
-                          "kl_spe": terms.kl_spe, "mmd": terms.mmd}
-                for term, value in values.items():
-                    sums[term] = sums[term] + value.detach()
-                steps += 1
-            self._record("vae", sums, steps)
+                sums.add(total=loss, recon=terms.recon.mean(), kl_inv=terms.kl_inv,
+                         kl_spe=terms.kl_spe, mmd=terms.mmd)
+            self._record("vae", sums)
 
     def _frozen_inputs(self, ids: torch.Tensor) -> HeadInputs:
         """Sampled head inputs for samples ids (B,) with the VAE frozen."""
@@ -167,13 +186,13 @@ class Schedule:
         )
         patience = config.patience
         for epoch in range(config.epochs_heads):
-            sums, steps = self._sums(), 0
+            sums = LossSums()
             order = torch.randperm(data.n_shadow, generator=self.generator, device=data.x.device)
             for ids in order.split(config.batch_size):
                 loss = self.model.heads.loss(self._frozen_inputs(ids), data.labels[ids]).mean()
                 optimizer.step(loss)
-                sums["attack"], steps = sums["attack"] + loss.detach(), steps + 1
-            self._record("heads", sums, steps)
+                sums.add(attack=loss)
+            self._record("heads", sums)
             patience = self._consider(f"heads:{epoch}", patience_left=patience)
             if config.patience and patience <= 0:
                 break
@@ -204,10 +223,10 @@ class Schedule:
 
     def _joint_epoch(self, optimizer: FlatAdam) -> None:
         config, data = self.config, self.data
-        sums, steps = self._sums(), 0
+        sums = LossSums()
         for ids_s, ids_t in _paired_batches(data, config.batch_size, self.generator):
             ids = torch.cat([ids_s, ids_t])
-            n_s = len(ids_s)
+            n_s, values = len(ids_s), {}
             weights = (
                 self.estimator.weights(ids) if config.use_weights
                 else torch.ones(len(ids), device=ids.device)
@@ -224,24 +243,22 @@ class Schedule:
                 labels, keep = pseudo_labels(proba, config.tau)
                 target_ce = self.model.heads.loss(slice_inputs(inputs, slice(n_s, None)), labels)
                 attack = attack + (weights[n_s:] * keep * target_ce).mean()
-                sums["kept_fraction"] = sums["kept_fraction"] + keep.float().mean()
+                values["kept_fraction"] = keep.float().mean()
             loss = attack if terms is None else attack + terms.total(config, weights)
             optimizer.step(loss)
-            sums["total"] = sums["total"] + loss.detach()
-            sums["attack"] = sums["attack"] + attack.detach()
+            values.update(total=loss, attack=attack)
             if terms is not None:
-                sums["recon"] = sums["recon"] + terms.recon.mean().detach()
-                sums["mmd"] = sums["mmd"] + terms.mmd.detach()
-            steps += 1
-        self._record("joint", sums, steps)
+                values.update(recon=terms.recon.mean(), mmd=terms.mmd)
+            sums.add(**values)
+        self._record("joint", sums)
 
     def _weight_epoch(self, optimizer: FlatAdam) -> None:
         d2 = sample_losses(self.model, self.data)  # (n,) current losses, model frozen
-        sums, steps = self._sums(), 0
+        sums = LossSums()
         n = self.data.x.shape[0]
         order = torch.randperm(n, generator=self.generator, device=self.data.x.device)
         for ids in order.split(2 * self.config.batch_size):
             loss = self.estimator.loss(ids, self.d1[ids], d2[ids])
             optimizer.step(loss)
-            sums["estimator"], steps = sums["estimator"] + loss.detach(), steps + 1
-        self._record("weight", sums, steps)
+            sums.add(estimator=loss)
+        self._record("weight", sums)

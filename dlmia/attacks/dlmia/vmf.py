@@ -31,6 +31,15 @@ ROUND_BLOCK = 4  # candidates per sample per block; a block is drawn while some 
 MAX_BLOCKS = 5  # at most 20 candidates: Wood's acceptance is >= 0.67, so all fail w.p. < 3e-10
 
 
+def _numpy_terms(kappa: torch.Tensor, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """kappa as float64 numpy, A_m(kappa) and log C_m(kappa) (see the module doc), no gradient."""
+    k = kappa.detach().double().cpu().numpy()
+    order = dim / 2 - 1
+    ratio, log_iv = ratio_and_log_iv(order, k)
+    log_c = order * np.log(k) - (order + 1) * math.log(2 * math.pi) - log_iv
+    return k, ratio, log_c
+
+
 class _KLToUniform(torch.autograd.Function):
     """KL(vMF(., kappa) || U(S^{m-1})) and its exact derivative dKL/dk = k (1 - A^2) - (m - 1) A.
 
@@ -40,10 +49,7 @@ class _KLToUniform(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, kappa: torch.Tensor, dim: int) -> torch.Tensor:
-        k = kappa.detach().double().cpu().numpy()
-        order = dim / 2 - 1
-        ratio, log_iv = ratio_and_log_iv(order, k)
-        log_c = order * np.log(k) - (order + 1) * math.log(2 * math.pi) - log_iv
+        k, ratio, log_c = _numpy_terms(kappa, dim)
         kl = k * ratio + log_c + log_sphere_area(dim)
         ctx.save_for_backward(torch.from_numpy(k * (1 - ratio**2) - (dim - 1) * ratio).to(kappa))
         return torch.from_numpy(kl).to(kappa)
@@ -56,16 +62,13 @@ class _KLToUniform(torch.autograd.Function):
 
 def mean_resultant_length(kappa: torch.Tensor, dim: int) -> torch.Tensor:
     """A_m(kappa) = E<mu, z> for z ~ vMF(mu, kappa) on S^{dim-1}; (...) like kappa, no gradient."""
-    ratio, _ = ratio_and_log_iv(dim / 2 - 1, kappa.detach().double().cpu().numpy())
+    _, ratio, _ = _numpy_terms(kappa, dim)
     return torch.from_numpy(ratio).to(kappa)
 
 
 def log_normaliser(kappa: torch.Tensor, dim: int) -> torch.Tensor:
     """log C_m(kappa), the log normaliser of vMF on S^{dim-1}; (...) like kappa, no gradient."""
-    order = dim / 2 - 1
-    k = kappa.detach().double().cpu().numpy()
-    _, log_iv = ratio_and_log_iv(order, k)
-    log_c = order * np.log(k) - (order + 1) * math.log(2 * math.pi) - log_iv
+    _, _, log_c = _numpy_terms(kappa, dim)
     return torch.from_numpy(log_c).to(kappa)
 
 

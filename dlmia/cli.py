@@ -203,6 +203,18 @@ def command_grid_validate(args: argparse.Namespace) -> int:
     )
 
 
+def command_grid_show(args: argparse.Namespace) -> int:
+    """Print a packaged grid (to copy and edit), or list them when no name is given."""
+    from tune.grid import locate_grid, packaged_grids
+
+    if args.name is None:
+        for name, path in packaged_grids().items():
+            print(f"{name:<20} {path}")
+        return 0
+    sys.stdout.write(locate_grid(args.name).read_text())
+    return 0
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Help that shows each option's default (where it has one its help does not already say)
     and keeps the examples' line breaks."""
@@ -228,6 +240,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"dlmia: error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
+GRID_FILE_HELP = "a grid file, or the name of a packaged grid (`dlmia grid show` lists them)"
 DATA_ROOT_HELP = "folder dataset names resolve under (default: $DLMIA_DATA_ROOT or ./data)"
 
 
@@ -330,20 +343,22 @@ def add_data_commands(commands: Any) -> None:
 
 
 def add_grid_commands(commands: Any) -> None:
-    """`dlmia grid run FILE` and `dlmia grid validate FILE`."""
-    grid = subcommand(commands, "grid", "run or validate a grid of cells on Ray", examples(
-        "dlmia grid validate grids/paper-general.yaml --data-root data",
-        "dlmia grid run grids/demo.yaml"))  # fmt: skip
+    """`dlmia grid run FILE`, `dlmia grid validate FILE` and `dlmia grid show [NAME]`; FILE is a
+    path or the bare name of a packaged grid (`demo`, `paper-general`, ...)."""
+    grid = subcommand(commands, "grid", "run, validate or show a grid of cells", examples(
+        "dlmia grid show", "dlmia grid validate paper-general --data-root data",
+        "dlmia grid run demo", "dlmia grid run my-grid.yaml"))  # fmt: skip
     actions = grid.add_subparsers(dest="grid_command", required=True)
     run = subcommand(
         actions, "run", "run every unfinished cell of a grid file (resumes)",
         examples(
-            "dlmia grid run grids/demo.yaml",
-            "dlmia grid run grids/paper-general.yaml --data-root data --no-search",
-            "dlmia grid run grids/paper-general.yaml --address auto   # on a Ray cluster",
+            "dlmia grid run demo",
+            "dlmia grid run paper-general --data-root data --no-search",
+            "dlmia grid run paper-general --address auto   # on a Ray cluster",
+            "dlmia grid run my-grid.yaml --out out/mine",
         ),
     )  # fmt: skip
-    run.add_argument("file", help="grid file, e.g. grids/demo.yaml")
+    run.add_argument("file", help=GRID_FILE_HELP)
     run.add_argument(
         "--address", help="Ray cluster: auto or ray://HOST:10001 (default: $RAY_ADDRESS, else a "
         "local Ray)",
@@ -362,11 +377,18 @@ def add_grid_commands(commands: Any) -> None:
     run.set_defaults(run=command_grid_run)
     validate = subcommand(
         actions, "validate", "check a grid file and its data files; print what it would run",
-        examples("dlmia grid validate grids/paper-sequential.yaml --data-root data"),
+        examples("dlmia grid validate paper-sequential --data-root data",
+                 "dlmia grid validate my-grid.yaml"),
     )  # fmt: skip
-    validate.add_argument("file", help="grid file")
+    validate.add_argument("file", help=GRID_FILE_HELP)
     validate.add_argument("--data-root", help=DATA_ROOT_HELP)
     validate.set_defaults(run=command_grid_validate)
+    show = subcommand(
+        actions, "show", "print a packaged grid file (to copy and edit); list them without NAME",
+        examples("dlmia grid show", "dlmia grid show demo > my-grid.yaml"),
+    )  # fmt: skip
+    show.add_argument("name", nargs="?", metavar="NAME", help="a packaged grid, e.g. demo")
+    show.set_defaults(run=command_grid_show)
     for parser in (run, validate):
         parser.add_argument(
             "--vectors-fit-on", choices=VECTOR_FIT_ON,
@@ -402,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dlmia", description=__doc__.splitlines()[0],
         epilog=examples("dlmia data fetch ml-1m --to data",
                         "dlmia cell --shadow ml-1m:lfm --target ml-1m:itemcf --data-root data",
-                        "dlmia grid run grids/demo.yaml", "dlmia analyze out/demo"),
+                        "dlmia grid run demo", "dlmia analyze out/demo"),
     )  # fmt: skip
     parser.add_argument("--version", action="version", version=f"dlmia {dlmia.__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings on stderr")

@@ -22,7 +22,7 @@ from dlmia.errors import ConfigError
 from dlmia.sides import DatasetSpec, SideOutput, SideSpec
 from tune.cache import SideCache
 from tune.faults import Faults
-from tune.grid import grid_dict, load_grid, parse_grid
+from tune.grid import grid_dict, load_grid, locate_grid, packaged_grids, parse_grid
 from tune.plan import data_fingerprint, expand
 from tune.progress import Progress
 
@@ -359,3 +359,24 @@ def test_plain_progress_lines_and_eta() -> None:
     assert "trials 5/12 done, 0 failed, ETA" not in text.split("cell d done")[0]
     progress.started_at -= 6.0  # 6 of 14 units (2 cells + 12 trials) done in 6 s: 8 s left
     assert progress.eta() == pytest.approx(8.0, abs=0.1)
+
+
+def test_a_bare_name_is_the_packaged_grid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)  # no grids/ folder in reach
+    assert sorted(packaged_grids()) == sorted(path.stem for path in GRIDS)
+    assert locate_grid("demo") == packaged_grids()["demo"]
+    assert load_grid("paper-general").name == "paper-general"
+    (tmp_path / "demo").write_text(yaml.safe_dump(tiny()))  # an existing path wins
+    assert load_grid("demo").name == "tiny"
+    with pytest.raises(ConfigError, match="the packaged grid of that name is `policies`"):
+        locate_grid("grids/policies.yaml")
+    with pytest.raises(ConfigError, match="packaged grids: demo, paper-general, "):
+        locate_grid("nope")
+    assert main(["grid", "show", "paper-sequential"]) == 0
+    assert capsys.readouterr().out == packaged_grids()["paper-sequential"].read_text()
+    assert main(["grid", "show"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == sorted(packaged_grids())
+    assert main(["grid", "show", "nope"]) == 2
+    assert "dlmia: error: nope: no such grid file" in capsys.readouterr().err

@@ -1,7 +1,7 @@
 """The Ray layer of dlmia: grid files, their expansion into sides and cells, and the grid runner.
 
     from tune import load_grid, run_grid
-    summary = run_grid(load_grid("grids/demo.yaml"), data_root="data")
+    summary = run_grid(load_grid("demo"), data_root="data")   # a packaged grid, or a file's path
 
 Importing `tune` does not import Ray; `run_grid` (tune.runner) does, when first used.
 """

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -101,9 +102,34 @@ class Grid:
     source: str = ""  # the file the grid was read from
 
 
+def packaged_grids() -> dict[str, Path]:
+    """The grid files shipped inside the package (`tune/grids/*.yaml`), by bare name."""
+    folder = Path(str(resources.files("tune") / "grids"))
+    return {path.stem: path for path in sorted(folder.glob("*.yaml"))}
+
+
+def locate_grid(file: str | Path) -> Path:
+    """The grid file `file` names: an existing path as it is, else a bare name (`demo`) as the
+    packaged grid of that name, so a pip-installed dlmia runs its grids from any folder."""
+    path = Path(file)
+    if path.exists():
+        return path
+    packaged = packaged_grids()
+    if str(file) in packaged:
+        return packaged[str(file)]
+    if path.stem in packaged:
+        hint = f"the packaged grid of that name is `{path.stem}`"
+    else:
+        hint = f"packaged grids: {', '.join(packaged)}"
+    raise ConfigError(
+        f"{file}: no such grid file ({hint}; `dlmia grid show NAME` prints one to copy and edit)"
+    )
+
+
 def load_grid(path: str | Path) -> Grid:
-    """Read and validate grid file `path`; every error names the file and the key path."""
-    path = Path(path)
+    """Read and validate grid file `path` (or the packaged grid a bare name names, see
+    `locate_grid`); every error names the file and the key path."""
+    path = locate_grid(path)
     try:
         text = path.read_text()
     except OSError as exc:

@@ -9,6 +9,7 @@ made its predictions.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -17,14 +18,18 @@ import numpy as np
 import numpy.typing as npt
 
 from dlmia import config as cfg
-from dlmia.attacks import attack_config, make_attack
+from dlmia.attacks import ATTACKS, attack_config, make_attack
+from dlmia.attacks.base import References, TargetView
+from dlmia.data.histories import IntArray
 from dlmia.device import check_device
+from dlmia.errors import ConfigError, DataError
 from dlmia.metrics import attack_metrics
 from dlmia.nonmember import Policy
 from dlmia.recommenders import recommender_config
 from dlmia.sides import (
     DatasetSpec,
     PreparedDataset,
+    ReferenceSpec,
     Role,
     SideOutput,
     SideSpec,
@@ -46,6 +51,7 @@ class CellConfig:
     attack_settings: dict[str, Any] = field(default_factory=dict)  # overrides of its settings
     seed: int = 0  # the attack's seed
     device: str = "auto"
+    references: tuple[SideSpec, ...] = ()  # the attack's reference pool, if it needs one
 
 
 @dataclass(frozen=True)
@@ -88,27 +94,48 @@ def cell_config(
             device, before any work.
     """
     check_device(device)
-    attack_config(attack, attack_settings)
+    pool = ATTACKS[attack].pool(attack_config(attack, attack_settings))
     for choice in (shadow, target):
         recommender_config(choice.recommender, choice.settings)
     roles: tuple[tuple[Role, SideChoice], ...] = (("shadow", shadow), ("target", target))
-    sides = {
-        role: SideSpec(
-            dataset=seeded(located(choice.dataset), seed),
-            role=role,
-            recommender=choice.recommender,
-            settings=dict(choice.settings),
-            k=options.k,
-            nonmember_lists=options.nonmember_lists,
-            center=options.center,
-            exclude_seen=options.exclude_seen,
-            seed=seed,
-            device=device,
+    sides = {role: side_spec(choice, role, options, seed, device) for role, choice in roles}
+    references = tuple(
+        side_spec(shadow, "reference", options, seed, device, ReferenceSpec(index, pool.online))
+        for index in range(pool.size)
+    )
+    if references and sides["shadow"].dataset != sides["target"].dataset:
+        raise ConfigError(
+            f"attack {attack}: its reference recommenders serve the target's users, so the "
+            "shadow and target must be one dataset with one split; the shadow's dataset "
+            f"({shadow.dataset.label}) differs from the target's ({target.dataset.label})"
         )
-        for role, choice in roles
-    }
     return CellConfig(
-        sides["shadow"], sides["target"], attack, dict(attack_settings), seed, device
+        sides["shadow"], sides["target"], attack, dict(attack_settings), seed, device,
+        references,
+    )  # fmt: skip
+
+
+def side_spec(
+    choice: SideChoice,
+    role: Role,
+    options: ListOptions,
+    seed: int,
+    device: str,
+    reference: ReferenceSpec | None = None,
+) -> SideSpec:
+    """The side `choice` plays in `role` under the cell's list options and run seed."""
+    return SideSpec(
+        dataset=seeded(located(choice.dataset), seed),
+        role=role,
+        recommender=choice.recommender,
+        settings=dict(choice.settings),
+        k=options.k,
+        nonmember_lists=options.nonmember_lists,
+        center=options.center,
+        exclude_seen=options.exclude_seen,
+        seed=seed,
+        device=device,
+        reference=reference,
     )
 
 
@@ -130,13 +157,16 @@ def cached_dataset(spec: DatasetSpec) -> PreparedDataset:
 
 
 def run_cell(config: CellConfig) -> CellResult:
-    """Build both sides of `config` and attack the target with a model trained on the shadow."""
+    """Build both sides of `config` (and its reference pool) and attack the target with a
+    model trained on the shadow."""
     started = time.perf_counter()
     shadow = build_side(cached_dataset(config.shadow.dataset), config.shadow)
     target = build_side(cached_dataset(config.target.dataset), config.target)
+    references = [build_side(cached_dataset(spec.dataset), spec) for spec in config.references]
     result = attack_cell(
-        shadow, target, config.attack, config.attack_settings, config.seed, config.device
-    )
+        shadow, target, config.attack, config.attack_settings, config.seed, config.device,
+        references,
+    )  # fmt: skip
     result.info["seconds"] = time.perf_counter() - started
     for role, side, spec in (("shadow", shadow, config.shadow), ("target", target, config.target)):
         result.info[f"{role}_side"] = side.info
@@ -151,13 +181,15 @@ def attack_cell(
     attack_settings: dict[str, Any],
     seed: int,
     device: str = "auto",
+    references: Sequence[SideOutput] = (),
 ) -> CellResult:
     """Fit the attack on the labelled shadow side and the unlabelled target vectors; score the
-    target."""
+    target (with its reference pool's lists, for an attack that has one)."""
     started = time.perf_counter()
     attack = make_attack(attack_name, attack_settings, device=device, seed=seed)
     attack.fit(shadow.vectors, shadow.labels, target.vectors)
-    scores = attack.predict_proba(target.vectors, lists=target.lists)
+    view = TargetView(target.lists, target.statistics, reference_view(references, target.users))
+    scores = attack.predict_proba(target.vectors, view)
     attack_seconds = time.perf_counter() - started
     metrics = attack_metrics(target.labels, scores, seed=seed)  # the only read of target labels
     info = {
@@ -168,3 +200,23 @@ def attack_cell(
         "n_target": len(target.labels),
     }
     return CellResult(metrics, scores, target.labels, target.users, info)
+
+
+def reference_view(references: Sequence[SideOutput], users: IntArray) -> References | None:
+    """The reference sides' statistics and training masks (R, n), their columns in the order of
+    `users` (the reference sides serve the same users, in their own order); None without any."""
+    if not references:
+        return None
+    columns = []
+    for side in references:
+        order = np.argsort(side.users, kind="stable")
+        at = order[np.searchsorted(side.users, users, sorter=order).clip(max=len(order) - 1)]
+        if not np.array_equal(side.users[at], users):
+            raise DataError("a reference side does not serve the users under test")
+        columns.append(at)
+    statistics = {
+        name: np.stack([side.statistics[name][at] for side, at in zip(references, columns)])
+        for name in references[0].statistics
+    }
+    inside = np.stack([side.labels[at] == 1 for side, at in zip(references, columns)])
+    return References(statistics, inside)

@@ -79,6 +79,8 @@ def cell_config(args: argparse.Namespace) -> CellConfig:
         raise ConfigError(f"--attack {args.attack!r}: unknown attack; known: {known}")
     if args.k < 1:
         raise ConfigError(f"--k {args.k}: must be a positive list length")
+    if args.pooled is not None and args.pooled < 3:
+        raise ConfigError(f"--pooled {args.pooled}: a pooled evaluation needs at least 3 models")
     resolve_device(args.device)  # this machine runs the cell: a CUDA device must be here
     dataset_settings = cfg.parse_assignments(args.dataset_set, "--dataset-set")
     for key in ("name", "path", "data_root", "columns"):
@@ -133,6 +135,7 @@ def command_cell(args: argparse.Namespace) -> int:
     """Run one cell and print its metrics; with --out, write the result row and per-user scores."""
     import torch
 
+    from dlmia.pooled import pooled_evaluation
     from dlmia.results import result_row, write_cell
 
     torch.set_num_threads(max(1, args.threads))
@@ -140,7 +143,7 @@ def command_cell(args: argparse.Namespace) -> int:
     if args.out:
         check_writable(args.out, "--out")
     with FolderLock(args.out) if args.out else contextlib.nullcontext():  # one writer per --out
-        result = run_cell(config)
+        result = pooled_evaluation(config, args.pooled) if args.pooled else run_cell(config)
         row = result_row(config, result)
         if args.out:
             for path in write_cell(args.out, row, result):
@@ -274,13 +277,16 @@ def add_cell_command(commands: Any) -> None:
             "dlmia cell --shadow ml-100k/u.data:itemcf --target ml-100k/u.data:lfm --attack norm",
             "dlmia cell --shadow ratings.csv:lfm --target ratings.csv:ncf "
             "--columns user=reviewerID,item=asin",
+            "dlmia cell --shadow ml-1m:lfm --target ml-1m:lfm --attack reference "
+            "--nonmember-lists model --set variant=online --data-root data",
         ),
     )  # fmt: skip
     cell.add_argument("--shadow", required=True, help="DATASET:RECOMMENDER, e.g. ml-1m:lfm")
     cell.add_argument("--target", required=True, help="DATASET:RECOMMENDER, e.g. ml-1m:itemcf")
     cell.add_argument(
         "--attack", default="biased",
-        help="biased, dlmia, or a training-free baseline: norm, list-frequency",
+        help="biased, dlmia, reference (a list statistic calibrated per user against reference "
+        "recommenders of the shadow's kind), or a training-free baseline: norm, list-frequency",
     )  # fmt: skip
     cell.add_argument(
         "--data-root", help=DATA_ROOT_HELP
@@ -322,6 +328,12 @@ def add_cell_command(commands: Any) -> None:
                        ("--target-set", "target recommender")):  # fmt: skip
         cell.add_argument(flag, action="append", metavar="KEY=VALUE",
                           help=f"{what} setting (repeatable)")  # fmt: skip
+    cell.add_argument(
+        "--pooled", type=int, metavar="MODELS",
+        help="attack reference only: evaluate on MODELS recommenders trained on halves of the "
+        "shadow and target parts, each in turn the target and the rest its references, with "
+        "every user's score pooled (thousands of non-members behind each low-FPR point)",
+    )  # fmt: skip
     cell.add_argument("--out", help="folder for result.parquet and scores.parquet")
     cell.set_defaults(run=command_cell)
 

@@ -14,7 +14,10 @@ score >= t) whose FPR <= the limit. Tied scores form one operating point, so a m
 non-member cannot be counted without that non-member. With `n_nonmembers` non-members the
 limit allows `floor(limit * n_nonmembers)` false positives (`fp_allowed_*`); when that is 0 the
 point is the share of members scored above every non-member. `tp_*` is the number of members
-found there.
+found there, and `tpr_at_*_fpr_low` / `_high` its exact (Clopper-Pearson) 95% interval as a
+binomial share of the members: the uncertainty of the TPR at that threshold, with the threshold
+taken as given (with few non-members the FPR itself is coarse: `n_nonmembers` and
+`fp_allowed_*` say how coarse).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import math
 
 import numpy as np
 import numpy.typing as npt
+from scipy.stats import beta
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as _sk_roc_curve
 
@@ -32,6 +36,7 @@ from dlmia.errors import TrainingError
 LOW_FPR_POINTS: tuple[tuple[str, float], ...] = (("1pct", 0.01), ("0.1pct", 0.001), ("0pct", 0.0))
 BOOTSTRAP_SAMPLES = 1000  # resamples of the target users behind roc_auc_low / roc_auc_high
 BOOTSTRAP_LEVEL = 0.95  # coverage of that interval
+EXACT_LEVEL = 0.95  # coverage of the Clopper-Pearson intervals of the low-FPR TPRs
 
 
 def attack_metrics(
@@ -57,9 +62,10 @@ def attack_metrics(
         `roc_auc` with its 95% bootstrap interval over users (`roc_auc_low`, `roc_auc_high`),
         `balanced_accuracy`, `accuracy`, `precision`, `recall`, `f1` (precision and
         f1 are 0 when nobody is predicted a member), `tpr_at_1pct_fpr`, `tpr_at_0.1pct_fpr`,
-        `tpr_at_0pct_fpr` (the members found before the first false positive), and
-        the counts behind them: `n_members`, `n_nonmembers`, `tp`, `fp`, `tn`, `fn` at
-        `threshold`, and `fp_allowed_at_*` / `tp_at_*` for each low-FPR point.
+        `tpr_at_0pct_fpr` (the members found before the first false positive) each with its
+        exact interval (`tpr_at_*_fpr_low`, `tpr_at_*_fpr_high`), and the counts behind them:
+        `n_members`, `n_nonmembers`, `tp`, `fp`, `tn`, `fn` at `threshold`, and
+        `fp_allowed_at_*` / `tp_at_*` for each low-FPR point.
 
     Raises:
         ValueError: mismatched lengths, labels outside {0, 1}, one class only, or scores
@@ -90,12 +96,27 @@ def attack_metrics(
         allowed = math.floor(limit * n_neg + 1e-9)  # epsilon: 0.29 * 100 is 28.999...
         found = int(tps[fps <= allowed].max())  # (0, 0) is always an operating point
         result[f"tpr_at_{suffix}_fpr"] = found / n_pos
+        low_tpr, high_tpr = clopper_pearson(found, n_pos)
+        result[f"tpr_at_{suffix}_fpr_low"] = low_tpr
+        result[f"tpr_at_{suffix}_fpr_high"] = high_tpr
         result[f"fp_allowed_at_{suffix}_fpr"] = allowed
         result[f"tp_at_{suffix}_fpr"] = found
     result.update(
         n_members=n_pos, n_nonmembers=n_neg, tp=tp, fp=fp, tn=n_neg - fp, fn=n_pos - tp
     )
     return result
+
+
+def clopper_pearson(
+    successes: int, trials: int, level: float = EXACT_LEVEL
+) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) two-sided interval of a binomial share `successes / trials`:
+    it covers the true share with probability at least `level` whatever it is, which matters at
+    the few successes that low-FPR points leave (0 found gives [0, 1 - (alpha/2)^(1/n)])."""
+    alpha = 1.0 - level
+    low = beta.ppf(alpha / 2, successes, trials - successes + 1) if successes else 0.0
+    high = beta.ppf(1 - alpha / 2, successes + 1, trials - successes) if successes < trials else 1
+    return float(low), float(high)
 
 
 def bootstrap_roc_auc(

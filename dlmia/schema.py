@@ -38,8 +38,13 @@ COUNTS: tuple[str, ...] = (
     "n_members", "n_nonmembers", "tp", "fp", "tn", "fn",
     *(f"{kind}_at_{suffix}_fpr" for suffix, _ in LOW_FPR_POINTS for kind in ("fp_allowed", "tp")),
 )  # fmt: skip
-#: Every key `attack_metrics` returns: the metrics, the ROC AUC interval and the counts.
-ATTACK_METRICS: tuple[str, ...] = (*METRICS, "roc_auc_low", "roc_auc_high", *COUNTS)
+#: The intervals of the metrics: bootstrap for the ROC AUC, exact for the low-FPR TPRs.
+INTERVALS: tuple[str, ...] = (
+    "roc_auc_low", "roc_auc_high",
+    *(f"tpr_at_{suffix}_fpr_{end}" for suffix, _ in LOW_FPR_POINTS for end in ("low", "high")),
+)  # fmt: skip
+#: Every key `attack_metrics` returns: the metrics, their intervals and the counts.
+ATTACK_METRICS: tuple[str, ...] = (*METRICS, *INTERVALS, *COUNTS)
 #: What `dlmia.selection.criteria` returns for a fitted attack, the combined `objective` last.
 CRITERIA: tuple[str, ...] = (
     "shadow_val_auc", "shadow_val_loss", "reverse_auc", "reverse_loss", "residual_mmd",
@@ -87,8 +92,8 @@ RESULTS: dict[str, str] = {
     "error": TEXT,  # one line; "" in an ok row
     "traceback": TEXT,  # a failed cell's whole error text
     **dict.fromkeys(METRICS, FLOAT),
-    "roc_auc_low": FLOAT,  # 95% bootstrap interval of roc_auc over target users
-    "roc_auc_high": FLOAT,
+    # 95% intervals: bootstrap over target users for roc_auc, exact for the low-FPR TPRs
+    **dict.fromkeys(INTERVALS, FLOAT),
     **_SEARCH,
     **dict.fromkeys(CRITERIA, FLOAT),
     "n_shadow": INT,

@@ -3,8 +3,13 @@
 A *side* is (dataset, role, recommender, settings, seed): its recommender is trained on the
 members of that role's user part, serves top-k lists to members (the model) and non-members
 (the non-member policy), and the adversary turns each user's visible history and list into a
-difference vector. Sides are independent of the attack, so the grid runner trains each once
-and shares it between every cell that uses it.
+difference vector and per-user list statistics (`dlmia.statistics`). Sides are independent of
+the attack, so the grid runner trains each once and shares it between every cell that uses it.
+
+A *reference* side (method.md section 9) is one model of the adversary's reference pool: the
+same recommender trained on a seeded random half of a population the adversary holds (the
+shadow part; online, the target part too), serving the users under test (the target part)
+through the same code: users in its half get its lists, the others the non-member policy's.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from dlmia.data.filtering import FilterConfig, kcore
 from dlmia.data.histories import Histories
@@ -31,12 +35,14 @@ from dlmia.data.sources import (
     known_name,
     load_dataset,
 )
-from dlmia.data.splits import SplitConfig, member_halves, split_users
+from dlmia.data.splits import SplitConfig, member_halves, reference_half, split_users
 from dlmia.data.synthetic import SyntheticConfig
 from dlmia.errors import ConfigError, DataError
 from dlmia.nonmember import Policy, nonmember_lists
 from dlmia.recommenders import RECOMMENDERS, make_recommender
 from dlmia.recommenders.known import KnownItems
+from dlmia.seeding import derive_seed
+from dlmia.statistics import ListView, list_statistics
 from dlmia.vectors import (
     Center,
     ItemVectorConfig,
@@ -47,7 +53,7 @@ from dlmia.vectors import (
 
 log = logging.getLogger(__name__)
 
-Role = Literal["shadow", "target"]
+Role = Literal["shadow", "target", "reference"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,22 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True)
+class ReferenceSpec:
+    """Which model of a reference pool a `reference` side is."""
+
+    index: int  # 0, 1, ...: which seeded random half of the population it trains on
+    online: bool = False  # the population: the shadow part, and (online) the target part too
+    serves: Literal["target", "population"] = "target"  # whose lists it serves: the users under
+    # test, or (pooled evaluation, online) every user of the population
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.index, int) or self.index < 0:
+            raise ConfigError(f"reference.index: {self.index!r} must be an integer >= 0")
+        if self.serves == "population" and not self.online:
+            raise ConfigError("reference.serves: population needs an online pool")
+
+
+@dataclass(frozen=True)
 class SideSpec:
     """One trained recommender side: the unit of work the grid runner caches and shares."""
 
@@ -103,6 +125,11 @@ class SideSpec:
     exclude_seen: bool = False  # drop seen items from member lists (the paper keeps them)
     seed: int = 0  # recommender training, member halves and list randomness
     device: str = "auto"
+    reference: ReferenceSpec | None = None  # which pool model (role `reference` only)
+
+    def __post_init__(self) -> None:
+        if (self.role == "reference") != (self.reference is not None):
+            raise ConfigError("a side has a `reference` spec exactly when its role is reference")
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,13 +146,15 @@ class PreparedDataset:
 
 @dataclass(frozen=True, eq=False)
 class SideOutput:
-    """What a cell needs from a side: labelled difference vectors, plus provenance."""
+    """What a cell needs from a side: labelled difference vectors and list statistics, plus
+    provenance. A reference side's labels say who was in its training half."""
 
     vectors: npt.NDArray[np.float32]  # (n_users, d) difference vectors, members first
     labels: npt.NDArray[np.int64]  # (n_users,) 1 = member, 0 = non-member
     users: npt.NDArray[np.int64]  # (n_users,) dataset user index of each row
     lists: npt.NDArray[np.int32]  # (n_users, k) each user's top-k list (dataset item ids)
     info: dict[str, Any]  # counts, coverage, timings, recommender utility
+    statistics: dict[str, npt.NDArray[np.float64]] = field(default_factory=dict)  # name -> (n,)
 
 
 def seeded(spec: DatasetSpec, seed: int) -> DatasetSpec:
@@ -254,6 +283,8 @@ def build_side(
     holds_out_last = RECOMMENDERS[spec.recommender].holds_out_last
     visible = histories.drop_last(1) if holds_out_last else histories
     vectors, n_zero = difference_vectors(data.item_vectors, visible, served.lists, spec.center)
+    held_out = histories.without_first(visible.lengths)
+    statistics = list_statistics(ListView(served.lists, visible, held_out, vectors))
     has_vector = data.item_vectors.has_vector
     info = {
         **served.info,
@@ -264,36 +295,43 @@ def build_side(
         "vector_seconds": time.perf_counter() - started,
     }
     log.info("side %s/%s/%s: %s", spec.dataset.label, spec.role, spec.recommender, info)
-    return SideOutput(vectors, served.labels, served.users, served.lists, info)
+    return SideOutput(vectors, served.labels, served.users, served.lists, info, statistics)
 
 
 def serve_lists(data: PreparedDataset, spec: SideSpec) -> ServedLists:
-    """Train the recommender on the side's members; serve members and non-members their lists."""
+    """Train the recommender on the side's members; serve its users their lists: members the
+    model's, the others the non-member policy's."""
     started = time.perf_counter()
-    members, nonmembers = member_halves(data.parts[spec.role], spec.seed, spec.role)
-    users = np.concatenate([members, nonmembers])
-    labels = np.concatenate([np.ones(len(members)), np.zeros(len(nonmembers))]).astype(np.int64)
-    model = make_recommender(spec.recommender, spec.settings, device=spec.device, seed=spec.seed)
+    members, users, labels = side_users(data.parts, spec)
+    model = make_recommender(
+        spec.recommender, spec.settings, device=spec.device, seed=model_seed(spec)
+    )
     recommender = KnownItems(model).fit(data.histories.rows(members))  # ranks what it trained on
     fitted = time.perf_counter()
 
     visible = recommender.training_prefix(data.histories.rows(users))  # what the adversary sees
-    member_view, nonmember_view = visible.rows(labels == 1), visible.rows(labels == 0)
-    member_lists = recommender.recommend(member_view, spec.k, exclude_seen=spec.exclude_seen)
-    other_lists = nonmember_lists(
-        spec.nonmember_lists,
-        nonmember_view,
-        spec.k,
-        seed=spec.seed,
-        recommender=recommender,
-        exclude_seen=spec.exclude_seen,
-    )
-    lists = torch.cat([member_lists, other_lists]).numpy().astype(np.int32)  # (n_users, k)
+    inside = labels == 1
+    lists = np.empty((len(users), spec.k), dtype=np.int32)  # (n_users, k)
+    if inside.any():
+        lists[inside] = recommender.recommend(
+            visible.rows(inside), spec.k, exclude_seen=spec.exclude_seen
+        ).numpy()
+    if not inside.all():
+        lists[~inside] = nonmember_lists(
+            spec.nonmember_lists,
+            visible.rows(~inside),
+            spec.k,
+            seed=spec.seed,
+            recommender=recommender,
+            exclude_seen=spec.exclude_seen,
+        ).numpy()
     listed = time.perf_counter()
     info = {
-        "n_members": len(members),
-        "n_nonmembers": len(nonmembers),
-        "recommender_hr_at_10": holdout_hit_rate(recommender, data.histories.rows(nonmembers)),
+        "n_members": int(inside.sum()),
+        "n_nonmembers": int((~inside).sum()),
+        "recommender_hr_at_10": holdout_hit_rate(
+            recommender, data.histories.rows(users[~inside])
+        ),
         "fit_seconds": fitted - started,
         "recommend_seconds": listed - fitted,
         "recommender_settings": dataclasses.asdict(recommender.config),
@@ -301,6 +339,35 @@ def serve_lists(data: PreparedDataset, spec: SideSpec) -> ServedLists:
         "validation_seconds": sum(epoch.eval_s for epoch in getattr(model, "log", [])),
     }
     return ServedLists(users, labels, lists, info)
+
+
+def model_seed(spec: SideSpec) -> int:
+    """The seed of the side's recommender: the run's, or, for each model of a reference pool,
+    one of its own (LiRA's references differ in their initialisation as well as their data)."""
+    if spec.reference is None:
+        return spec.seed
+    return derive_seed(spec.seed, "reference", spec.reference.index)
+
+
+def side_users(
+    parts: dict[str, npt.NDArray[np.int64]], spec: SideSpec
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(the users the side's model trains on, the users it serves, their 0/1 labels).
+
+    A shadow or target side serves its part, members first; a reference side trains on its
+    seeded half of the population and serves the target part (or the whole population), sorted,
+    labelled by whether each user was in that half.
+    """
+    if spec.reference is None:
+        members, nonmembers = member_halves(parts[spec.role], spec.seed, spec.role)
+        users = np.concatenate([members, nonmembers])
+        return members, users, (np.arange(len(users)) < len(members)).astype(np.int64)
+    population = parts["shadow"]
+    if spec.reference.online:
+        population = np.sort(np.concatenate([population, parts["target"]]))
+    members = reference_half(population, spec.seed, spec.reference.index)
+    users = population if spec.reference.serves == "population" else parts["target"]
+    return members, users, np.isin(users, members).astype(np.int64)
 
 
 def holdout_hit_rate(recommender: Any, histories: Histories, k: int = 10) -> float:

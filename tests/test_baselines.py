@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dlmia.attacks import make_attack
+from dlmia.attacks.base import TargetView
 from dlmia.attacks.baselines import ListFrequencyAttack, NormAttack
 from dlmia.cell import ListOptions, SideChoice, cell_config, run_cell
 from dlmia.data.synthetic import SyntheticConfig
@@ -37,7 +38,7 @@ def test_list_frequency_calls_the_shared_list_a_non_member() -> None:
     popular = [0, 1, 2, 3]
     lists = np.array([popular, popular, popular, [0, 7, 8, 9], [4, 5, 6, 1]], np.int32)
     proba = ListFrequencyAttack(device="cpu").predict_proba(
-        np.zeros((5, 3), np.float32), lists=lists
+        np.zeros((5, 3), np.float32), TargetView(lists=lists)
     )
     assert proba[3:].min() > proba[:3].max()  # personal lists are rarer than the popular one
     assert len(set(proba[:3])) == 1  # the same list, the same score
@@ -46,7 +47,7 @@ def test_list_frequency_calls_the_shared_list_a_non_member() -> None:
 def test_list_frequency_counts_an_item_once_per_list() -> None:
     repeated = np.array([[1, 1, 1, 2], [2, 3, 4, 5], [6, 7, 8, 9]], np.int32)
     attack = ListFrequencyAttack(device="cpu")
-    share_of_2 = attack.score(np.zeros((3, 1), np.float32), repeated)
+    share_of_2 = attack.score(np.zeros((3, 1), np.float32), TargetView(lists=repeated))
     # item 1 is on 1 of 3 lists (not 3), item 2 on 2 of 3: user 0 = -(3 * 1/3 + 2/3) / 4
     assert share_of_2[0] == pytest.approx(-(3 / 3 + 2 / 3) / 4)
 
@@ -68,7 +69,8 @@ def test_baselines_read_no_shadow_label(name: str) -> None:
     first = make_attack(name, device="cpu").fit(shadow, labels, target)
     flipped = make_attack(name, device="cpu").fit(shadow, 1 - labels, target)
     assert np.array_equal(
-        first.predict_proba(target, lists=lists), flipped.predict_proba(target, lists=lists)
+        first.predict_proba(target, TargetView(lists=lists)),
+        flipped.predict_proba(target, TargetView(lists=lists)),
     )
     assert first.info == {"trained": False, "n_shadow_used": 0}
 

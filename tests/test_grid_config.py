@@ -309,6 +309,7 @@ def test_side_cache_round_trip(tmp_path: Path) -> None:
         users=np.array([5, 7, 9]),
         lists=np.array([[1, 2], [2, 3], [4, 1]], dtype=np.int32),
         info={"n": np.int64(3)},
+        statistics={"own": np.array([0.5, 0.0, 1.0]), "norm": np.array([-1.0, -2.0, -3.0])},
     )
     spec = SideSpec(DatasetSpec(name="synthetic"), "shadow", "lfm")
     assert "ab" * 32 not in cache
@@ -318,6 +319,9 @@ def test_side_cache_round_trip(tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded.vectors, side.vectors)
     np.testing.assert_array_equal(loaded.users, side.users)
     np.testing.assert_array_equal(loaded.lists, side.lists)
+    assert loaded.statistics.keys() == side.statistics.keys()
+    for name, values in side.statistics.items():
+        np.testing.assert_array_equal(loaded.statistics[name], values)
     assert not list(tmp_path.rglob("*.tmp"))
 
 
@@ -380,3 +384,42 @@ def test_a_bare_name_is_the_packaged_grid(tmp_path: Path, monkeypatch: pytest.Mo
     assert listed == sorted(packaged_grids())
     assert main(["grid", "show", "nope"]) == 2
     assert "dlmia: error: nope: no such grid file" in capsys.readouterr().err
+
+
+def test_a_reference_cell_depends_on_its_pool_which_cells_share() -> None:
+    raw = tiny()
+    raw["attacks"] = {"reference": {"settings": {"references": 3}}, "norm": None}
+    raw["cells"] = [{"shadow": "syn.lfm", "target": "syn.lfm"},
+                    {"shadow": "syn.lfm", "target": "syn.pop"},
+                    {"shadow": "syn.pop", "target": "syn.lfm"}]  # fmt: skip
+    raw["nonmember_lists"] = "model"
+    plan = expand(parse_grid(raw))
+    reference = [cell for cell in plan.cells if cell.config.attack == "reference"]
+    assert len(reference) == 6 and all(len(cell.references) == 3 for cell in reference)
+    assert not [cell for cell in plan.cells if cell.config.attack == "norm" and cell.references]
+    by_shadow = {(cell.shadow, cell.config.seed): cell.references for cell in reference}
+    for cell in reference:
+        assert cell.references == by_shadow[cell.shadow, cell.config.seed]  # one pool, shared
+        assert cell.side_ids == (cell.shadow, cell.target, *cell.references)
+    pools = {side for cell in reference for side in cell.references}
+    assert len(pools) == 2 * 2 * 3  # (lfm, pop) x seeds (0, 1) x 3 models
+    assert all(plan.sides[side].spec.role == "reference" for side in pools)
+    assert "syn.lfm.reference-offline-2.s1" in pools
+    keys = {cell.key for cell in reference}
+    raw["attacks"]["reference"]["settings"]["references"] = 4
+    assert not keys & {cell.key for cell in expand(parse_grid(raw)).cells}
+
+
+def test_a_reference_attack_across_datasets_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = tiny()
+    raw["datasets"]["other"] = {"name": "synthetic", "synthetic": {"n_users": 320, "n_items": 80}}
+    raw["cells"] = [{"shadow": "other.lfm", "target": "syn.lfm"}]
+    raw["attacks"] = {"reference": None}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["grid", "validate", str(path)]) == 2
+    error = capsys.readouterr().err
+    assert f"{path}: cell other.lfm -> syn.lfm: attack reference:" in error
+    assert "must be one dataset with one split" in error

@@ -22,6 +22,7 @@ import ray
 import yaml
 
 from dlmia.attacks import ATTACKS
+from dlmia.cell import run_cell
 from dlmia.cli import main as cli_main
 from dlmia.schema import RESULTS, undeclared
 from tune.cache import SideCache
@@ -114,6 +115,22 @@ def test_end_to_end_writes_every_cell_once_and_resumes_from_disk(tmp_path: Path)
 
     other = run_grid(grid, out=tmp_path / "other", cache=out / "sides", progress=QUIET)
     assert (other.sides_cached, other.sides_trained, other.ok) == (4, 0, len(plan.cells))
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_reference_pool_trains_on_ray_and_gives_dlmia_cells_numbers(tmp_path: Path) -> None:
+    raw = tiny_grid("pool", recommenders=("itemcf",))
+    raw["attacks"] = {"reference": {"settings": {"references": 3, "variant": "online"}}}
+    raw["nonmember_lists"] = "model"
+    grid = parse_grid(raw)
+    plan = expand(grid)
+    summary = run_grid(grid, out=tmp_path / "out", progress=QUIET)
+    assert summary.exit_code == 0 and (summary.sides_trained, summary.ok) == (5, 1)
+    (cell,) = plan.cells
+    scores = pd.read_parquet(tmp_path / "out" / "scores" / f"{cell.id}.parquet")
+    alone = run_cell(cell.config)  # dlmia cell's path: the pool trained in this process
+    assert scores["score"].tolist() == alone.scores.tolist()
+    assert results(tmp_path / "out")["roc_auc"].item() == alone.metrics["roc_auc"]
 
 
 @pytest.mark.usefixtures("local_ray")

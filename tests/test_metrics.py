@@ -10,7 +10,7 @@ from sklearn import metrics as skm
 from sklearn.metrics import roc_auc_score
 
 from dlmia.errors import TrainingError
-from dlmia.metrics import attack_metrics, bootstrap_roc_auc, roc_curve
+from dlmia.metrics import attack_metrics, bootstrap_roc_auc, clopper_pearson, roc_curve
 from dlmia.schema import ATTACK_METRICS
 
 
@@ -165,3 +165,28 @@ def test_metrics_without_the_interval_are_the_same_metrics() -> None:
     full, bare = attack_metrics(labels, proba), attack_metrics(labels, proba, interval=False)
     assert np.isnan(bare.pop("roc_auc_low")) and np.isnan(bare.pop("roc_auc_high"))
     assert bare == {k: v for k, v in full.items() if k not in ("roc_auc_low", "roc_auc_high")}
+
+
+def test_clopper_pearson_matches_published_values_and_covers() -> None:
+    # Clopper & Pearson's own table and the 0-of-n rule: 1 - (alpha/2)^(1/n)
+    assert clopper_pearson(0, 10) == pytest.approx((0.0, 1 - 0.025 ** (1 / 10)))
+    assert clopper_pearson(10, 10) == pytest.approx((0.025 ** (1 / 10), 1.0))
+    assert clopper_pearson(5, 10) == pytest.approx((0.18709, 0.81291), abs=1e-5)
+    rng = np.random.default_rng(0)  # exact: coverage >= 95% at a small n and p
+    draws = rng.binomial(40, 0.05, size=4000)
+    bounds = np.array([clopper_pearson(int(x), 40) for x in np.unique(draws)])
+    covered = dict(zip(np.unique(draws), (bounds[:, 0] <= 0.05) & (0.05 <= bounds[:, 1])))
+    assert np.mean([covered[x] for x in draws]) >= 0.95
+
+
+def test_low_fpr_points_carry_their_exact_intervals() -> None:
+    labels = np.array([1] * 200 + [0] * 300)
+    scores = np.r_[np.linspace(0.3, 1.0, 200), np.linspace(0.0, 0.7, 300)]
+    m = attack_metrics(labels, scores, interval=False)
+    for suffix in ("1pct", "0.1pct", "0pct"):
+        found = m[f"tp_at_{suffix}_fpr"]
+        assert (m[f"tpr_at_{suffix}_fpr_low"], m[f"tpr_at_{suffix}_fpr_high"]) == (
+            clopper_pearson(int(found), 200)
+        )
+        assert m[f"tpr_at_{suffix}_fpr_low"] <= m[f"tpr_at_{suffix}_fpr"]
+        assert m[f"tpr_at_{suffix}_fpr"] <= m[f"tpr_at_{suffix}_fpr_high"]

@@ -101,15 +101,17 @@ SideWorkerActor = ray.remote(max_restarts=0)(SideWorker)
 
 @ray.remote(max_retries=0)
 def attack_task(
-    job: CellJob, shadow: SideOutput, target: SideOutput
+    job: CellJob, shadow: SideOutput, target: SideOutput, *references: SideOutput
 ) -> CellResult:
-    """Fit cell `job`'s attack on the shadow side and score the target side."""
+    """Fit cell `job`'s attack on the shadow side and score the target side (with the
+    reference pool's sides, for an attack that has one)."""
     started = time.time()
     torch.set_num_threads(max(1, int(job.resources.num_cpus)))
     config = job.config
     result = attack_cell(
-        shadow, target, config.attack, config.attack_settings, config.seed, config.device
-    )
+        shadow, target, config.attack, config.attack_settings, config.seed, config.device,
+        references,
+    )  # fmt: skip
     result.info.update(task_record(started))
     return result
 

@@ -1,11 +1,12 @@
 """A content-addressed cache of trained sides on disk.
 
 A side's entry is two files named by its key (tune.plan): `<key>.npz` with the arrays (vectors,
-labels, users, lists) and `<key>.json` with the side's spec and info. Both are written atomically,
-the JSON last, so an entry exists exactly when its JSON does: a run killed mid-write leaves at most
-a stray temporary file, never a half entry. Any grid may share one cache folder. `lists/<lists
-key>.json` names the entry whose users, labels and lists serve every side that differs from it only
-in item-vector settings, so such a side trains no recommender again.
+labels, users, lists, and each list statistic as `statistic.<name>`) and `<key>.json` with the
+side's spec and info. Both are written atomically, the JSON last, so an entry exists exactly when
+its JSON does: a run killed mid-write leaves at most a stray temporary file, never a half entry.
+Any grid may share one cache folder. `lists/<lists key>.json` names the entry whose users, labels
+and lists serve every side that differs from it only in item-vector settings, so such a side
+trains no recommender again.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dlmia.io import atomic_write, write_json
 from dlmia.sides import ServedLists, SideOutput, SideSpec
 
 log = logging.getLogger(__name__)
+STATISTIC = "statistic."  # the prefix of the list statistics' arrays in an entry
 
 
 class SideCache:
@@ -47,9 +49,13 @@ class SideCache:
             raise KeyError(key)
         entry = json.loads(info_path.read_text())
         with np.load(arrays_path, allow_pickle=False) as arrays:
+            statistics = {
+                name.removeprefix(STATISTIC): arrays[name]
+                for name in arrays.files if name.startswith(STATISTIC)
+            }  # fmt: skip
             return SideOutput(
                 arrays["vectors"], arrays["labels"], arrays["users"], arrays["lists"],
-                entry["info"],
+                entry["info"], statistics,
             )
 
     def get(self, key: str) -> SideOutput | None:
@@ -70,15 +76,15 @@ class SideCache:
         """Write `side` (trained from `spec`) under `key`: the arrays first, then the info."""
         arrays_path, info_path = self.paths(key)
 
+        arrays: dict[str, Any] = {
+            "vectors": side.vectors, "labels": side.labels, "users": side.users,
+            "lists": side.lists,
+            **{STATISTIC + name: value for name, value in side.statistics.items()},
+        }  # fmt: skip
+
         def write_arrays(tmp: Path) -> None:
             with tmp.open("wb") as handle:
-                np.savez(
-                    handle,
-                    vectors=side.vectors,
-                    labels=side.labels,
-                    users=side.users,
-                    lists=side.lists,
-                )
+                np.savez(handle, **arrays)
 
         atomic_write(arrays_path, write_arrays)
         write_json({"key": key, "spec": cfg.as_dict(spec), "info": plain(side.info)}, info_path)

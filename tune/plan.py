@@ -20,15 +20,17 @@ from typing import Any
 
 import dlmia
 from dlmia.cell import CellConfig, ListOptions, SideChoice, cell_config
-from dlmia.errors import DlmiaError
+from dlmia.errors import ConfigError, DlmiaError
 from dlmia.sides import DatasetSpec, SideSpec
 from tune.grid import AttackEntry, Grid, Resources
 from tune.search import SearchConfig
 
+ROLES = ("shadow", "target")
+
 # The modules whose code decides a side's output: a change to any of them changes every side key.
 SIDE_CODE = (
     "sides.py", "config.py", "seeding.py", "vectors.py", "nonmember.py", "optim.py",
-    "factorization.py", "data",
+    "factorization.py", "statistics.py", "data",
     "recommenders",
 )  # fmt: skip
 
@@ -56,6 +58,12 @@ class CellJob:
     key: str  # sha256 of both side keys, the attack, its settings, search and seed
     resources: Resources  # of the attack task, or of each search trial
     search: SearchConfig | None = None  # search the attack's free settings (else run it once)
+    references: tuple[str, ...] = ()  # side ids of the attack's reference pool, if any
+
+    @property
+    def side_ids(self) -> tuple[str, ...]:
+        """Every side the cell needs: shadow, target, then its reference pool."""
+        return (self.shadow, self.target, *self.references)
 
     @property
     def search_name(self) -> str:
@@ -94,15 +102,19 @@ def expand(grid: Grid, data_root: str | Path | None = None) -> Plan:
         tag = f".{policy}" if len(grid.nonmember_lists) > 1 else ""
         options = ListOptions(grid.k, policy, grid.center, grid.exclude_seen)
         for attack, entry in grid.attacks.items():
-            config = cell_config(
-                side_choice(grid, pair.shadow, specs),
-                side_choice(grid, pair.target, specs),
-                attack,
-                entry.settings,
-                options,
-                seed,
-                grid.runtime.device,
-            )
+            try:
+                config = cell_config(
+                    side_choice(grid, pair.shadow, specs),
+                    side_choice(grid, pair.target, specs),
+                    attack,
+                    entry.settings,
+                    options,
+                    seed,
+                    grid.runtime.device,
+                )
+            except ConfigError as exc:
+                where = f"{grid.source + ': ' if grid.source else ''}cell {pair.shadow} -> "
+                raise ConfigError(f"{where}{pair.target}: {exc}") from None
             ids = {}
             for role, ref, spec in (
                 ("shadow", pair.shadow, config.shadow),
@@ -111,6 +123,13 @@ def expand(grid: Grid, data_root: str | Path | None = None) -> Plan:
                 job = side_job(grid, ref, f"{ref}.{role}{tag}.s{seed}", spec)
                 sides.setdefault(job.id, job)
                 ids[role] = job.id
+            for spec in config.references:
+                assert spec.reference is not None
+                mode = "online" if spec.reference.online else "offline"
+                name = f"{pair.shadow}.reference-{mode}-{spec.reference.index}{tag}.s{seed}"
+                job = side_job(grid, pair.shadow, name, spec)
+                sides.setdefault(job.id, job)
+                ids[name] = job.id
             cell_id = f"{pair.shadow}__{pair.target}__{attack}{tag.replace('.', '__')}__s{seed}"
             cells.append(cell_job(cell_id, config, entry, sides, ids))
     datasets = {job.dataset_key: job.spec.dataset for job in sides.values()}
@@ -145,8 +164,10 @@ def cell_job(
     sides: dict[str, SideJob],
     ids: dict[str, str],
 ) -> CellJob:
-    """The job of cell `config` (its sides already among `sides`), keyed by its content."""
-    identity = {
+    """The job of cell `config` (its sides already among `sides`; `ids` maps shadow, target
+    and each reference side's name to its side id), keyed by its content."""
+    references = tuple(side_id for role, side_id in ids.items() if role not in ROLES)
+    identity: dict[str, Any] = {
         "shadow": sides[ids["shadow"]].key,
         "target": sides[ids["target"]].key,
         "attack": config.attack,
@@ -155,9 +176,11 @@ def cell_job(
     }
     if entry.search is not None:  # (absent otherwise: fixed-settings cells keep their keys)
         identity["search"] = dataclasses.asdict(entry.search)
+    if references:  # (likewise)
+        identity["references"] = [sides[side_id].key for side_id in references]
     return CellJob(
         cell_id, config, ids["shadow"], ids["target"], digest(identity), entry.resources,
-        entry.search,
+        entry.search, references,
     )
 
 

@@ -3,10 +3,10 @@
 The driver loop keeps the cluster busy: the datasets waiting sides need are prepared on the
 driver's node (where the data is) and put in the object store; every idle worker gets a side of
 a prepared dataset, one it holds first. A cell's attack is submitted the moment both its sides
-exist. A side or cell that raises is retried up to
-`max_retries` times (not for bad input, which would only fail again), then recorded as failed;
-the run goes on. The scheduler writes nothing but the side cache: finished cells go to
-`on_cell`.
+exist (and its reference pool's, for an attack that has one). A side or cell that raises is
+retried up to `max_retries` times (not for bad input, which would only fail again), then
+recorded as failed; the run goes on. The scheduler writes nothing but the side cache: finished
+cells go to `on_cell`.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class Scheduler:
         self.fail, self.progress = fail, progress
         self.waiting = list(todo)  # cells not submitted yet
         self.cells = {job.id: job for job in todo}
-        self.pending = list(dict.fromkeys(s for job in todo for s in (job.shadow, job.target)))
+        self.pending = list(dict.fromkeys(s for job in todo for s in job.side_ids))
         self.side_refs: dict[str, ray.ObjectRef] = {}  # side id -> SideOutput in the object store
         self.side_info: dict[str, dict[str, Any]] = {}
         self.side_failed: dict[str, str] = {}  # side id -> error
@@ -267,13 +267,13 @@ class Scheduler:
     def _submit_cells(self) -> None:
         in_flight = sum(f.kind == "cell" for f in self.flights.values())
         for job in list(self.waiting):
-            failed = [s for s in (job.shadow, job.target) if s in self.side_failed]
+            failed = [s for s in job.side_ids if s in self.side_failed]
             if failed:
                 self.waiting.remove(job)
                 error = f"side {failed[0]} failed: {self.side_failed[failed[0]]}"
                 self.on_cell(job, Failure(error), 0)
                 self.progress.done("cell", job.id, failed=True)
-            elif in_flight < self.cell_cap and {job.shadow, job.target} <= self.side_refs.keys():
+            elif in_flight < self.cell_cap and set(job.side_ids) <= self.side_refs.keys():
                 self.waiting.remove(job)
                 self._submit_cell(job)
                 in_flight += 1
@@ -281,14 +281,14 @@ class Scheduler:
     def _submit_cell(self, job: CellJob) -> None:
         self.attempts[job.id] += 1
         gpus = job.resources.num_gpus if self.has_gpu else 0.0
-        sides = self.side_refs[job.shadow], self.side_refs[job.target]
+        sides = [self.side_refs[side_id] for side_id in job.side_ids]
         if job.search is None:
             task = attack_task.options(num_cpus=job.resources.num_cpus, num_gpus=gpus)
             ref = self._injected("cell", job.id) or task.remote(job, *sides)
         else:
             search = self._search_options()
             ref = self._injected("cell", job.id) or search.remote(
-                job, *sides, self.search_dir, gpus
+                job, *sides[:2], self.search_dir, gpus
             )
         self._fly(ref, Flight("cell", job.id))
         self.progress.started("cell", job.id)

@@ -9,6 +9,7 @@ from dlmia.attacks.base import Attack
 from dlmia.attacks.baselines import ListFrequencyAttack, NormAttack
 from dlmia.attacks.biased import BiasedAttack, BiasedConfig
 from dlmia.attacks.dlmia import DLMIAAttack
+from dlmia.attacks.reference import ReferenceAttack
 from dlmia.config import build
 from dlmia.errors import ConfigError
 
@@ -19,6 +20,7 @@ ATTACKS: dict[str, type[Attack]] = {
     "dlmia": DLMIAAttack,
     "norm": NormAttack,  # training-free: -|d_u|
     "list-frequency": ListFrequencyAttack,  # training-free: rarity of the list's items
+    "reference": ReferenceAttack,  # a list statistic calibrated per user by reference models
 }
 
 

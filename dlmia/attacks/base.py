@@ -2,13 +2,17 @@
 
 Lifecycle: construct with a settings dataclass, a device and a seed; `fit` once on the labelled
 shadow difference vectors and the *unlabelled* target vectors; then `predict_proba` on the
-target users' vectors and, for attacks that read them, their top-k lists. Target membership
-labels are never an argument of anything here: only the metrics read them.
+target users' vectors and, for attacks that read them, the rest of what the adversary holds of
+those users (`TargetView`: their top-k lists, per-user list statistics, the same statistics
+under a reference pool). Target membership labels are never an argument of anything here: only
+the metrics read them.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -20,6 +24,40 @@ from dlmia.errors import DataError
 FloatArray = npt.NDArray[np.float32]
 LabelArray = npt.NDArray[np.int64]
 ListArray = npt.NDArray[np.integer]  # (n, k) item ids of each user's top-k list
+Statistics = Mapping[str, npt.NDArray[np.float64]]  # statistic name -> one value per user
+
+
+@dataclass(frozen=True, eq=False)
+class References:
+    """The users' list statistics under R reference recommenders (method.md section 9)."""
+
+    statistics: Statistics  # name -> (R, n): model r's statistic of user j
+    inside: npt.NDArray[np.bool_]  # (R, n) whether user j was in model r's training half
+
+    def __post_init__(self) -> None:
+        shapes = {value.shape for value in self.statistics.values()} | {self.inside.shape}
+        if len(shapes) != 1 or len(self.inside.shape) != 2:
+            raise DataError(f"references: statistics and masks differ in shape: {shapes}")
+
+
+@dataclass(frozen=True, eq=False)
+class TargetView:
+    """What the adversary holds of the users it scores beyond their difference vectors, row for
+    row with them; each attack reads what it needs and checks it is there."""
+
+    lists: ListArray | None = None  # (n, k) each user's top-k list
+    statistics: Statistics = field(default_factory=dict)  # name -> (n,), see dlmia.statistics
+    references: References | None = None  # the same statistics under a reference pool
+
+
+@dataclass(frozen=True)
+class PoolRequest:
+    """The reference recommenders an attack needs beside the shadow and target sides: `size`
+    models of the shadow's kind, each on a seeded half of the shadow part (online: of the shadow
+    and target parts)."""
+
+    size: int = 0
+    online: bool = False
 
 
 class Attack(ABC):
@@ -45,14 +83,19 @@ class Attack(ABC):
         """Train on shadow vectors (n_s, d) with labels (n_s,) in {0, 1}; target vectors (n_t, d)
         unlabelled."""
 
+    @classmethod
+    def pool(cls, config: Any) -> PoolRequest:
+        """The reference pool an attack with settings `config` needs (most need none)."""
+        return PoolRequest()
+
     @abstractmethod
     def predict_proba(
-        self, vectors: FloatArray, *, lists: ListArray | None = None
+        self, vectors: FloatArray, view: TargetView | None = None
     ) -> npt.NDArray[np.float64]:
         """(n,) member probabilities in [0, 1] for the users of vectors (n, d).
 
-        `lists` (n, k) are the same users' top-k lists, row for row; attacks that score lists
-        need them, the others ignore them.
+        `view` holds the rest of what the adversary knows of the same users, row for row;
+        attacks that read lists or statistics need it, the others ignore it.
         """
 
 

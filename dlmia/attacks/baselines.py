@@ -31,7 +31,7 @@ from dlmia.attacks.base import (
     Attack,
     FloatArray,
     LabelArray,
-    ListArray,
+    TargetView,
     check_labels,
     check_vectors,
 )
@@ -59,15 +59,21 @@ class TrainingFreeAttack(Attack):
         return self
 
     def predict_proba(
-        self, vectors: FloatArray, *, lists: ListArray | None = None
+        self, vectors: FloatArray, view: TargetView | None = None
     ) -> npt.NDArray[np.float64]:
         """(n,) percentile ranks in (0, 1] of `score` among the users given."""
-        score = self.score(check_vectors(vectors, "vectors"), lists)  # (n,)
-        return rankdata(score, method="average") / len(score)
+        return percentile_ranks(self.score(check_vectors(vectors, "vectors"), view))
 
     @abstractmethod
-    def score(self, vectors: FloatArray, lists: ListArray | None) -> npt.NDArray[np.float64]:
+    def score(self, vectors: FloatArray, view: TargetView | None) -> npt.NDArray[np.float64]:
         """(n,) raw membership score, higher = more likely member."""
+
+
+def percentile_ranks(score: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """(n,) member probabilities from a raw score: its percentile ranks in (0, 1] among the
+    users scored (ties averaged), so the ROC AUC is the score's own and the 0.5 threshold calls
+    the higher-scoring half members."""
+    return rankdata(score, method="average") / len(score)
 
 
 class NormAttack(TrainingFreeAttack):
@@ -75,7 +81,7 @@ class NormAttack(TrainingFreeAttack):
 
     name = "norm"
 
-    def score(self, vectors: FloatArray, lists: ListArray | None) -> npt.NDArray[np.float64]:
+    def score(self, vectors: FloatArray, view: TargetView | None) -> npt.NDArray[np.float64]:
         return -np.linalg.norm(vectors.astype(np.float64), axis=1)
 
 
@@ -84,8 +90,9 @@ class ListFrequencyAttack(TrainingFreeAttack):
 
     name = "list-frequency"
 
-    def score(self, vectors: FloatArray, lists: ListArray | None) -> npt.NDArray[np.float64]:
+    def score(self, vectors: FloatArray, view: TargetView | None) -> npt.NDArray[np.float64]:
         """-(mean over the user's list of the share of all lists that hold each item)."""
+        lists = view.lists if view is not None else None
         if lists is None:
             raise ConfigError("attack list-frequency needs the target users' top-k lists")
         items = np.asarray(lists, dtype=np.int64)  # (n, k)

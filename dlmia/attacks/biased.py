@@ -24,7 +24,7 @@ from dlmia.attacks.base import (
     Attack,
     FloatArray,
     LabelArray,
-    ListArray,
+    TargetView,
     check_labels,
     check_vectors,
 )
@@ -93,7 +93,7 @@ class BiasedAttack(Attack):
         return self
 
     def predict_proba(
-        self, vectors: FloatArray, *, lists: ListArray | None = None
+        self, vectors: FloatArray, view: TargetView | None = None
     ) -> npt.NDArray[np.float64]:
         """(n,) member probabilities for vectors (n, d); TrainingError if the head diverged."""
         if not hasattr(self, "model"):

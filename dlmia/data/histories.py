@@ -92,6 +92,12 @@ class Histories:
         position_from_end = np.repeat(self.indptr[1:], self.lengths) - np.arange(len(self.items))
         return self._keep_entries(position_from_end > n)
 
+    def without_first(self, counts: npt.ArrayLike) -> Histories:
+        """Every user's sequence without its first `counts[r]` items (r = row): what a user holds
+        beyond a prefix of that length."""
+        position = np.arange(len(self.items)) - np.repeat(self.indptr[:-1], self.lengths)
+        return self._keep_entries(position >= np.repeat(np.asarray(counts), self.lengths))
+
     def last_items(self) -> IntArray:
         """(n_users,) each user's last item; -1 for an empty history."""
         last = np.full(self.n_users, -1, dtype=np.int64)

@@ -83,3 +83,11 @@ def member_halves(user_index: IntArray, seed: int, role: str) -> tuple[IntArray,
     shuffled = numpy_rng(seed, "member_halves", role).permutation(user_index)  # (n,)
     n_members = (len(user_index) + 1) // 2
     return np.sort(shuffled[:n_members]), np.sort(shuffled[n_members:])
+
+
+def reference_half(population: IntArray, seed: int, index: int) -> IntArray:
+    """The seeded random half of `population` that reference model `index` trains on (sorted;
+    ceil(n / 2) users): each model of a pool draws its own, independently of the sides."""
+    population = np.asarray(population, dtype=np.int64)
+    shuffled = numpy_rng(seed, "reference_half", index).permutation(population)  # (n,)
+    return np.sort(shuffled[: (len(population) + 1) // 2])

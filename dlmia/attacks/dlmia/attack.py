@@ -24,7 +24,7 @@ from dlmia.attacks.base import (
     Attack,
     FloatArray,
     LabelArray,
-    ListArray,
+    TargetView,
     check_labels,
     check_vectors,
 )
@@ -180,7 +180,7 @@ class DLMIAAttack(Attack):
         self.info = info
 
     def predict_proba(
-        self, vectors: FloatArray, *, lists: ListArray | None = None
+        self, vectors: FloatArray, view: TargetView | None = None
     ) -> npt.NDArray[np.float64]:
         """(n,) member probabilities for target-side vectors (n, d); deterministic."""
         if self.model is None or self.scaler is None:

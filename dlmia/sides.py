@@ -259,7 +259,7 @@ class ServedLists:
 #: The side facts that belong to the served lists (reused with them), not to the vectors.
 SERVED_INFO = (
     "n_members", "n_nonmembers", "recommender_hr_at_10", "fit_seconds", "recommend_seconds",
-    "recommender_settings", "recommender_items", "validation_seconds",
+    "recommender_settings", "recommender_items", "validation_seconds", "epochs_run", "best_epoch",
 )  # fmt: skip
 
 
@@ -337,6 +337,8 @@ def serve_lists(data: PreparedDataset, spec: SideSpec) -> ServedLists:
         "recommender_settings": dataclasses.asdict(recommender.config),
         "recommender_items": len(recommender.catalogue),  # the items it trained on and ranks
         "validation_seconds": sum(epoch.eval_s for epoch in getattr(model, "log", [])),
+        "epochs_run": len(getattr(model, "log", [])),  # neural models: early stopping's
+        "best_epoch": getattr(model, "best_epoch", 0),  # ... and the epoch whose weights serve
     }
     return ServedLists(users, labels, lists, info)
 

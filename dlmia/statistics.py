@@ -7,8 +7,11 @@ caches them with its lists; higher always means "the list looks more like a memb
 
 - `own`: the share of the visible history that the list hands back, |L & H| / min(|H|, k). Seen
   items kept (the paper's protocol); with `exclude_seen` it is 0 by construction.
-- `own-ndcg`: the same hits discounted by rank (NDCG@k of the visible history in the list): a
-  memorised item comes back near the top, which the plain share cannot see.
+- `own-dcg`: the same hits discounted by rank, summed (DCG@k of the visible history in the
+  list): a memorised item comes back near the top, which the plain share cannot see; not
+  normalised, so a heavy user's statistic moves more between models (the reference attack's
+  default: with a spread pooled over users it found more members at 1% FPR than `own-ndcg`).
+- `own-ndcg`: the DCG over its best possible value (NDCG@k).
 - `heldout`: rank-discounted hits of the user's held-out items (held by the adversary, not shown
   to the recommender: the last item that the neural recommenders hold out), normalised by the
   best possible (NDCG@k of the held-out items). It survives `exclude_seen`; where nothing is held
@@ -46,6 +49,11 @@ def own_share(view: ListView) -> FloatArray:
     return np.divide(hits, possible, out=np.zeros(len(hits)), where=possible > 0)
 
 
+def own_dcg(view: ListView) -> FloatArray:
+    """DCG@k of the visible history in the list."""
+    return dcg(view.lists, view.visible)
+
+
 def own_ndcg(view: ListView) -> FloatArray:
     """NDCG@k of the visible history in the list."""
     return ndcg(view.lists, view.visible)
@@ -56,14 +64,23 @@ def held_out_ndcg(view: ListView) -> FloatArray:
     return ndcg(view.lists, view.held_out)
 
 
+def dcg(lists: npt.NDArray[np.integer], relevant: Histories) -> FloatArray:
+    """(n,) DCG@k of each row's `relevant` items in its list: a hit at rank j (0-based) gains
+    1/log2(j+2)."""
+    return (found_in_history(lists, relevant) * rank_discount(lists.shape[1])).sum(axis=1)
+
+
 def ndcg(lists: npt.NDArray[np.integer], relevant: Histories) -> FloatArray:
-    """(n,) NDCG@k of each row's `relevant` items in its list: hits at rank j (0-based) gain
-    1/log2(j+2), over the gain of min(|relevant|, k) hits at the top (0 where none)."""
+    """(n,) NDCG@k: the DCG over that of min(|relevant|, k) hits at the top (0 where none)."""
     k = lists.shape[1]
-    discount = 1.0 / np.log2(np.arange(k) + 2.0)  # (k,)
-    gains = (found_in_history(lists, relevant) * discount).sum(axis=1)  # (n,)
-    ideal = np.concatenate([[0.0], np.cumsum(discount)])[np.minimum(relevant.lengths, k)]
+    ideal = np.concatenate([[0.0], np.cumsum(rank_discount(k))])[np.minimum(relevant.lengths, k)]
+    gains = dcg(lists, relevant)
     return np.divide(gains, ideal, out=np.zeros(len(gains)), where=ideal > 0)
+
+
+def rank_discount(k: int) -> FloatArray:
+    """(k,) the gain of a hit at each rank: 1/log2(j+2) at 0-based rank j."""
+    return 1.0 / np.log2(np.arange(k) + 2.0)
 
 
 def negative_norm(view: ListView) -> FloatArray:
@@ -74,6 +91,7 @@ def negative_norm(view: ListView) -> FloatArray:
 #: The statistics by name; each maps a `ListView` of n users to (n,) float64, higher = member.
 STATISTICS: dict[str, Callable[[ListView], FloatArray]] = {
     "own": own_share,
+    "own-dcg": own_dcg,
     "own-ndcg": own_ndcg,
     "heldout": held_out_ndcg,
     "norm": negative_norm,

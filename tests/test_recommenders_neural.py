@@ -13,13 +13,16 @@ from torch import nn
 
 import dlmia.recommenders.ncf as ncf_module
 from dlmia.data.histories import Histories
+from dlmia.errors import ConfigError
 from dlmia.recommenders import make_recommender
 from dlmia.recommenders.base import Recommender
+from dlmia.recommenders.gru4rec import GRU4RecConfig
 from dlmia.recommenders.neural import (
     EarlyStopping,
     NeuralRecommender,
     catalogue_loss,
     ranking_metrics,
+    validation_rows,
 )
 from dlmia.recommenders.sequential import left_align, sequence_windows
 
@@ -175,3 +178,14 @@ def test_cuda_with_mixed_precision(name: str) -> None:
     scores = model.score(histories)
     assert scores.device.type == "cuda" and scores.dtype == torch.float32
     assert model.recommend(histories, k=5, exclude_seen=True).shape == (40, 5)
+
+
+def test_validation_watches_a_fixed_sample_or_every_member() -> None:
+    sample = validation_rows(5000, 1000, seed=3, name="gru4rec")
+    assert len(sample) == 1000 and np.array_equal(sample, np.unique(sample))
+    assert np.array_equal(sample, validation_rows(5000, 1000, seed=3, name="gru4rec"))
+    assert np.array_equal(validation_rows(5000, 0, seed=3, name="gru4rec"), np.arange(5000))
+    assert np.array_equal(validation_rows(800, 1000, seed=3, name="gru4rec"), np.arange(800))
+    assert GRU4RecConfig().validation_users == 0  # every member: see GRU4RecConfig
+    with pytest.raises(ConfigError, match="validation_users"):
+        GRU4RecConfig(validation_users=-1)

@@ -47,7 +47,8 @@ def test_statistics_by_hand() -> None:
     stats = list_statistics(ListView(lists, visible, held_out, vectors))
     np.testing.assert_allclose(stats["own"], [2 / 2, 0 / 3, 0.0])  # min(|H|, k) = 2, 3, 0
     ideal_2 = 1 + 1 / np.log2(3)
-    np.testing.assert_allclose(stats["own-ndcg"], [1.0, 0.0, 0.0])  # ranks 0 and 1 of 2
+    np.testing.assert_allclose(stats["own-dcg"], [ideal_2, 0.0, 0.0])  # ranks 0 and 1
+    np.testing.assert_allclose(stats["own-ndcg"], [1.0, 0.0, 0.0])  # of the best 2 hits
     held = [1 / np.log2(4), 0.0, (1 / np.log2(3) + 1 / np.log2(4)) / ideal_2]  # ranks 2; 1, 2
     np.testing.assert_allclose(stats["heldout"], held)
     np.testing.assert_allclose(stats["norm"], [-5.0, 0.0, -1.0])
@@ -160,7 +161,7 @@ def test_a_cell_gets_its_pool_from_the_attack_settings() -> None:
 def synthetic_cell() -> tuple:
     """A synthetic ItemCF cell under the model policy, its sides and an online pool of 8."""
     choice = SideChoice(SMALL, "itemcf")
-    settings = {"references": 8, "variant": "online", "statistic": "own-ndcg"}
+    settings = {"references": 8, "variant": "online", "statistic": "own-dcg"}
     config = cell_config(choice, choice, "reference", settings, MODEL, seed=0, device="cpu")
     data = cached_dataset(config.target.dataset)
     shadow, target = build_side(data, config.shadow), build_side(data, config.target)
@@ -219,7 +220,7 @@ def test_dlmia_cell_runs_the_reference_attack_end_to_end() -> None:
 
 def test_pooled_evaluation_scores_every_model_against_the_others() -> None:
     choice = SideChoice(SMALL, "itemcf")
-    settings = {"references": 4, "variant": "online", "statistic": "own-ndcg"}
+    settings = {"references": 4, "variant": "online", "statistic": "own-dcg"}
     config = cell_config(choice, choice, "reference", settings, MODEL, seed=0, device="cpu")
     specs = pooled_models(config, 5)
     assert [spec.reference for spec in specs] == [

@@ -105,7 +105,7 @@ class Grid:
 def packaged_grids() -> dict[str, Path]:
     """The grid files shipped inside the package (`tune/grids/*.yaml`), by bare name."""
     folder = Path(str(resources.files("tune") / "grids"))
-    return {path.stem: path for path in sorted(folder.glob("*.yaml"))}
+    return {path.stem: path for path in sorted(folder.glob("*.yaml"), key=lambda p: p.stem)}
 
 
 def locate_grid(file: str | Path) -> Path:

@@ -143,17 +143,21 @@ def side_choice(grid: Grid, ref: str, specs: dict[str, DatasetSpec]) -> SideChoi
     return SideChoice(specs[dataset], entry.name, dict(entry.settings))
 
 
+def side_key(spec: SideSpec) -> str:
+    """The content key of side `spec`: its cache address."""
+    return digest({"side": spec_identity(spec), "data": digest(spec_identity(spec.dataset))})
+
+
 def side_job(grid: Grid, ref: str, side_id: str, spec: SideSpec) -> SideJob:
     """The job that trains side `spec` (named `side_id`), keyed by its content."""
     dataset_key = digest(spec_identity(spec.dataset))
-    identity = {"side": spec_identity(spec), "data": dataset_key}
     lists_identity: dict[str, Any] = {  # the lists never depend on the item vectors
         "side": spec_identity(spec), "data": data_fingerprint(spec.dataset), "code": code_version()
     }
     lists_identity["side"]["dataset"].pop("vectors")
     resources = grid.recommenders[ref.split(".")[1]].resources
     return SideJob(
-        side_id, spec, digest(identity), dataset_key, resources, digest(lists_identity)
+        side_id, spec, side_key(spec), dataset_key, resources, digest(lists_identity)
     )
 
 

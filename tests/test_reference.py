@@ -22,6 +22,7 @@ from dlmia.cell import (
     reference_view,
     run_cell,
 )
+from dlmia.cli import main
 from dlmia.data.histories import Histories
 from dlmia.data.synthetic import SyntheticConfig
 from dlmia.errors import ConfigError
@@ -238,3 +239,25 @@ def test_pooled_evaluation_scores_every_model_against_the_others() -> None:
                                   MODEL, seed=0), 5)  # fmt: skip
     with pytest.raises(ConfigError, match="scores the reference attack"):
         pooled_models(cell_config(choice, choice, "norm", {}, MODEL, seed=0), 5)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--attack", "reference", "--pooled", "2"], "needs at least 3 models"),
+        (["--attack", "norm", "--pooled", "5"], "scores the reference attack, not norm"),
+        (["--attack", "reference", "--pooled", "5", "--target", "synthetic:lfm"],
+         "one kind of recommender"),
+        (["--attack", "reference", "--set", "statistic=nope"], "statistic: 'nope'"),
+        (["--attack", "reference", "--shadow", "ml-100k:itemcf", "--data-root", "."],
+         "must be one dataset with one split"),
+    ],
+)  # fmt: skip
+def test_bad_reference_options_are_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["cell", "--shadow", "synthetic:itemcf", "--target", "synthetic:itemcf",
+            "--device", "cpu"]  # fmt: skip
+    assert main([*base, *argv]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("dlmia: error: ") and message in error[0]

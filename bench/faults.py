@@ -76,7 +76,7 @@ def check(case: Case) -> tuple[bool, int, str]:
         err = io.StringIO()
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             try:
-                code = outcome(argv)
+                code = outcome(argv, case.env)
             except Exception:  # noqa: BLE001 (a crash is an outcome to report, not to stop at)
                 code = -1
                 traceback.print_exc()

@@ -24,7 +24,7 @@ from dlmia.data.fetch import REMOTE_FILES
 from dlmia.data.loaders import Columns
 from dlmia.data.sources import name_or_path
 from dlmia.device import resolve_device
-from dlmia.errors import ConfigError, DlmiaError
+from dlmia.errors import ConfigError, DlmiaError, printable
 from dlmia.io import check_writable
 from dlmia.lock import FolderLock
 from dlmia.nonmember import POLICIES
@@ -426,7 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except DlmiaError as exc:
-        print(f"dlmia: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line
+        line = printable(" ".join(str(exc).split()))  # one line, safe on a terminal
+        print(f"dlmia: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dlmia: interrupted", file=sys.stderr)

@@ -1,13 +1,16 @@
 """The catalogue of bad inputs: every one must end in one `dlmia: error:` line and exit code 2,
 before any work, leaving nothing behind. tests/test_faults.py runs each case, bench/faults.py
 prints the table. A case names what is wrong, the command (placeholders `{tmp}` for its scratch
-folder, `{grid}` for its grid file), the files it writes first, and a fragment of the message.
+folder, `{grid}` for its grid file), the files it plants first (contents, links, FIFOs), the
+environment it runs in, and a fragment of the message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,21 @@ Edit = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
+class Link:
+    """A symbolic link a case plants, to `target` ({tmp} filled in; it need not exist)."""
+
+    target: str
+
+
+@dataclass(frozen=True)
+class Fifo:
+    """A named pipe a case plants: reading it waits for a writer that never comes."""
+
+
+Planted = str | bytes | Link | Fifo
+
+
+@dataclass(frozen=True)
 class Case:
     """One bad input and the error it must give."""
 
@@ -25,8 +43,9 @@ class Case:
     name: str  # what is wrong with it
     argv: tuple[str, ...]  # the dlmia command line, with {tmp} and {grid}
     message: str  # a fragment the error line must hold
-    files: dict[str, str | bytes] = field(default_factory=dict)  # written under {tmp} first
+    files: dict[str, Planted] = field(default_factory=dict)  # planted under {tmp} first
     grid: Edit | None = None  # edits the base grid, written to {grid}
+    env: dict[str, str] = field(default_factory=dict)  # environment variables of the command
 
     def grid_text(self) -> str | None:
         """The case's grid file, or None when it needs none."""
@@ -89,6 +108,16 @@ def grid_columns(name: str, value: Any, message: str, text: str | None = None) -
 def grid(name: str, edit: Edit, message: str, argv: tuple[str, ...] = VALIDATE) -> Case:
     """A grid-file case: the base grid with `edit` applied."""
     return Case("grid files", name, argv, message, grid=edit)
+
+
+def output(name: str, argv: tuple[str, ...], message: str, files: dict[str, Planted],
+           grid_edit: Edit | None = None) -> Case:
+    """A case of an output folder (or cache, or download folder) that holds a planted file."""
+    return Case("output folders", name, argv, message, files=files, grid=grid_edit)
+
+
+RUN = ("grid", "run", "{grid}", "--out", "{tmp}/out")
+VICTIM = {"victim.txt": "precious"}
 
 
 def setting(path: str, value: Any) -> Edit:
@@ -358,6 +387,16 @@ CASES: tuple[Case, ...] = (
          argv=("grid", "validate", "{grid}", "--data-root", "{tmp}/nowhere")),
     grid("grid unknown --vectors-fit-on", lambda raw: None, "invalid choice",
          argv=("grid", "validate", "{grid}", "--vectors-fit-on", "x")),
+    # --- output folders -----------------------------------------------------------------------
+    output("cell: lock planted as a link to a file", CELL, ".dlmia.lock is a symbolic link",
+           {**VICTIM, "out/.dlmia.lock": Link("{tmp}/victim.txt")}),
+    output("cell: lock planted as a link to nowhere", CELL, ".dlmia.lock is a symbolic link",
+           {"out/.dlmia.lock": Link("{tmp}/created-by-the-run")}),
+    output("cell: lock is a folder", CELL, ".dlmia.lock is a folder",
+           {"out/.dlmia.lock/x": "x"}),
+    output("cell: lock is a FIFO", CELL, ".dlmia.lock is a FIFO", {"out/.dlmia.lock": Fifo()}),
+    output("grid: lock planted as a link to a file", RUN, ".dlmia.lock is a symbolic link",
+           {**VICTIM, "out/.dlmia.lock": Link("{tmp}/victim.txt")}, lambda raw: None),
     # --- other commands -----------------------------------------------------------------------
     Case("other commands", "fetch an unknown dataset", ("data", "fetch", "ml-2m", "--to", "{tmp}"),
          "invalid choice"),
@@ -375,11 +414,16 @@ CASES: tuple[Case, ...] = (
 
 
 def prepare(case: Case, tmp: Path) -> list[str]:
-    """Write the case's files (and grid) under `tmp`; its command line, placeholders filled."""
+    """Plant the case's files (and grid) under `tmp`; its command line, placeholders filled."""
     for name, content in case.files.items():
         path = tmp / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        if isinstance(content, Link):
+            path.symlink_to(content.target.replace("{tmp}", str(tmp)))
+        elif isinstance(content, Fifo):
+            os.mkfifo(path)
+        else:
+            path.write_bytes(content if isinstance(content, bytes) else content.encode())
     text = case.grid_text()
     if text is not None:
         (tmp / "grid.yaml").write_text(text)
@@ -387,11 +431,28 @@ def prepare(case: Case, tmp: Path) -> list[str]:
     return [arg.replace("{tmp}", str(tmp)).replace("{grid}", grid) for arg in case.argv]
 
 
-def outcome(argv: list[str]) -> int:
-    """`dlmia -q ARGV` in-process; its exit code (argparse's own exits included)."""
+def outcome(argv: list[str], env: dict[str, str] | None = None) -> int:
+    """`dlmia -q ARGV` in-process, with `env` set; its exit code (argparse's own exits
+    included)."""
     from dlmia.cli import main
 
+    with environment(env or {}):
+        try:
+            return main(["-q", *argv])
+        except SystemExit as exc:
+            return int(exc.code or 0)
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """`os.environ` with `values` set, restored afterwards."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
-        return main(["-q", *argv])
-    except SystemExit as exc:
-        return int(exc.code or 0)
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value

@@ -21,7 +21,7 @@ def test_bad_input_is_one_line_and_exit_2(
 ) -> None:
     argv = prepare(case, tmp_path)
     before = set(tmp_path.rglob("*"))
-    code = outcome(argv)
+    code = outcome(argv, case.env)
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert code == 2, err

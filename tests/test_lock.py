@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from dlmia.cli import main as cli_main
-from dlmia.errors import LockedError
-from dlmia.lock import LOCK_NAME, FolderLock
+from dlmia.errors import LockedError, OutputError
+from dlmia.lock import LOCK_NAME, FolderLock, describe
 from tests.test_grid_runner import QUIET, results, tiny_grid
 from tune.grid import load_grid
 from tune.runner import run_grid
@@ -73,6 +73,33 @@ def test_the_lock_of_a_killed_holder_is_taken_over_with_a_warning(
     with caplog.at_level(logging.WARNING, logger="dlmia.lock"), FolderLock(folder):
         assert json.loads((folder / LOCK_NAME).read_text())["pid"] == os.getpid()
     assert f"ended without releasing it (killed or crashed): PID {holder.pid} " in caplog.text
+
+
+@pytest.mark.parametrize("target", ["victim.txt", "missing.txt"])
+def test_a_link_planted_as_the_lock_is_refused_and_nothing_is_written_through_it(
+    tmp_path: Path, target: str
+) -> None:
+    folder, victim = tmp_path / "out", tmp_path / "victim.txt"
+    victim.write_text("precious")
+    folder.mkdir()
+    (folder / LOCK_NAME).symlink_to(tmp_path / target)
+    with pytest.raises(OutputError, match=f"{folder / LOCK_NAME} is a symbolic link"):
+        FolderLock(folder).acquire()
+    assert victim.read_text() == "precious" and not (tmp_path / "missing.txt").exists()
+    assert (folder / LOCK_NAME).is_symlink()  # left for the user to look at
+
+
+@pytest.mark.parametrize("kind", ["folder", "FIFO"])
+def test_a_lock_that_is_no_regular_file_is_refused(tmp_path: Path, kind: str) -> None:
+    lock = tmp_path / LOCK_NAME
+    lock.mkdir() if kind == "folder" else os.mkfifo(lock)
+    with pytest.raises(OutputError, match=f"{lock} is a {kind}"):
+        FolderLock(tmp_path).acquire()
+
+
+def test_a_lock_body_is_described_without_terminal_escapes() -> None:
+    text = describe({"pid": 1, "host": "h\x1b]0;owned\x07", "command": "\x1b[2Jrm -rf /"})
+    assert "\x1b" not in text and "\x07" not in text and "\\x1b[2Jrm -rf /" in text
 
 
 def test_cell_command_refuses_a_locked_out_folder(

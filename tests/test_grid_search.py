@@ -139,6 +139,12 @@ def test_searched_cells_write_every_trial_and_mark_the_selected_one(tmp_path: Pa
     assert "searched per cell, 3 trials" in describe(expand(grid))
     again = run_grid(grid, out=out, progress=QUIET)  # finished: nothing runs
     assert again.skipped == 2 and not again.tasks
+    records = recorded_trials(out)
+    lost = next((out / "trials").glob("*.parquet"))
+    lost.unlink()  # the cell runs again: its search is rebuilt from its records, none redone
+    redone = run_grid(grid, out=out, progress=QUIET)
+    assert (redone.skipped, redone.ok) == (1, 1) and lost.is_file()
+    assert recorded_trials(out) == records and len(load_trials(out)) == 6
 
 
 class Planted:

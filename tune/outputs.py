@@ -13,7 +13,8 @@ Layout under OUT (the analysis package reads it; the tables' columns are `dlmia.
   own experiment folders, written and never read back (they hold pickles);
 - `grid.yaml`: the resolved grid; `sides/`: the side cache unless `--cache` names another.
 Every file is written atomically, the result row last, so a cell is finished exactly when its
-result file exists with status ok and the cell's current content key.
+result file exists with status ok and the cell's current content key, and its other files (scores,
+and a searched cell's trials) exist too: deleting any of them makes the cell run again.
 """
 
 from __future__ import annotations
@@ -80,9 +81,17 @@ class Outputs:
         atomic_write(self.root / "grid.yaml", lambda tmp: tmp.write_text(text))
 
     def finished(self, job: CellJob) -> bool:
-        """Whether `job` has an ok result written for its current content key."""
+        """Whether `job` has an ok result written for its current content key, and every other
+        file of an ok cell (`files`)."""
         row = self._row(job)
-        return row.get("status") == "ok" and row.get("cell_key") == job.key
+        done = row.get("status") == "ok" and row.get("cell_key") == job.key
+        return done and all(path.is_file() for path in self.files(job))
+
+    def files(self, job: CellJob) -> list[Path]:
+        """The files an ok cell has besides its result row: its scores, and a searched cell's
+        trials."""
+        folders = [self.scores] + ([self.trials] if job.search is not None else [])
+        return [folder / f"{job.id}.parquet" for folder in folders]
 
     def status(self, job: CellJob) -> str:
         """The status of `job`'s result row ("ok", "failed"), or "" when it has none."""

@@ -397,6 +397,12 @@ CASES: tuple[Case, ...] = (
     output("cell: lock is a FIFO", CELL, ".dlmia.lock is a FIFO", {"out/.dlmia.lock": Fifo()}),
     output("grid: lock planted as a link to a file", RUN, ".dlmia.lock is a symbolic link",
            {**VICTIM, "out/.dlmia.lock": Link("{tmp}/victim.txt")}, lambda raw: None),
+    output("grid: optuna.log planted as a link", RUN, "optuna.log is a symbolic link",
+           {**VICTIM, "out/optuna.log": Link("{tmp}/victim.txt")}, lambda raw: None),
+    output("grid: optuna.log is a FIFO", RUN, "optuna.log is a FIFO",
+           {"out/optuna.log": Fifo()}, lambda raw: None),
+    output("grid: grid.yaml is a folder", RUN, "grid.yaml (Is a directory)",
+           {"out/grid.yaml/x": "x"}, lambda raw: None),
     # --- other commands -----------------------------------------------------------------------
     Case("other commands", "fetch an unknown dataset", ("data", "fetch", "ml-2m", "--to", "{tmp}"),
          "invalid choice"),

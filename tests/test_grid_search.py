@@ -192,3 +192,24 @@ def test_killed_search_resumes_without_redoing_finished_trials(tmp_path: Path) -
     assert len(states) - states.count("FAIL") == 4  # the killed run's trial in flight: FAIL
     assert set(states) <= {"COMPLETE", "PRUNED", "FAIL"}
     assert sorted(frame["study_trial"]) == [t.number for t in trials if t.state.name != "FAIL"]
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_torn_journal_is_repaired_and_the_search_resumes_from_its_records(
+    tmp_path: Path,
+) -> None:
+    grid, out = parse_grid(search_grid("torn", 2, grace_epochs=4)), tmp_path / "out"
+    assert run_grid(grid, out=out, progress=QUIET).ok == 1
+    # as a driver killed mid-search leaves it: the cell unfinished, its last trial unrecorded,
+    # the journal's last record cut short
+    for path in [*out.glob("results/*"), *out.glob("searches/*/trial-0001.*")]:
+        path.unlink()
+    journal = out / "optuna.log"
+    journal.write_bytes(journal.read_bytes()[:-37])
+
+    summary = run_grid(grid, out=out, progress=QUIET)
+    assert summary.exit_code == 0 and summary.ok == 1
+    assert sorted(load_trials(out)["trial"]) == [1, 2] and len(recorded_trials(out)) == 2
+    (trials,) = studies(out).values()  # the journal reads whole again
+    assert [t.state.name for t in trials].count("COMPLETE") >= 2
+    assert "searched cells:" in summarize(out, echo=False)

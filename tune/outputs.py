@@ -34,10 +34,12 @@ from pyarrow import ArrowException
 from dlmia import config as cfg
 from dlmia.attacks import ATTACKS
 from dlmia.cell import CellResult
+from dlmia.errors import OutputError
 from dlmia.io import atomic_write, write_parquet
 from dlmia.results import result_row, scores_frame
 from dlmia.schema import ATTACK_METRICS, IDENTITY, METRICS, TRIALS
 from tune.grid import Grid, grid_dict
+from tune.journal import STUDY_FILE, repair
 from tune.plan import CellJob
 
 log = logging.getLogger(__name__)
@@ -70,15 +72,28 @@ class Outputs:
         self.trials = self.root / "trials"
 
     def start(self, grid: Grid, data_root: str | Path | None) -> None:
-        """Create the folders, drop temporary files of a killed run, write grid.yaml."""
-        for folder in (self.results, self.scores, self.trials):
-            folder.mkdir(parents=True, exist_ok=True)
-            for stale in folder.glob(".*.tmp"):
-                stale.unlink(missing_ok=True)
+        """Repair the Optuna journal a killed run may have torn (tune.journal), write grid.yaml,
+        create the folders and drop temporary files of a killed run; in that order, so a folder
+        holding a planted link or folder where these files go is refused before anything is
+        written there.
+
+        Raises:
+            OutputError: a file cannot be written there (naming it), or the journal is a link,
+                a folder or another non-regular file.
+        """
         source, root = grid.source or "a mapping", data_root or "default"
         header = f"# resolved from {source}; data root: {root}\n"
         text = header + yaml.safe_dump(grid_dict(grid), sort_keys=False)
-        atomic_write(self.root / "grid.yaml", lambda tmp: tmp.write_text(text))
+        try:
+            repair(self.root / STUDY_FILE)
+            atomic_write(self.root / "grid.yaml", lambda tmp: tmp.write_text(text))
+            for folder in (self.results, self.scores, self.trials):
+                folder.mkdir(parents=True, exist_ok=True)
+                for stale in folder.glob(".*.tmp"):
+                    stale.unlink(missing_ok=True)
+        except OSError as exc:
+            where = exc.filename2 or exc.filename or self.root
+            raise OutputError(f"cannot write {where} ({exc.strerror or exc})") from None
 
     def finished(self, job: CellJob) -> bool:
         """Whether `job` has an ok result written for its current content key, and every other

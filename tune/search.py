@@ -18,7 +18,8 @@ Persistence without pickles: each trial's record is the project's own JSON + .np
 (`storage_dir/searches/<name>/`, tune.trials), written before Optuna hears of it; the studies of
 every search under one `storage_dir` share one journal file, `storage_dir/optuna.log`, one study
 per cell (`optuna-dashboard storage_dir/optuna.log`), with ASHA-stopped trials PRUNED and each
-trial's criteria as user attributes. Rerunning an interrupted search rebuilds a fresh Tuner on the
+trial's criteria as user attributes; tune.journal repairs a torn journal and gives a study back
+the trials it lost from the records. Rerunning an interrupted search rebuilds a fresh Tuner on the
 same study for the trials not yet recorded; Tune's own experiment state (pickles) is written
 under `storage_dir/tune/` (or `SearchConfig.storage_path`) but never read back.
 """
@@ -50,11 +51,11 @@ from dlmia.metrics import attack_metrics
 from dlmia.schema import CRITERIA
 from dlmia.selection import SelectionConfig, criteria
 from dlmia.sides import SideOutput
+from tune.journal import STUDY_FILE, open_journal, restore
 from tune.space import build_space, check_space, default_space, settings_of, start_point
 from tune.trials import SCORES_KEY, TrialRecord, TrialStore, encode_scores
 
 SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
-STUDY_FILE = "optuna.log"  # under storage_dir: every search's study, one journal per grid
 NO_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"  # read by Tune when a Tuner starts
 
 
@@ -189,15 +190,6 @@ def tell(study: optuna.Study, trial: optuna.Trial, record: TrialRecord) -> None:
         study.tell(trial, state=TrialState.PRUNED if record.state == "pruned" else TrialState.FAIL)
 
 
-def open_journal(path: Path) -> optuna.storages.BaseStorage:
-    """The journal file at `path` (created when absent) as an Optuna storage."""
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
-
-
 def reconcile(study: optuna.Study, records: list[TrialRecord]) -> None:
     """Bring a study left by an interrupted run in line with the records: a running trial that
     was recorded gets its recorded end, one that was not is FAIL (it runs again as a new trial)."""
@@ -229,13 +221,15 @@ def _tuner(
     study = optuna.create_study(storage=journal, study_name=name, direction="maximize",
                                 sampler=sampler, load_if_exists=True)
     records = store.load()
+    distributions = OptunaSearch.convert_search_space(build_space(space))
     reconcile(study, records)
+    restore(study, records, distributions)  # trials a torn journal lost
     first = start_point(space, cfg.as_dict(base))
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     pending = not waiting and all(record.params != first for record in records)
     searcher = _recording_search(
         store=store,
-        space=OptunaSearch.convert_search_space(build_space(space)),
+        space=distributions,
         metric="objective",
         mode="max",
         points_to_evaluate=[first] if pending else None,

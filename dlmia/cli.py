@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,6 +80,9 @@ def cell_config(args: argparse.Namespace) -> CellConfig:
         raise ConfigError(f"--attack {args.attack!r}: unknown attack; known: {known}")
     if args.k < 1:
         raise ConfigError(f"--k {args.k}: must be a positive list length")
+    cpus = os.cpu_count() or 1
+    if not 1 <= args.threads <= cpus:  # libtorch crashes far above the machine's CPUs
+        raise ConfigError(f"--threads {args.threads}: use 1 to {cpus} (this machine's CPUs)")
     resolve_device(args.device)  # this machine runs the cell: a CUDA device must be here
     dataset_settings = cfg.parse_assignments(args.dataset_set, "--dataset-set")
     for key in ("name", "path", "data_root", "columns"):
@@ -135,8 +139,8 @@ def command_cell(args: argparse.Namespace) -> int:
 
     from dlmia.results import result_row, write_cell
 
-    torch.set_num_threads(max(1, args.threads))
     config = cell_config(args)
+    torch.set_num_threads(args.threads)
     if args.out:
         check_writable(args.out, "--out")
     with FolderLock(args.out) if args.out else contextlib.nullcontext():  # one writer per --out

@@ -17,7 +17,8 @@ from typing import Any, TypeVar, cast, get_args, get_origin
 
 import yaml
 
-from dlmia.errors import ConfigError
+from dlmia import safe_yaml
+from dlmia.errors import ConfigError, brief
 
 T = TypeVar("T")
 
@@ -74,22 +75,14 @@ def parse_assignments(assignments: list[str] | None, option: str = "--set") -> d
     for item in assignments or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"{option} {item!r}: expected key=value")
+            raise ConfigError(f"{option} {brief(item)}: expected key=value")
         try:
-            parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+            parsed[key.strip()] = safe_yaml.load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
-            problem = yaml_problem(exc)
             raise ConfigError(
-                f"{option} {item!r}: the value is not valid YAML ({problem})"
+                f"{option} {brief(item)}: the value is not valid YAML ({safe_yaml.problem(exc)})"
             ) from None
     return parsed
-
-
-def yaml_problem(exc: yaml.YAMLError) -> str:
-    """A YAML error in one line: where (line, column) and what."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
 
 
 def _path(where: str, key: str) -> str:
@@ -104,7 +97,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         allowed = get_args(hint)
         if value not in allowed:
             choices = ", ".join(map(str, allowed))
-            raise ConfigError(f"{where}: {value!r} is not allowed; use one of {choices}")
+            raise ConfigError(f"{where}: {brief(value)} is not allowed; use one of {choices}")
         return value
     if origin in (typing.Union, types.UnionType):
         options = get_args(hint)
@@ -117,45 +110,49 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(
-            errors[0] if len(errors) == 1 else f"{where}: {value!r} matches no allowed type"
+            errors[0] if len(errors) == 1 else f"{where}: {brief(value)} matches no allowed type"
         )
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {brief(value)}")
         args = get_args(hint)
         item_hint = args[0] if args else Any
         items = [_coerce(item_hint, v, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict or hint is dict:
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {brief(value)}")
         return dict(value)
     if dataclasses.is_dataclass(hint):
         if dataclasses.is_dataclass(value):
             return value
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {brief(value)}")
         return build(cast(type, hint), value, where)
     if hint is Any:
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
-        return float(value)
+            raise ConfigError(f"{where}: expected a number, got {brief(value)}")
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond the float range
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {brief(value)}")
+        return number
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {brief(value)}")
         return value
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+            raise ConfigError(f"{where}: expected true or false, got {brief(value)}")
         return value
     if hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}: expected a string, got {brief(value)}")
         return value
     if isinstance(hint, type) and not isinstance(value, hint):
-        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {brief(value)}")
     return value

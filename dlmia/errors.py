@@ -36,7 +36,11 @@ class OutputError(DlmiaError):
 def brief(value: object, limit: int = VALUE_LIMIT) -> str:
     """`value`'s repr for a message, cut after `limit` characters: a value read from a file may
     be megabytes long (an expanded YAML alias, a 5-million-digit number)."""
-    return printable(repr(value), limit)
+    try:
+        text = repr(value)
+    except ValueError:  # an integer past Python's 4,300-digit conversion limit
+        text = f"<{type(value).__name__} too long to show>"
+    return printable(text, limit)
 
 
 def printable(text: str, limit: int = LINE_LIMIT) -> str:

@@ -69,6 +69,27 @@ def not_regular(path: str | Path) -> OutputError:
     )
 
 
+def read_regular(path: str | Path, limit: int, what: str) -> bytes:
+    """The bytes of `path`, a regular file (links followed) of at most `limit` bytes: a FIFO or
+    a device (`/dev/zero`) would block or never end, and a huge file exhaust memory.
+
+    Raises:
+        ConfigError: it cannot be read, is no regular file or is larger, naming it as `what`.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(f"{path}: is not a regular file; a {what} must be one")
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ConfigError(f"{path}: a {what} holds at most {limit:,} bytes")
+    return data
+
+
 def check_writable(folder: str | Path, option: str) -> Path:
     """`folder` when files can be written in it (it, or the nearest folder above it that exists,
     takes a probe file), so a run refuses a bad output folder before any work, not after.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -83,7 +84,7 @@ def cell(*extra: str, name: str, message: str, files: dict[str, str | bytes] | N
     return Case("cell options", name, (*CELL, *extra), message, files=files or {})
 
 
-def data(name: str, text: str | bytes, message: str, file: str = "r.csv") -> Case:
+def data(name: str, text: Planted, message: str, file: str = "r.csv") -> Case:
     """A `dlmia cell` case on a ratings file `file` holding `text`."""
     side = f"{{tmp}}/{file}:itemcf"
     argv = ("cell", "--shadow", side, "--target", side, "--device", "cpu", "--out", "{tmp}/out")
@@ -148,6 +149,29 @@ def space(entry: Any, name: str = "tau") -> Edit:
 
 
 ROWS = "".join(f"u{u},i{(u * 7 + j) % 40},5,{1000 + j}\n" for u in range(60) for j in range(12))
+HEADER = "user,item,rating,timestamp\n"
+LONG = "9" * 5_000_000  # a 5-million-digit number
+
+
+def parquet(**columns: list[Any]) -> bytes:
+    """A parquet file of `columns` (name -> values), as bytes."""
+    import pandas as pd
+
+    buffer = io.BytesIO()
+    pd.DataFrame(columns).to_parquet(buffer)
+    return buffer.getvalue()
+
+
+def alias_bomb(levels: int = 9, flow: bool = False) -> str:
+    """YAML whose last alias stands for 10**levels values in a few hundred bytes; block style
+    (a grid file whose `name` is the bomb) or one flow-style value (for --set)."""
+    anchors = ["&a0 [x, x, x, x, x, x, x, x, x, x]"] + [
+        f"&a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, levels)
+    ]
+    if flow:
+        return f"[{', '.join(anchors)}]"
+    return "".join(f"k{i}: {anchor}\n" for i, anchor in enumerate(anchors)) + (
+        f"name: *a{levels - 1}\n")
 
 CASES: tuple[Case, ...] = (
     # --- dlmia cell: options ------------------------------------------------------------------
@@ -158,6 +182,15 @@ CASES: tuple[Case, ...] = (
     cell("--k", "5000", name="k above the catalogue", message="larger than the catalogue"),
     cell("--seed", "1.5", name="seed not an integer", message="invalid int value"),
     cell("--threads", "many", name="threads not an integer", message="invalid int value"),
+    cell("--threads", "10000", name="threads far above the machine's CPUs",
+         message="--threads 10000: use 1 to"),
+    cell("--threads", "0", name="threads zero", message="--threads 0: use 1 to"),
+    cell("--set", f"hidden={alias_bomb(flow=True)}", name="--set value an alias bomb",
+         message="expand it to more than 100,000 values"),
+    cell("--set", "lr=" + "9" * 100_000, name="--set integer of 100,000 digits",
+         message="limit (4300 digits)"),
+    cell("--set", "lr=" + "9" * 4000, name="--set integer of 4,000 digits as a float",
+         message="attack.biased.lr: expected a finite number"),
     cell("--center", "mean", name="unknown centre", message="invalid choice"),
     cell("--nonmember-lists", "random", name="unknown non-member policy",
          message="invalid choice"),
@@ -257,6 +290,18 @@ CASES: tuple[Case, ...] = (
     data("corrupt zip", b"PK\x03\x04garbage", "r.zip", file="r.zip"),
     data("parquet that is not parquet", b"PAR1 not really", "r.parquet", file="r.parquet"),
     data("header with no user column", "a,b,c\n1,2,3\n", "r.csv"),
+    data("UTF-16 text", (HEADER + ROWS).encode("utf-16"), "cannot be read"),
+    data("a FIFO", Fifo(), "is not a regular file"),
+    data("a 5-million-digit timestamp, with header", HEADER + ROWS + f"u1,i1,5,{LONG}\n",
+         "line 722: 'timestamp' holds 5,000,000 characters; a field holds at most 256"),
+    data("a 5-million-digit timestamp, Amazon format", ROWS + f"u1,i1,5,{LONG}\n", "line 721"),
+    data("a 5-million-character item id", HEADER + ROWS + f"u1,{LONG},5,1\n",
+         "'item' holds 5,000,000 characters"),
+    data("a timestamp of 1e23", HEADER + ROWS + "u1,i1,5,1e23\n", "not a time"),
+    data("a parquet user column of lists", parquet(user=[[1, 2]] * 3, item=[1, 2, 3]),
+         "r.parquet row 1: 'user' holds a ndarray", file="r.parquet"),
+    data("a parquet user column of structs", parquet(user=[{"a": 1}] * 3, item=[1, 2, 3]),
+         "r.parquet row 1: 'user' holds a dict", file="r.parquet"),
     columns("--columns with an unknown role", "usr=0,item=1", "--columns.usr: unknown key"),
     columns("--columns without item", "user=0", "--columns: give both user and item"),
     columns("--columns mixing positions and names", "user=0,item=asin", "all positions"),
@@ -271,6 +316,10 @@ CASES: tuple[Case, ...] = (
          ("cell", "--shadow", "ml-1m:itemcf", "--target", "ml-1m:itemcf", "--data-root", "{tmp}",
           "--out", "{tmp}/out"), "line 2",
          files={"ml-1m/ratings.dat": "1::2::5::978300760\nbad line\n"}),
+    Case("data files", "MovieLens item id of 1e23",
+         ("cell", "--shadow", "ml-1m:itemcf", "--target", "ml-1m:itemcf", "--data-root", "{tmp}",
+          "--out", "{tmp}/out"), "line 1",
+         files={"ml-1m/ratings.dat": "1::100000000000000000000000::5::978300760\n"}),
     Case("data files", "MovieLens with tabs",
          ("cell", "--shadow", "ml-1m:itemcf", "--target", "ml-1m:itemcf", "--data-root", "{tmp}",
           "--out", "{tmp}/out"), "ratings.dat",
@@ -293,6 +342,22 @@ CASES: tuple[Case, ...] = (
     Case("grid files", "grid file empty", VALIDATE, "grid.yaml", files={"grid.yaml": ""}),
     Case("grid files", "grid file with a tab", VALIDATE, "not valid YAML",
          files={"grid.yaml": "name: x\n\tk: 3\n"}),
+    Case("grid files", "grid file an alias bomb in name", VALIDATE,
+         "expand it to more than 100,000 values", files={"grid.yaml": alias_bomb()}),
+    Case("grid files", "grid file a recursive alias", VALIDATE,
+         "expand it to more than 100,000 values", files={"grid.yaml": "name: &a [*a]\n"}),
+    Case("grid files", "grid file nested 5,000 deep", VALIDATE, "nested too deeply",
+         files={"grid.yaml": "name: " + "[" * 5000 + "]" * 5000 + "\n"}),
+    Case("grid files", "grid file with a date 2001-13-45", VALIDATE, "month must be in 1..12",
+         files={"grid.yaml": "name: 2001-13-45\n"}),
+    Case("grid files", "grid file over 1 MiB", VALIDATE, "holds at most 1,048,576 bytes",
+         files={"grid.yaml": "#" * (1 << 20) + "\n"}),
+    Case("grid files", "grid file /dev/zero", ("grid", "validate", "/dev/zero"),
+         "is not a regular file"),
+    Case("grid files", "grid file a FIFO", VALIDATE, "is not a regular file",
+         files={"grid.yaml": Fifo()}),
+    Case("grid files", "grid file a folder", VALIDATE, "is not a regular file",
+         files={"grid.yaml/x": "x"}),
     grid("unknown top-level key", setting("seed", [0]), "seed"),
     grid("no datasets", removed("datasets"), "datasets"),
     grid("no cells", removed("cells"), "cells"),
@@ -375,8 +440,12 @@ CASES: tuple[Case, ...] = (
     grid("runtime workers negative", setting("runtime.side_workers", -2), "runtime"),
     grid("name not a string", setting("name", ["a"]), "name"),
     grid("name with a slash", setting("name", "../escape"), "name"),
+    grid("name ending in a newline", setting("name", "faults\n"), "name"),
+    grid("name 100,000 characters long", setting("name", "x" * 100_000 + "/"), "name"),
     grid("more than 10,000 cells without --yes", setting("seeds", list(range(2600))),
          "--yes", argv=("grid", "run", "{grid}", "--out", "{tmp}/out")),
+    grid("160,000 cells without --yes", setting("seeds", list(range(20_000))),
+         "160,000 cells (more than 10,000)", argv=("grid", "run", "{grid}", "--out", "{tmp}/out")),
     grid("--max-retries negative", lambda raw: None, "--max-retries",
          argv=("grid", "run", "{grid}", "--max-retries", "-1", "--out", "{tmp}/out")),
     grid("grid --out is a file", lambda raw: None, "is a file",
@@ -403,6 +472,14 @@ CASES: tuple[Case, ...] = (
            {"out/optuna.log": Fifo()}, lambda raw: None),
     output("grid: grid.yaml is a folder", RUN, "grid.yaml (Is a directory)",
            {"out/grid.yaml/x": "x"}, lambda raw: None),
+    output("cell: --out a dangling link", (*CELL, "--out", "{tmp}/dangling"),
+           "which does not exist", {"dangling": Link("{tmp}/nowhere")}),
+    output("grid: --out a dangling link", ("grid", "run", "{grid}", "--out", "{tmp}/dangling"),
+           "which does not exist", {"dangling": Link("{tmp}/nowhere")}, lambda raw: None),
+    output("grid: --cache a dangling link", (*RUN, "--cache", "{tmp}/dangling"),
+           "--cache", {"dangling": Link("{tmp}/nowhere")}, lambda raw: None),
+    output("fetch: --to a dangling link", ("data", "fetch", "ml-1m", "--to", "{tmp}/dangling"),
+           "which does not exist", {"dangling": Link("{tmp}/nowhere")}),
     # --- other commands -----------------------------------------------------------------------
     Case("other commands", "fetch an unknown dataset", ("data", "fetch", "ml-2m", "--to", "{tmp}"),
          "invalid choice"),

@@ -26,11 +26,14 @@ under `storage_dir/tune/` (or `SearchConfig.storage_path`) but never read back.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
 import math
 import os
+import re
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -319,6 +322,8 @@ def search_cell(
 
     storage_dir = Path(storage_dir).resolve()
     storage = search.storage_path or str(storage_dir / "tune")
+    if search.storage_path is None:  # the output folder's own: its lock keeps other runs out
+        drop_dead_experiments(storage_dir / "tune", name)
     fixed = dict(fixed or {})
     store = trial_store(storage_dir, name)
     remaining = search.num_samples - len(store.load())
@@ -360,6 +365,16 @@ def search_cell(
     }
     metrics = attack_metrics(target.labels, scores, seed=seed)
     return SearchOutcome(CellResult(metrics, scores, target.labels, target.users, info), frame)
+
+
+def drop_dead_experiments(folder: Path, name: str) -> None:
+    """Remove the Tune experiment folders (`<name>-<ns>`) that earlier runs of search `name` left
+    in `folder`: each run makes a new one and none is read back (they hold pickles), so a
+    search resumed again and again would fill a nearly full disk with them."""
+    pattern = re.compile(re.escape(name) + r"-\d+")
+    for dead in folder.glob(f"{glob.escape(name)}-*"):
+        if pattern.fullmatch(dead.name) and dead.is_dir() and not dead.is_symlink():
+            shutil.rmtree(dead, ignore_errors=True)
 
 
 def trial_store(storage_dir: str | Path, name: str) -> TrialStore:

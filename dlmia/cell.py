@@ -19,6 +19,7 @@ import numpy.typing as npt
 from dlmia import config as cfg
 from dlmia.attacks import attack_config, make_attack
 from dlmia.device import check_device
+from dlmia.errors import ConfigError
 from dlmia.metrics import attack_metrics
 from dlmia.nonmember import Policy
 from dlmia.recommenders import recommender_config
@@ -88,6 +89,8 @@ def cell_config(
             device, before any work.
     """
     check_device(device)
+    if not 0 <= seed <= cfg.MAX_SEED:
+        raise ConfigError(f"seed: must be in [0, 2**63), got {seed}")
     attack_config(attack, attack_settings)
     for choice in (shadow, target):
         recommender_config(choice.recommender, choice.settings)

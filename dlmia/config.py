@@ -4,15 +4,21 @@ Every settings object in dlmia is a frozen dataclass with defaults. Grid files, 
 options and Tune configs are plain mappings; `build` turns one into a dataclass and refuses
 unknown keys and wrong types with a `ConfigError` naming the key path and what is allowed.
 Precedence is always: dataclass defaults < grid file < `--set` on the command line.
+
+Every setting also has a domain, which its dataclass checks in `__post_init__` (`check_domain`):
+sizes positive and bounded, counts non-negative, seeds in [0, 2**63), numbers finite. A bad value
+is therefore refused when the config is built (by `grid validate` too), never after training.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, TypeVar, cast, get_args, get_origin
 
 import yaml
@@ -21,6 +27,11 @@ from dlmia import safe_yaml
 from dlmia.errors import ConfigError, brief
 
 T = TypeVar("T")
+
+MAX_WIDTH = 4096  # layer widths, embedding and factor sizes, windows (these models use 8-256)
+MAX_DEPTH = 64  # stacked layers, attention heads, negatives per interaction
+MAX_SAMPLED = 1 << 16  # items sampled per step (negatives of a sampled softmax)
+MAX_SEED = 2**63 - 1  # seeds become 63-bit generator seeds; torch takes < 2**64
 
 
 def build(cls: type[T], values: Mapping[str, Any] | None, where: str = "") -> T:
@@ -54,7 +65,43 @@ def build(cls: type[T], values: Mapping[str, Any] | None, where: str = "") -> T:
         message = str(exc)
         if not where or message.startswith(where):
             raise
-        raise ConfigError(f"{where}: {message}") from None
+        named = message.partition(":")[0] in fields  # `field: ...`, as check_domain says it
+        raise ConfigError(f"{where}.{message}" if named else f"{where}: {message}") from None
+
+
+def check_domain(
+    config: object,
+    *,
+    positive: tuple[str, ...] = (),
+    non_negative: tuple[str, ...] = (),
+    fractions: tuple[str, ...] = (),
+    at_most: Mapping[str, float] | None = None,
+) -> None:
+    """Raise ConfigError (`<setting>: ...`, which `build` puts under the setting's key path)
+    unless each named setting of `config` is > 0, >= 0, in [0, 1], or at most its bound: for a
+    tuple, every value (and at least one); None (an optional setting left open) passes.
+
+    Every settings dataclass calls this in `__post_init__`, so a value no run could use is
+    refused when its config is built.
+    """
+    rules: list[tuple[tuple[str, ...], Callable[[Any], bool], str]] = [
+        (positive, lambda v: v > 0, "> 0"),
+        (non_negative, lambda v: v >= 0, ">= 0"),
+        (fractions, lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ]
+    for name, bound in (at_most or {}).items():
+        rules.append(((name,), partial(operator.ge, bound), f"<= {bound:,}"))
+    for names, holds, rule in rules:
+        for name in names:
+            value = getattr(config, name)
+            values = value if isinstance(value, tuple) else (value,)
+            if value is not None and not (values and all(holds(v) for v in values)):
+                raise ConfigError(f"{name}: must be {rule}, got {brief(value)}")
+
+
+def check_seed(config: object, name: str = "seed") -> None:
+    """`check_domain` for a seed: an integer in [0, MAX_SEED], or None (the run's seed)."""
+    check_domain(config, non_negative=(name,), at_most={name: MAX_SEED})
 
 
 def replace(obj: T, overrides: Mapping[str, Any], where: str = "") -> T:

@@ -132,7 +132,7 @@ ERRORS = [  # (change, the message it gives, as a regular expression)
     (_set("datasets", "syn", "name", value="ml-2m"),
      r"datasets\.syn: unknown dataset 'ml-2m'; known: ml-1m, ml-100k, ml-20m"),
     (_set("datasets", "syn", "columns", value={"user": 0, "item": 1}),
-     r"datasets\.syn: columns: only for a file given by path"),
+     r"datasets\.syn\.columns: only for a file given by path"),
     (lambda raw: raw["datasets"].update(f={"path": "r.tsv", "columns": {"usr": 0, "item": 1}}),
      r"datasets\.f\.columns\.usr: unknown key; allowed keys are item, timestamp, user"),
     (lambda raw: raw["datasets"].update(f={"path": "r.tsv", "columns": {"user": 0}}),

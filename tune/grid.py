@@ -276,9 +276,13 @@ def _check_values(grid: Grid) -> None:
     policies = list(grid.nonmember_lists)
     if not policies or len(set(policies)) != len(policies):
         raise ConfigError(f"nonmember_lists: expected distinct policies, got {policies}")
-    if not grid.seeds or len(set(grid.seeds)) != len(grid.seeds):
-        seeds = list(grid.seeds)
-        raise ConfigError(f"seeds: expected a non-empty list of distinct integers, got {seeds}")
+    seeds = grid.seeds
+    distinct = bool(seeds) and len(set(seeds)) == len(seeds)
+    if not distinct or not 0 <= min(seeds) <= max(seeds) <= cfg.MAX_SEED:
+        raise ConfigError(
+            "seeds: expected a non-empty list of distinct integers in [0, 2**63), got "
+            f"{brief(list(seeds))}"
+        )
     for alias, entry in grid.datasets.items():
         n_items = entry.synthetic.n_items
         if entry.name == "synthetic" and grid.k > n_items:

@@ -49,7 +49,7 @@ from optuna.trial import TrialState
 from dlmia import config as cfg
 from dlmia.attacks.dlmia import DLMIAAttack
 from dlmia.cell import CellResult
-from dlmia.errors import ConfigError, DlmiaError
+from dlmia.errors import ConfigError, DlmiaError, brief
 from dlmia.metrics import attack_metrics
 from dlmia.schema import CRITERIA
 from dlmia.selection import SelectionConfig, criteria
@@ -92,6 +92,13 @@ class SearchConfig:
             raise ConfigError(f"reduction_factor: must be >= 2, got {self.reduction_factor}")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise ConfigError(f"time_budget_s: must be > 0 (or null), got {self.time_budget_s}")
+        path = self.storage_path
+        if path is not None and "://" not in path and not Path(path).is_absolute():
+            raise ConfigError(
+                f"storage_path: {brief(path)} is relative (to which machine's working folder?); "
+                "give an absolute path, a URI such as s3://bucket/dlmia, or null (the output "
+                "folder)"
+            )
         check_space(self.space)
 
     def searched_space(self, fixed: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The `dlmia` command line: one cell, data fetching (and, from the tune package, grids).
 
 Every user error ends as one line on stderr and exit code 2; the last line on stdout of
-`dlmia cell` is one JSON object with the metrics.
+`dlmia cell` is one JSON object with the metrics. Ctrl-C ends with exit code 130, SIGTERM with
+143, both after the run has released its output folder and its Ray (a rerun resumes).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dlmia.lock import FolderLock
 from dlmia.nonmember import POLICIES
 from dlmia.recommenders import RECOMMENDERS
 from dlmia.sides import DatasetSpec
+from dlmia.signals import Terminated, raise_on_sigterm
 from dlmia.vectors import CENTERS, VECTOR_FIT_ON
 
 log = logging.getLogger("dlmia")
@@ -421,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `dlmia` console script."""
     args = build_parser().parse_args(argv)
+    raise_on_sigterm()  # SIGTERM ends a run as Ctrl-C does: resumable, exit code 143
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(name)s: %(message)s",
@@ -433,9 +436,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         line = printable(" ".join(str(exc).split()))  # one line, safe on a terminal
         print(f"dlmia: error: {line}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("dlmia: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        print(f"dlmia: {'terminated' if terminated else 'interrupted'}; rerun to resume",
+              file=sys.stderr)
+        return 143 if terminated else 130
 
 
 if __name__ == "__main__":

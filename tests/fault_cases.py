@@ -162,6 +162,20 @@ def parquet(**columns: list[Any]) -> bytes:
     return buffer.getvalue()
 
 
+def result(**values: Any) -> bytes:
+    """A one-row results file (the columns every row needs), with `values` set."""
+    row = {"shadow_dataset": "syn", "shadow_recommender": "lfm", "target_dataset": "syn",
+           "target_recommender": "itemcf", "attack": "biased", "seed": 0, "status": "ok"}
+    return parquet(**{key: [value] for key, value in (row | values).items()})
+
+
+def grid_data(name: str, text: Planted, message: str, file: str = "r.csv") -> Case:
+    """A `grid validate` case whose dataset is the file `file` holding `text`."""
+    edit = setting("datasets.syn", {"path": file})
+    argv = (*VALIDATE, "--data-root", "{tmp}")
+    return Case("grid files", name, argv, message, files={file: text}, grid=edit)
+
+
 def alias_bomb(levels: int = 9, flow: bool = False) -> str:
     """YAML whose last alias stands for 10**levels values in a few hundred bytes; block style
     (a grid file whose `name` is the bomb) or one flow-style value (for --set)."""
@@ -221,6 +235,26 @@ CASES: tuple[Case, ...] = (
          message="recommender.lfm.factors"),
     cell("--shadow-set", "nosuch=1", name="unknown recommender setting",
          message="recommender.lfm.nosuch"),
+    cell("--shadow-set", "factors=0", name="LFM factors zero",
+         message="recommender.lfm.factors: must be > 0, got 0"),
+    cell("--shadow-set", "factors=100000000", name="LFM factors huge",
+         message="recommender.lfm.factors: must be <= 4,096"),
+    cell("--shadow-set", "batch_size=0", name="LFM batch size zero",
+         message="recommender.lfm.batch_size: must be > 0"),
+    cell("--shadow-set", "negatives=-2", name="LFM negatives negative",
+         message="recommender.lfm.negatives: must be >= 0"),
+    cell("--shadow-set", "lr_decay=0", name="LFM learning-rate decay zero",
+         message="recommender.lfm.lr_decay"),
+    cell("--target-set", "neighbours=-1", name="ItemCF neighbours negative",
+         message="recommender.itemcf.neighbours: must be >= 0"),
+    cell("--target-set", "block_items=0", name="ItemCF block zero",
+         message="recommender.itemcf.block_items: must be > 0"),
+    cell("--set", "hidden=[1000000000]", name="attack hidden size huge",
+         message="attack.biased.hidden: must be <= 4,096"),
+    cell("--attack", "dlmia", "--set", "hidden=100000000", name="DL-MIA hidden size huge",
+         message="attack.dlmia.hidden: must be <= 4,096"),
+    cell("--seed", "-1", name="seed negative", message="seed: must be in [0, 2**63)"),
+    cell("--seed", str(2**64), name="seed of 2**64", message="seed: must be in [0, 2**63)"),
     cell("--target-set", "neighbours=x", name="unknown target recommender setting",
          message="recommender.itemcf"),
     cell("--shadow-set", "epochs=[1", name="--shadow-set YAML error", message="--shadow-set"),
@@ -249,6 +283,20 @@ CASES: tuple[Case, ...] = (
     cell("--dataset-set", "vectors={factors: 0}", name="item vector size zero", message="factors"),
     cell("--dataset-set", "synthetic={n_users: 5}", name="synthetic data too small",
          message="left no users"),
+    cell("--dataset-set", "synthetic={n_users: 100000000000000000000}",
+         name="synthetic n_users 1e20", message="synthetic.n_users: must be <= 10,000,000"),
+    cell("--dataset-set", "synthetic={mean_length: 1.0e+12}", name="synthetic mean length 1e12",
+         message="synthetic.mean_length: 1,500 users of mean length 1e+12"),
+    cell("--dataset-set", "synthetic={mean_gap: 1.0e+300}", name="synthetic gap 1e300",
+         message="synthetic.mean_gap: must be <="),
+    cell("--dataset-set", "synthetic={seed: -3}", name="synthetic seed negative",
+         message="synthetic.seed: must be >= 0"),
+    cell("--dataset-set", "split={seed: -5}", name="split seed negative",
+         message="split.seed: must be >= 0"),
+    cell("--dataset-set", "vectors={seed: -1}", name="vector seed negative",
+         message="vectors.seed: must be >= 0"),
+    cell("--dataset-set", "vectors={factors: 100000}", name="item vector size huge",
+         message="vectors.factors: must be <= 4,096"),
     cell("--data-root", "{tmp}/nowhere", name="data root that does not exist",
          message="--data-root"),
     cell("--out", "{tmp}/file.txt", name="--out is a file", message="is a file",
@@ -377,6 +425,14 @@ CASES: tuple[Case, ...] = (
                  "timestamp": 7}, "columns timestamp=7 is beyond the file's 4 columns"),
     grid_columns("columns name not in the header", {"user": "userId", "item": "asin"},
                  "columns item='asin' is not in the header", text="userId,itemId\n1,2\n"),
+    grid_data("data file of binary garbage", bytes(range(256)) * 8, "r.csv"),
+    grid_data("data file in UTF-16", (HEADER + ROWS).encode("utf-16"), "cannot be read"),
+    grid_data("data file with a parquet user column of lists",
+              parquet(user=[[1, 2]] * 3, item=[1, 2, 3]), "'user' holds a ndarray",
+              file="r.parquet"),
+    grid_data("data file with a 5-million-digit timestamp", HEADER + ROWS + f"u1,i1,5,{LONG}\n",
+              "line 722"),
+    grid_data("data file a FIFO", Fifo(), "is not a regular file"),
     grid("columns on a named dataset", setting("datasets.syn.columns", {"user": 0, "item": 1}),
          "only for a file given by path"),
     grid("split fractions wrong", setting("datasets.syn.split", {"fractions": [0.9, 0.9, 0.9]}),
@@ -388,6 +444,24 @@ CASES: tuple[Case, ...] = (
     grid("unknown recommender name", setting("recommenders.lfm.name", "svd"), "svd"),
     grid("bad recommender setting", setting("recommenders.lfm.settings", {"factors": "x"}),
          "factors"),
+    grid("recommender factors zero", setting("recommenders.lfm.settings", {"factors": 0}),
+         "recommenders.lfm.settings.factors: must be > 0"),
+    grid("recommender batch size zero", setting("recommenders.lfm.settings", {"batch_size": 0}),
+         "recommenders.lfm.settings.batch_size: must be > 0"),
+    grid("recommender negatives -2", setting("recommenders.lfm.settings", {"negatives": -2}),
+         "recommenders.lfm.settings.negatives: must be >= 0"),
+    grid("attack hidden size huge", setting("attacks.biased.settings", {"hidden": [10**9]}),
+         "attacks.biased.settings.hidden: must be <= 4,096"),
+    grid("synthetic n_users 1e20", setting("datasets.syn.synthetic.n_users", 10**20),
+         "datasets.syn.synthetic.n_users: must be <= 10,000,000"),
+    grid("synthetic mean_length 1.0e+12", setting("datasets.syn.synthetic.mean_length", 1e12),
+         "datasets.syn.synthetic.mean_length"),
+    grid("search storage_path relative", setting("attacks.dlmia.search.storage_path", "tune"),
+         "storage_path: 'tune' is relative"),
+    grid("seeds negative", setting("seeds", [0, -1]), "seeds: expected"),
+    grid("num_cpus beyond this machine (a local run)",
+         setting("recommenders.lfm.resources", {"num_cpus": 4096}),
+         "recommenders.lfm.resources.num_cpus: 4096 is more than this machine's", argv=RUN),
     grid("recommender setting infinite",
          setting("recommenders.lfm.settings", {"lr": float("inf")}), "finite"),
     grid("negative CPUs", setting("recommenders.lfm.resources", {"num_cpus": -1}), "num_cpus"),
@@ -456,6 +530,14 @@ CASES: tuple[Case, ...] = (
          argv=("grid", "validate", "{grid}", "--data-root", "{tmp}/nowhere")),
     grid("grid unknown --vectors-fit-on", lambda raw: None, "invalid choice",
          argv=("grid", "validate", "{grid}", "--vectors-fit-on", "x")),
+    grid("--address not a Ray address", lambda raw: None, "--address 'garbage': not a Ray",
+         argv=(*RUN, "--address", "garbage")),
+    grid("--address with a port that is no number", lambda raw: None, "not a Ray address",
+         argv=(*RUN, "--address", "ray://127.0.0.1:port")),
+    grid("--address where nothing listens", lambda raw: None,
+         "nothing answers at 127.0.0.1:1", argv=(*RUN, "--address", "ray://127.0.0.1:1")),
+    Case("grid files", "RAY_ADDRESS=garbage", RUN, "RAY_ADDRESS 'garbage': not a Ray address",
+         grid=lambda raw: None, env={"RAY_ADDRESS": "garbage"}),
     # --- output folders -----------------------------------------------------------------------
     output("cell: lock planted as a link to a file", CELL, ".dlmia.lock is a symbolic link",
            {**VICTIM, "out/.dlmia.lock": Link("{tmp}/victim.txt")}),
@@ -493,6 +575,14 @@ CASES: tuple[Case, ...] = (
     Case("other commands", "analyze an empty folder", ("analyze", "{tmp}"), "no results"),
     Case("other commands", "analyze a file", ("analyze", "{tmp}/file.txt"), "does not exist",
          files={"file.txt": "x"}),
+    Case("other commands", "analyze a result whose seed is a string", ("analyze", "{tmp}"),
+         "result.parquet holds a value of the wrong type",
+         files={"result.parquet": result(seed="zero")}),
+    Case("other commands", "analyze a result whose roc_auc is a list", ("analyze", "{tmp}"),
+         "result.parquet holds a value of the wrong type",
+         files={"result.parquet": result(roc_auc=[0.5, 0.6])}),
+    Case("other commands", "analyze where analysis/ cannot be made", ("analyze", "{tmp}"),
+         "cannot write", files={"result.parquet": result(), "analysis": "a file"}),
 )
 
 

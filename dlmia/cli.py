@@ -308,8 +308,8 @@ def add_cell_command(commands: Any) -> None:
     cell.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     cell.add_argument(
         "--threads", type=int, default=1,
-        help="torch CPU threads (these models are small, and on a busy CPU more threads spin "
-        "and slow every step down)",
+        help="torch CPU threads, at most this machine's CPUs (these models are small, and on a "
+        "busy CPU more threads spin and slow every step down)",
     )  # fmt: skip
     for flag, what in (("--set", "attack"), ("--shadow-set", "shadow recommender"),
                        ("--target-set", "target recommender")):  # fmt: skip

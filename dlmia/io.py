@@ -59,13 +59,14 @@ def open_regular(path: str | Path, flags: int, mode: int = 0o644) -> int:
 
 
 def not_regular(path: str | Path) -> OutputError:
-    """The error for a file dlmia writes in place that is not a regular file."""
+    """The error for a path dlmia writes in place that is a link, or not what it writes there
+    (a folder, a FIFO where a file goes)."""
     mode = os.lstat(path).st_mode
     kinds = {stat.S_ISLNK: "a symbolic link", stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO"}
     kind = next((name for test, name in kinds.items() if test(mode)), "not a regular file")
     return OutputError(
-        f"{path} is {kind}; dlmia writes this file in place and follows no link: remove it, "
-        "or write to another folder"
+        f"{path} is {kind}; dlmia writes there in place and follows no link: remove it, or "
+        "write to another folder"
     )
 
 

@@ -35,7 +35,7 @@ from dlmia import config as cfg
 from dlmia.attacks import ATTACKS
 from dlmia.cell import CellResult
 from dlmia.errors import OutputError
-from dlmia.io import atomic_write, write_parquet
+from dlmia.io import atomic_write, not_regular, write_parquet
 from dlmia.results import result_row, scores_frame
 from dlmia.schema import ATTACK_METRICS, IDENTITY, METRICS, TRIALS
 from tune.grid import Grid, grid_dict
@@ -70,6 +70,7 @@ class Outputs:
         self.results = self.root / "results"
         self.scores = self.root / "scores"
         self.trials = self.root / "trials"
+        self.state = (self.root / "searches", self.root / "tune")  # the searches' own folders
 
     def start(self, grid: Grid, data_root: str | Path | None) -> None:
         """Repair the Optuna journal a killed run may have torn (tune.journal), write grid.yaml,
@@ -78,12 +79,15 @@ class Outputs:
         written there.
 
         Raises:
-            OutputError: a file cannot be written there (naming it), or the journal is a link,
-                a folder or another non-regular file.
+            OutputError: a file cannot be written there (naming it), the journal is a link, a
+                folder or another non-regular file, or a folder the run writes in is a link.
         """
         source, root = grid.source or "a mapping", data_root or "default"
         header = f"# resolved from {source}; data root: {root}\n"
         text = header + yaml.safe_dump(grid_dict(grid), sort_keys=False)
+        for folder in (self.results, self.scores, self.trials, *self.state):
+            if folder.is_symlink():  # a planted link would carry the run's writes elsewhere
+                raise not_regular(folder)
         try:
             repair(self.root / STUDY_FILE)
             atomic_write(self.root / "grid.yaml", lambda tmp: tmp.write_text(text))

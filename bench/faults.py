@@ -64,6 +64,8 @@ FAULTS: tuple[tuple[str, str, str], ...] = (
      "tests/test_grid_search.py::test_a_torn_journal_is_repaired_and_the_search_resumes_from_its_records"),
     ("Optuna journal damaged mid-file", "cut there, lost trials restored from records",
      "tests/test_journal.py::test_a_study_gets_back_the_trials_a_cut_took_from_the_records"),
+    ("driver killed while appending to the journal", "no stale lock: the next run appends at once",
+     "tests/test_journal.py::test_an_append_lock_dies_with_its_holder"),
     ("Optuna journal damaged, read by analyze", "no importances, a warning, no traceback",
      "tests/test_journal.py::test_analysis_reads_a_damaged_journal_without_a_traceback"),
     ("trial record cut short", "skipped, the trial runs again",

@@ -68,7 +68,7 @@ def test_search_blocks_are_validated() -> None:
     with pytest.raises(ConfigError, match=r"attacks\.dlmia\.search: space\.lambda_alig: not a"):
         parse_grid(raw)
     raw = search_grid("bad", 0)
-    with pytest.raises(ConfigError, match=r"attacks\.dlmia\.search: num_samples: must be >= 1"):
+    with pytest.raises(ConfigError, match=r"attacks\.dlmia\.search\.num_samples: must be >= 1"):
         parse_grid(raw)
     raw = tiny_grid("bad")
     raw["attacks"]["biased"]["search"] = {"num_samples": 2}

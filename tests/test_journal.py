@@ -4,7 +4,11 @@ planted as the journal is refused. No Ray (the search itself: tests/test_grid_se
 
 from __future__ import annotations
 
+import fcntl
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +16,7 @@ import optuna
 import pytest
 
 from dlmia.errors import OutputError
-from tune.journal import open_journal, repair, restore
+from tune.journal import FlockLock, open_journal, repair, restore
 from tune.trials import TrialRecord
 
 DISTRIBUTIONS = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)}
@@ -70,6 +74,46 @@ def test_a_study_gets_back_the_trials_a_cut_took_from_the_records(tmp_path: Path
     assert trials[1].user_attrs == {"objective": 0.05, "epoch": 4.0}
     restore(study, records, DISTRIBUTIONS)  # nothing lost: nothing added
     assert len(study.get_trials()) == 4
+
+
+HOLD = (  # a process holding the journal's append lock, as FlockLock takes it
+    "import fcntl, os, sys, time\n"
+    "fcntl.flock(os.open(sys.argv[1], os.O_WRONLY), fcntl.LOCK_EX)\n"
+    "print('locked', flush=True)\n"
+    "time.sleep(600)\n"
+)
+
+
+def held(path: Path) -> bool:
+    """Whether another open file holds the flock on `path`."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # (drops the lock if this took it)
+    return False
+
+
+def test_an_append_lock_dies_with_its_holder(tmp_path: Path) -> None:
+    path = tmp_path / "optuna.log"
+    open_journal(path)
+    lock = FlockLock(path)
+    assert lock.acquire() and held(path)
+    lock.release()
+    assert not held(path)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        assert held(path)
+    finally:
+        holder.kill()  # as a run killed mid-append
+        holder.wait(timeout=30)
+    started = time.monotonic()
+    assert lock.acquire() and time.monotonic() - started < 5  # nothing left to wait out
+    lock.release()
 
 
 @pytest.mark.parametrize("kind", ["link", "folder", "FIFO"])

@@ -11,16 +11,18 @@ so trial numbers and records stay aligned and a resumed search samples knowing t
 
 The journal is the one file of an output folder written in place rather than by an atomic
 rename: it is opened without following links and only as a regular file
-(`dlmia.io.open_regular`).
+(`dlmia.io.open_regular`), and appends hold an flock on it (`FlockLock`), which the system drops
+when its holder dies: a run killed mid-append leaves no stale lock for the next to wait out.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import optuna
 from optuna.trial import TrialState
@@ -72,7 +74,31 @@ def open_journal(path: Path) -> optuna.storages.BaseStorage:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     os.close(open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND))
-    return JournalStorage(JournalFileBackend(str(path)))
+    return JournalStorage(JournalFileBackend(str(path), lock_obj=cast(Any, FlockLock(path))))
+
+
+class FlockLock:
+    """The lock Optuna takes around each append to the journal (`JournalFileBackend`'s
+    `lock_obj`, of which it calls `acquire` and `release` only): an flock on the journal itself.
+    Optuna's own locks are files, which a process killed while holding one leaves behind, and
+    the next append waits 30 s before it breaks them; an flock goes with its holder."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Wait for the journal's exclusive lock (re-checking that it is no planted link)."""
+        fd = open_regular(self.path, os.O_WRONLY | os.O_APPEND)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self.fd = fd
+        return True
+
+    def release(self) -> None:
+        """Give the lock up (closing the file drops it)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def restore(

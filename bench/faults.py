@@ -35,7 +35,7 @@ FAULTS: tuple[tuple[str, str, str], ...] = (
     ("driver SIGKILLed mid-grid", "rerun resumes, finished cells untouched",
      "tests/test_grid_runner.py::test_killed_driver_resumes_without_recomputing"),
     ("driver SIGTERMed mid-grid", "ends as Ctrl-C does (exit 143), rerun resumes",
-     "tests/test_grid_runner.py::test_sigterm_ends_the_driver_as_ctrl_c_does_and_the_rerun_resumes"),
+     "tests/test_lock.py::test_a_second_grid_driver_fails_and_the_first_ends_resumably_on_sigterm"),
     ("driver SIGKILLed mid-search", "rerun resumes from the trial records",
      "tests/test_grid_search.py::test_killed_search_resumes_without_redoing_finished_trials"),
     ("pickle planted in the output folder", "never loaded",

@@ -208,13 +208,11 @@ def test_each_nonmember_policy_is_its_own_set_of_sides_and_cells(tmp_path: Path)
 
 
 def run_and_kill(
-    grid: Path, out: Path, until: Callable[[], bool], log: Path, grace: float = 0.0,
-    signum: int = signal.SIGKILL,
-) -> int:
-    """Run `dlmia grid run GRID --out OUT` in a subprocess and send the driver `signum` (SIGKILL:
-    as `kill -9` or a crash would) once `until()` holds (and `grace` seconds more); then kill
-    what is left of the Ray it started. Gives up waiting after 240 s (the test's assertions then
-    say why). Returns the driver's exit code."""
+    grid: Path, out: Path, until: Callable[[], bool], log: Path, grace: float = 0.0
+) -> None:
+    """Run `dlmia grid run GRID --out OUT` in a subprocess and SIGKILL the driver once `until()`
+    holds (and `grace` seconds more), as `kill -9` or a crash would; then what is left of the
+    Ray it started. Gives up waiting after 240 s (the test's assertions then say why)."""
     command = [
         sys.executable, "-m", "dlmia.cli", "-q", "grid", "run", str(grid), "--out", str(out)
     ]
@@ -225,11 +223,10 @@ def run_and_kill(
             while not until() and driver.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.05)
             time.sleep(grace)
-            os.kill(driver.pid, signum)
+            os.kill(driver.pid, signal.SIGKILL)
         finally:
-            driver.wait(timeout=60)
+            driver.wait(timeout=30)
             kill_session(driver.pid)
-    return driver.returncode
 
 
 @pytest.mark.usefixtures("local_ray")
@@ -249,24 +246,6 @@ def test_killed_driver_resumes_without_recomputing(tmp_path: Path) -> None:
     assert len(frame) == 9 and frame["cell_id"].is_unique and (frame["status"] == "ok").all()
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # finished cells untouched
     assert not list(out.rglob(".*.tmp"))
-
-
-@pytest.mark.usefixtures("local_ray")
-def test_sigterm_ends_the_driver_as_ctrl_c_does_and_the_rerun_resumes(tmp_path: Path) -> None:
-    raw = tiny_grid("terminated", max_concurrent_cells=1)
-    raw["attacks"]["biased"]["settings"]["epochs"] = 40  # cells of a second or more: the signal
-    # lands mid-grid
-    path, out, log = tmp_path / "terminated.yaml", tmp_path / "out", tmp_path / "driver.log"
-    path.write_text(yaml.safe_dump(raw))
-    code = run_and_kill(path, out, lambda: bool(mtimes(out)), log, signum=signal.SIGTERM)
-    text = log.read_text()
-    assert code == 143, text[-3000:]
-    assert text.strip().splitlines()[-1] == "dlmia: terminated; rerun to resume"
-    assert "Traceback" not in text and not (out / ".dlmia.lock").exists()
-    finished = mtimes(out)
-    summary = run_grid(load_grid(path), out=out, progress=QUIET)
-    assert summary.exit_code == 0 and summary.skipped == len(finished)
-    assert summary.ok == 4 - len(finished) and len(results(out)) == 4
 
 
 def test_two_node_cluster_places_sides_on_both_nodes(tmp_path: Path) -> None:

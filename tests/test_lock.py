@@ -2,7 +2,8 @@
 
 The lock itself is tested in this process and with a SIGKILLed holder; the grid runner with two
 real `dlmia grid run` drivers on one --out (the first paused while the second tries, so the two
-surely overlap), and `dlmia cell --out` on a locked folder.
+surely overlap, then ended by SIGTERM, which it handles as Ctrl-C: lock released, exit code 143,
+the rerun resumes), and `dlmia cell --out` on a locked folder.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def wait_stopped(pid: int, timeout: float = 30.0) -> None:
 
 
 @pytest.mark.slow
-def test_a_second_grid_driver_on_the_same_out_fails_and_leaves_the_first_intact(
+def test_a_second_grid_driver_fails_and_the_first_ends_resumably_on_sigterm(
     tmp_path: Path,
 ) -> None:
     grid, out = tmp_path / "grid.yaml", tmp_path / "out"
@@ -144,21 +145,25 @@ def test_a_second_grid_driver_on_the_same_out_fails_and_leaves_the_first_intact(
         second = subprocess.run(command, capture_output=True, text=True, timeout=300)
         after = files(out)  # before the first driver resumes and writes again
         os.kill(first.pid, signal.SIGCONT)
+        os.kill(first.pid, signal.SIGTERM)  # mid-grid: handled as Ctrl-C
         assert second.returncode == 2, second.stderr[-3000:]
         error = second.stderr.strip().splitlines()[-1]
         assert error.startswith(f"dlmia: error: {out} is in use by another dlmia run (PID ")
         assert f"PID {first.pid} on host {socket.gethostname()} since " in error
         assert f"grid run {grid} --out {out}" in error
         assert after == before  # the second driver wrote nothing
-        assert first.wait(timeout=300) == 0, log.read_text()[-3000:]
+        assert first.wait(timeout=300) == 143, log.read_text()[-3000:]
     finally:
         stop_session(first)
-    frame = results(out)
-    assert len(frame) == 4 and (frame["status"] == "ok").all()
-    assert not (out / LOCK_NAME).exists()
+    text = log.read_text()
+    assert text.strip().splitlines()[-1] == "dlmia: terminated; rerun to resume"
+    assert "Traceback" not in text and not (out / LOCK_NAME).exists()
     finished = files(out / "results")
     rerun = run_grid(load_grid(grid), out=out, progress=QUIET)  # the lock was released
-    assert rerun.skipped == rerun.cells == 4 and files(out / "results") == finished
+    assert rerun.skipped == len(finished) and rerun.ok == 4 - len(finished)
+    assert {path: files(out / "results")[path] for path in finished} == finished  # untouched
+    frame = results(out)
+    assert len(frame) == 4 and (frame["status"] == "ok").all()
 
 
 def wait_for(

@@ -32,7 +32,7 @@ from dlmia.lock import FolderLock
 from dlmia.nonmember import POLICIES
 from dlmia.recommenders import RECOMMENDERS
 from dlmia.sides import DatasetSpec
-from dlmia.signals import Terminated, raise_on_sigterm
+from dlmia.signals import raise_on_sigterm, terminated
 from dlmia.vectors import CENTERS, VECTOR_FIT_ON
 
 log = logging.getLogger("dlmia")
@@ -436,11 +436,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         line = printable(" ".join(str(exc).split()))  # one line, safe on a terminal
         print(f"dlmia: error: {line}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:
-        terminated = isinstance(exc, Terminated)
-        print(f"dlmia: {'terminated' if terminated else 'interrupted'}; rerun to resume",
+    except KeyboardInterrupt:
+        stopped = terminated()
+        print(f"dlmia: {'terminated' if stopped else 'interrupted'}; rerun to resume",
               file=sys.stderr)
-        return 143 if terminated else 130
+        return 143 if stopped else 130
 
 
 if __name__ == "__main__":

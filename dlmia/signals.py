@@ -9,9 +9,17 @@ import signal
 import threading
 from types import FrameType
 
+_received: list[int] = []  # SIGTERMs this process has received
+
 
 class Terminated(KeyboardInterrupt):
     """The process received SIGTERM; handled wherever Ctrl-C is (exit code 143)."""
+
+
+def terminated() -> bool:
+    """Whether this process has received SIGTERM: an interrupt seen after it is its doing,
+    whatever a library caught and re-raised it as (ray.wait raises a plain KeyboardInterrupt)."""
+    return bool(_received)
 
 
 def raise_on_sigterm() -> None:
@@ -22,4 +30,5 @@ def raise_on_sigterm() -> None:
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
+    _received.append(signum)
     raise Terminated(f"signal {signum}")

@@ -1,7 +1,9 @@
-"""File output: atomic writes (a temporary file beside the target, then a rename), so a reader
-(or a resumed run) sees either the whole file or none of it; and, for the few files written in
-place (the lock, the Optuna journal), opening that follows no link and takes regular files only,
-so a link planted in an output folder cannot redirect a write.
+"""Files in and out with their limits: atomic writes (a temporary file beside the target, then a
+rename), so a reader (or a resumed run) sees either the whole file or none of it; for the few
+files written in place (the lock, the Optuna journal), opening that follows no link and takes
+regular files only, so a link planted in an output folder cannot redirect a write; reading an
+input (a grid file) only from a regular file of bounded size; and a check that an output folder
+takes writes before a run starts.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Which Ray a run uses, checked before any work, and how it starts one.
 
-`check_address` refuses an address that is no Ray address, or where nothing answers, in a
-second instead of after Ray's half-minute of retries; `check_local_cpus` refuses resources that
+`resolve_address` picks the cluster (--address, else $RAY_ADDRESS) and `check_address` refuses
+an address that is no Ray address, or where nothing answers, in a few seconds instead of after
+Ray's half-minute of retries; `check_local_cpus` refuses resources that
 a local Ray (this machine) can never provide. Both run before the output folder is touched.
 `ray_session` connects (or starts a local Ray with `start_local_ray`, on loopback only, as the
 test suite does too) and keeps SIGTERM handled like SIGINT (dlmia.signals) once Ray has put its
@@ -22,16 +23,26 @@ from dlmia.errors import ConfigError, brief
 from dlmia.signals import raise_on_sigterm
 from tune.grid import Grid
 
-LOCAL = ("local", "")  # addresses that mean: start a Ray on this machine
 PROBE_SECONDS = 3.0  # how long a cluster's address may take to accept a connection
 QUIET: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
 
 
+def resolve_address(address: str | None) -> str | None:
+    """The cluster a run uses: `address`, else $RAY_ADDRESS (set for a submitted job's
+    entrypoint), checked by `check_address`; None (or `local`) for a Ray on this machine."""
+    source = "--address" if address else "RAY_ADDRESS"
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address in (None, "local"):
+        return None
+    check_address(address, source)
+    return address
+
+
 def check_address(address: str, source: str = "--address") -> None:
-    """Raise ConfigError (naming `source`) unless `address` is `auto`, `local`,
-    `ray://HOST:PORT` or `HOST:PORT` and, for the last two, something accepts a connection
-    there within `PROBE_SECONDS`."""
-    if address in ("auto", *LOCAL):
+    """Raise ConfigError (naming `source`) unless `address` is `auto`, `ray://HOST:PORT` or
+    `HOST:PORT` and, for the last two, something accepts a connection there within
+    `PROBE_SECONDS`."""
+    if address == "auto":
         return
     parts = urlsplit(address if "://" in address else f"//{address}")
     try:
@@ -83,7 +94,7 @@ def ray_session(address: str | None) -> Iterator[float]:
 
     started = not ray.is_initialized()
     if started:
-        if address in (None, *LOCAL):
+        if address is None:
             start_local_ray()
         else:
             try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from dlmia.data.sources import check_file
 from dlmia.errors import DlmiaError, OutputError
 from dlmia.lock import FolderLock
 from tune.cache import SideCache, plain
-from tune.cluster import LOCAL, check_address, check_local_cpus, ray_session
+from tune.cluster import check_local_cpus, ray_session, resolve_address
 from tune.faults import Faults
 from tune.grid import Grid
 from tune.outputs import Outputs, output_root
@@ -99,11 +98,8 @@ def run_grid(
     started = time.perf_counter()
     plan = expand(grid, data_root)
     check_data(plan)
-    source = "--address" if address else "RAY_ADDRESS"
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address is not None:
-        check_address(address, source)
-    if address in (None, *LOCAL) and not ray_running():
+    address = resolve_address(address)
+    if address is None and not ray_running():
         check_local_cpus(grid)
     faults = Faults()
     outputs = Outputs(output_root(grid.name, out))

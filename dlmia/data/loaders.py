@@ -4,11 +4,11 @@ Every reader returns `Interactions` with one row per interaction in the file. Fe
 implicit: each rating counts as an interaction and its value is ignored. Raw ids map to contiguous
 ints in order of first appearance, and the maps are kept. Ids and times must be numbers, strings
 or dates of at most `MAX_FIELD` characters (integers of at most 18 digits in the MovieLens and
-Amazon formats), times within int64 seconds: a list, a struct or a 5-million-digit number is
-refused by line, not parsed for minutes. A file may be compressed (`.gz`,
-`.bz2`, `.xz`, `.zst`) or sit in a zip archive (read in memory, never extracted). Input that
-cannot be read raises `DataError`, which names the file and, for a malformed line, its number
-and the expected format.
+Amazon formats), numeric times below 2**62: a list, a struct or a 5-million-digit number is
+refused by line, not parsed for minutes. A file may be compressed (`.gz`, `.bz2`, `.xz`, `.zst`)
+or sit in a zip archive (read in memory, never extracted). Input that cannot be read raises
+`DataError`, which names the file and, for a malformed line, its number and the expected
+format.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ RATINGS_MEMBERS = ("ratings.dat", "ratings.csv", "u.data")  # the ratings file o
 TIME_LIKE = 100_000  # a headerless third column with a larger value holds times, not ratings
 MAX_FIELD = 256  # characters of an id or time field (real ids are tens of characters)
 MAX_TIME = 2.0**62  # magnitude of a numeric time (seconds, or milli/micro/nanoseconds)
+_NESTED = (list, tuple, dict, set, np.ndarray)  # what a parquet list or struct column holds
 COLUMNS_HINT = "--columns (a grid dataset: columns:)"
 FileFormat = Literal["ml1m", "amazon", "table"]
 T = TypeVar("T")
@@ -180,7 +181,7 @@ def _bad_field(values: pd.Series) -> tuple[int, str] | None:
     is longer than `MAX_FIELD` characters, and what is wrong with it; None when all are fine."""
     kind = pd.api.types.infer_dtype(values, skipna=True)
     if kind == "mixed":  # objects of several types: lists and structs among them?
-        found = next((i for i, value in enumerate(values) if not np.isscalar(value)), None)
+        found = next((i for i, value in enumerate(values) if isinstance(value, _NESTED)), None)
         if found is not None:
             value = values.iloc[found]
             return found, f"holds a {type(value).__name__} ({brief(value)}), not an id or a time"

@@ -46,7 +46,7 @@ class Loader(yaml.SafeLoader):
     def construct_document(self, node: yaml.Node) -> Any:
         if expanded_size(node) > MAX_VALUES:
             raise yaml.constructor.ConstructorError(
-                None, None, f"its aliases expand it to more than {MAX_VALUES:,} values",
+                None, None, f"it stands for more than {MAX_VALUES:,} values (aliases expanded)",
                 node.start_mark,
             )
         return super().construct_document(node)

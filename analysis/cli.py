@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from dlmia.errors import OutputError
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the per-cell table; write comparison, heatmaps and ROC curves to OUT_DIR/analysis."""
+    """Print the per-cell table; write comparison, heatmaps and ROC curves to OUT_DIR/analysis.
+
+    Raises:
+        OutputError: OUT_DIR/analysis cannot be written (read-only, full), naming the file; the
+            results are only read, so nothing of them is lost.
+    """
     from analysis.report import summarize
 
-    summarize(args.out_dir, roc=args.roc or ())
+    try:
+        summarize(args.out_dir, roc=args.roc or ())
+    except OSError as exc:
+        where = exc.filename2 or exc.filename or Path(args.out_dir) / "analysis"
+        raise OutputError(
+            f"cannot write {where} ({exc.strerror or exc}); the results are unchanged: free "
+            "space or make the folder writable, then rerun dlmia analyze"
+        ) from None
     return 0

@@ -57,8 +57,8 @@ def load_results(out_dir: str | Path) -> pd.DataFrame:
             f"no results in {out}: expected results/*.parquet (a grid run's --out folder) or "
             "result.parquet (a `dlmia cell --out` folder)"
         )
-    records = [record for path in files for record in _read_rows(path, out)]
-    return _sorted(typed(pd.DataFrame.from_records(records), RESULTS))
+    rows = {path: _read_rows(path, out) for path in files}
+    return _sorted(_typed(rows, RESULTS, "result file"))
 
 
 def load_trials(out_dir: str | Path) -> pd.DataFrame:
@@ -71,11 +71,12 @@ def load_trials(out_dir: str | Path) -> pd.DataFrame:
     out = Path(out_dir)
     if not out.is_dir():
         raise DataError(f"results folder {out} does not exist")
-    records = []
-    for path in sorted(out.glob("trials/*.parquet")):
-        for row in _read_table(path, "trials file").to_pylist():
-            records.append(row | {"trials_file": path.relative_to(out).as_posix()})
-    return _sorted(typed(pd.DataFrame.from_records(records), TRIALS))
+    rows = {
+        path: [row | {"trials_file": path.relative_to(out).as_posix()}
+               for row in _read_table(path, "trials file").to_pylist()]
+        for path in sorted(out.glob("trials/*.parquet"))
+    }
+    return _sorted(_typed(rows, TRIALS, "trials file"))
 
 
 def scores_file(out_dir: str | Path, result_file: str) -> Path:
@@ -115,6 +116,27 @@ def _read_table(path: Path, what: str) -> pa.Table:
         raise DataError(
             f"cannot read {what} {path}: {exc} (delete it and rerun the cell to rewrite it)"
         ) from exc
+
+
+def _typed(
+    rows: dict[Path, list[dict[str, object]]], schema: dict[str, str], what: str
+) -> pd.DataFrame:
+    """The rows of every file as one frame typed by `schema`; DataError naming the first file
+    whose values do not have the declared types (a seed that is a string, a metric that is a
+    list), found file by file once the whole fails."""
+    records = [row for file_rows in rows.values() for row in file_rows]
+    try:
+        return typed(pd.DataFrame.from_records(records), schema)
+    except (ValueError, TypeError, pa.ArrowException) as whole:
+        for path, file_rows in rows.items():
+            try:
+                typed(pd.DataFrame.from_records(file_rows), schema)
+            except (ValueError, TypeError, pa.ArrowException) as exc:
+                raise DataError(
+                    f"{what} {path} holds a value of the wrong type ({exc}); delete it and "
+                    "rerun the cell to rewrite it"
+                ) from None
+        raise DataError(f"the {what}s cannot be read together ({whole})") from None
 
 
 def _read_rows(path: Path, out: Path) -> list[dict[str, object]]:

@@ -20,7 +20,7 @@ import pandas as pd
 from analysis.figures import pyplot, save_figure
 from analysis.paper import label
 from analysis.results import file_slug
-from tune.search import STUDY_FILE
+from tune.journal import STUDY_FILE
 
 log = logging.getLogger(__name__)
 
@@ -131,20 +131,24 @@ def _draw_importances(axes: Any, study_file: Path, study_name: str) -> None:
 
 def param_importances(study_file: Path, study_name: str) -> dict[str, float]:
     """fANOVA importances of the searched settings for the objective in study `study_name`,
-    most important first; {} when the study is missing or holds too few finished trials."""
+    most important first; {} when the study is missing, unreadable or holds too few finished
+    trials."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    if not study_file.is_file():
-        return {}
+    if study_file.is_symlink() or not study_file.is_file():
+        return {}  # no journal, or one planted as a link: not followed
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = JournalStorage(JournalFileBackend(str(study_file)))
     try:
+        storage = JournalStorage(JournalFileBackend(str(study_file)))
         study = optuna.load_study(study_name=study_name, storage=storage)
+        finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     except KeyError:  # no such study in the journal
         return {}
-    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    except (OSError, ValueError) as exc:  # damaged: the next grid run repairs it (tune.journal)
+        log.warning("no parameter importances: %s is unreadable (%s)", study_file, exc)
+        return {}
     if len(finished) < 3:
         return {}
     try:

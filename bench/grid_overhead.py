@@ -33,6 +33,7 @@ from threadpoolctl import threadpool_limits
 
 from dlmia.cell import attack_cell
 from dlmia.sides import build_side, prepare_dataset
+from tune.cluster import start_local_ray
 from tune.grid import parse_grid
 from tune.plan import Plan, expand
 from tune.progress import Progress
@@ -69,13 +70,7 @@ def run_on_ray(plan: Plan, data_root: str, cpus: int, out: Path) -> tuple[RunSum
     import ray
 
     started = time.perf_counter()
-    ray.init(
-        address="local",
-        num_cpus=cpus,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level="WARNING",
-    )
+    start_local_ray(num_cpus=cpus)
     startup = time.perf_counter() - started
     try:
         summary = run_grid(plan.grid, out=out, data_root=data_root, progress=Progress())

@@ -44,6 +44,7 @@ from dlmia.cell import ListOptions, SideChoice, cached_dataset, cell_config  # n
 from dlmia.selection import SelectionConfig, objective  # noqa: E402
 from dlmia.sides import DatasetSpec, SideOutput, build_side  # noqa: E402
 from dlmia.vectors import VECTOR_FIT_ON, ItemVectorConfig  # noqa: E402
+from tune.cluster import start_local_ray  # noqa: E402
 from tune.search import SearchConfig, search_cell  # noqa: E402
 
 ML, DM = "ml-1m", "amazon-digital-music"
@@ -81,7 +82,7 @@ def main() -> None:
     if not cells:
         sys.exit(f"--cells {' '.join(args.cells)}: matches none of {[label(*c) for c in CELLS]}")
     sides = build_sides(cells, args.data_root, args.seed)
-    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+    start_local_ray(num_cpus=args.cpus)
     frames, runs = [], []
     try:
         for (fit_on, shadow, target), sampler in itertools.product(cells, args.samplers):

@@ -94,6 +94,8 @@ def cell_config(
             device, before any work.
     """
     check_device(device)
+    if not 0 <= seed <= cfg.MAX_SEED:
+        raise ConfigError(f"seed: must be in [0, 2**63), got {seed}")
     pool = ATTACKS[attack].pool(attack_config(attack, attack_settings))
     for choice in (shadow, target):
         recommender_config(choice.recommender, choice.settings)

@@ -1,7 +1,8 @@
 """The `dlmia` command line: one cell, data fetching (and, from the tune package, grids).
 
 Every user error ends as one line on stderr and exit code 2; the last line on stdout of
-`dlmia cell` is one JSON object with the metrics.
+`dlmia cell` is one JSON object with the metrics. Ctrl-C ends with exit code 130, SIGTERM with
+143, both after the run has released its output folder and its Ray (a rerun resumes).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,12 +26,13 @@ from dlmia.data.fetch import REMOTE_FILES
 from dlmia.data.loaders import Columns
 from dlmia.data.sources import name_or_path
 from dlmia.device import resolve_device
-from dlmia.errors import ConfigError, DlmiaError
+from dlmia.errors import ConfigError, DlmiaError, printable
 from dlmia.io import check_writable
 from dlmia.lock import FolderLock
 from dlmia.nonmember import POLICIES
 from dlmia.recommenders import RECOMMENDERS
 from dlmia.sides import DatasetSpec
+from dlmia.signals import raise_on_sigterm, terminated
 from dlmia.vectors import CENTERS, VECTOR_FIT_ON
 
 log = logging.getLogger("dlmia")
@@ -81,6 +84,9 @@ def cell_config(args: argparse.Namespace) -> CellConfig:
         raise ConfigError(f"--k {args.k}: must be a positive list length")
     if args.pooled is not None and args.pooled < 3:
         raise ConfigError(f"--pooled {args.pooled}: a pooled evaluation needs at least 3 models")
+    cpus = os.cpu_count() or 1
+    if not 1 <= args.threads <= cpus:  # libtorch crashes far above the machine's CPUs
+        raise ConfigError(f"--threads {args.threads}: use 1 to {cpus} (this machine's CPUs)")
     resolve_device(args.device)  # this machine runs the cell: a CUDA device must be here
     dataset_settings = cfg.parse_assignments(args.dataset_set, "--dataset-set")
     for key in ("name", "path", "data_root", "columns"):
@@ -138,8 +144,8 @@ def command_cell(args: argparse.Namespace) -> int:
     from dlmia.pooled import pooled_evaluation
     from dlmia.results import result_row, write_cell
 
-    torch.set_num_threads(max(1, args.threads))
     config = cell_config(args)
+    torch.set_num_threads(args.threads)
     if args.out:
         check_writable(args.out, "--out")
     with FolderLock(args.out) if args.out else contextlib.nullcontext():  # one writer per --out
@@ -321,8 +327,8 @@ def add_cell_command(commands: Any) -> None:
     cell.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     cell.add_argument(
         "--threads", type=int, default=1,
-        help="torch CPU threads (these models are small, and on a busy CPU more threads spin "
-        "and slow every step down)",
+        help="torch CPU threads, at most this machine's CPUs (these models are small, and on a "
+        "busy CPU more threads spin and slow every step down)",
     )  # fmt: skip
     for flag, what in (("--set", "attack"), ("--shadow-set", "shadow recommender"),
                        ("--target-set", "target recommender")):  # fmt: skip
@@ -451,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `dlmia` console script."""
     args = build_parser().parse_args(argv)
+    raise_on_sigterm()  # SIGTERM ends a run as Ctrl-C does: resumable, exit code 143
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(name)s: %(message)s",
@@ -460,11 +467,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except DlmiaError as exc:
-        print(f"dlmia: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line
+        line = printable(" ".join(str(exc).split()))  # one line, safe on a terminal
+        print(f"dlmia: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("dlmia: interrupted", file=sys.stderr)
-        return 130
+        stopped = terminated()
+        print(f"dlmia: {'terminated' if stopped else 'interrupted'}; rerun to resume",
+              file=sys.stderr)
+        return 143 if stopped else 130
 
 
 if __name__ == "__main__":

@@ -4,22 +4,34 @@ Every settings object in dlmia is a frozen dataclass with defaults. Grid files, 
 options and Tune configs are plain mappings; `build` turns one into a dataclass and refuses
 unknown keys and wrong types with a `ConfigError` naming the key path and what is allowed.
 Precedence is always: dataclass defaults < grid file < `--set` on the command line.
+
+Every setting also has a domain, which its dataclass checks in `__post_init__` (`check_domain`):
+sizes positive and bounded, counts non-negative, seeds in [0, 2**63), numbers finite. A bad value
+is therefore refused when the config is built (by `grid validate` too), never after training.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, TypeVar, cast, get_args, get_origin
 
 import yaml
 
-from dlmia.errors import ConfigError
+from dlmia import safe_yaml
+from dlmia.errors import ConfigError, brief
 
 T = TypeVar("T")
+
+MAX_WIDTH = 4096  # layer widths, embedding and factor sizes, windows (these models use 8-256)
+MAX_DEPTH = 64  # stacked layers, attention heads, negatives per interaction
+MAX_SAMPLED = 1 << 16  # items sampled per step (negatives of a sampled softmax)
+MAX_SEED = 2**63 - 1  # seeds become 63-bit generator seeds; torch takes < 2**64
 
 
 def build(cls: type[T], values: Mapping[str, Any] | None, where: str = "") -> T:
@@ -53,7 +65,43 @@ def build(cls: type[T], values: Mapping[str, Any] | None, where: str = "") -> T:
         message = str(exc)
         if not where or message.startswith(where):
             raise
-        raise ConfigError(f"{where}: {message}") from None
+        named = message.partition(":")[0] in fields  # `field: ...`, as check_domain says it
+        raise ConfigError(f"{where}.{message}" if named else f"{where}: {message}") from None
+
+
+def check_domain(
+    config: object,
+    *,
+    positive: tuple[str, ...] = (),
+    non_negative: tuple[str, ...] = (),
+    fractions: tuple[str, ...] = (),
+    at_most: Mapping[str, float] | None = None,
+) -> None:
+    """Raise ConfigError (`<setting>: ...`, which `build` puts under the setting's key path)
+    unless each named setting of `config` is > 0, >= 0, in [0, 1], or at most its bound: for a
+    tuple, every value (and at least one); None (an optional setting left open) passes.
+
+    Every settings dataclass calls this in `__post_init__`, so a value no run could use is
+    refused when its config is built.
+    """
+    rules: list[tuple[tuple[str, ...], Callable[[Any], bool], str]] = [
+        (positive, lambda v: v > 0, "> 0"),
+        (non_negative, lambda v: v >= 0, ">= 0"),
+        (fractions, lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ]
+    for name, bound in (at_most or {}).items():
+        rules.append(((name,), partial(operator.ge, bound), f"<= {bound:,}"))
+    for names, holds, rule in rules:
+        for name in names:
+            value = getattr(config, name)
+            values = value if isinstance(value, tuple) else (value,)
+            if value is not None and not (values and all(holds(v) for v in values)):
+                raise ConfigError(f"{name}: must be {rule}, got {brief(value)}")
+
+
+def check_seed(config: object, name: str = "seed") -> None:
+    """`check_domain` for a seed: an integer in [0, MAX_SEED], or None (the run's seed)."""
+    check_domain(config, non_negative=(name,), at_most={name: MAX_SEED})
 
 
 def replace(obj: T, overrides: Mapping[str, Any], where: str = "") -> T:
@@ -74,22 +122,14 @@ def parse_assignments(assignments: list[str] | None, option: str = "--set") -> d
     for item in assignments or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"{option} {item!r}: expected key=value")
+            raise ConfigError(f"{option} {brief(item)}: expected key=value")
         try:
-            parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+            parsed[key.strip()] = safe_yaml.load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
-            problem = yaml_problem(exc)
             raise ConfigError(
-                f"{option} {item!r}: the value is not valid YAML ({problem})"
+                f"{option} {brief(item)}: the value is not valid YAML ({safe_yaml.problem(exc)})"
             ) from None
     return parsed
-
-
-def yaml_problem(exc: yaml.YAMLError) -> str:
-    """A YAML error in one line: where (line, column) and what."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
 
 
 def _path(where: str, key: str) -> str:
@@ -104,7 +144,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         allowed = get_args(hint)
         if value not in allowed:
             choices = ", ".join(map(str, allowed))
-            raise ConfigError(f"{where}: {value!r} is not allowed; use one of {choices}")
+            raise ConfigError(f"{where}: {brief(value)} is not allowed; use one of {choices}")
         return value
     if origin in (typing.Union, types.UnionType):
         options = get_args(hint)
@@ -117,45 +157,49 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(
-            errors[0] if len(errors) == 1 else f"{where}: {value!r} matches no allowed type"
+            errors[0] if len(errors) == 1 else f"{where}: {brief(value)} matches no allowed type"
         )
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {brief(value)}")
         args = get_args(hint)
         item_hint = args[0] if args else Any
         items = [_coerce(item_hint, v, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict or hint is dict:
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {brief(value)}")
         return dict(value)
     if dataclasses.is_dataclass(hint):
         if dataclasses.is_dataclass(value):
             return value
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {brief(value)}")
         return build(cast(type, hint), value, where)
     if hint is Any:
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
-        return float(value)
+            raise ConfigError(f"{where}: expected a number, got {brief(value)}")
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond the float range
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {brief(value)}")
+        return number
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {brief(value)}")
         return value
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+            raise ConfigError(f"{where}: expected true or false, got {brief(value)}")
         return value
     if hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}: expected a string, got {brief(value)}")
         return value
     if isinstance(hint, type) and not isinstance(value, hint):
-        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {brief(value)}")
     return value

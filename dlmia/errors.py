@@ -1,6 +1,12 @@
-"""The errors dlmia raises for bad input. The CLI turns each into one line and exit code 2."""
+"""The errors dlmia raises for bad input, and how their messages show what they name. The CLI
+turns each error into one line and exit code 2."""
 
 from __future__ import annotations
+
+import unicodedata
+
+VALUE_LIMIT = 80  # characters of a value (its repr) that a message shows
+LINE_LIMIT = 1000  # characters of a whole error line
 
 
 class DlmiaError(Exception):
@@ -25,3 +31,22 @@ class LockedError(DlmiaError):
 
 class OutputError(DlmiaError):
     """An output folder cannot be written (permissions, disk full, read-only file system)."""
+
+
+def brief(value: object, limit: int = VALUE_LIMIT) -> str:
+    """`value`'s repr for a message, cut after `limit` characters: a value read from a file may
+    be megabytes long (an expanded YAML alias, a 5-million-digit number)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer past Python's 4,300-digit conversion limit
+        text = f"<{type(value).__name__} too long to show>"
+    return printable(text, limit)
+
+
+def printable(text: str, limit: int = LINE_LIMIT) -> str:
+    """`text` safe to print on a terminal: control and format characters (escape codes, line
+    breaks, bidi overrides) written as escapes, and cut after `limit` characters."""
+    cut = text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+    return "".join(
+        repr(char)[1:-1] if unicodedata.category(char)[0] == "C" else char for char in cut
+    )

@@ -7,6 +7,10 @@ system drops it when the holder exits, even by SIGKILL or a crash: the next run 
 file such a run leaves behind, with a warning that names it. A clean release removes the file,
 and the folder too when the lock made it and nothing else was written there.
 
+The lock file is opened without following links and only as a regular file (dlmia.io's
+`open_regular`): a link planted as the lock would otherwise have the run write through it. What
+a lock file says about its holder is printed with its control characters escaped.
+
 flock locks are advisory: they keep dlmia runs apart, not other programs. Linux honours them
 across machines on NFS (as byte-range locks), so a shared output folder is covered too.
 """
@@ -25,7 +29,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dlmia.errors import LockedError
+from dlmia.errors import LockedError, printable
+from dlmia.io import open_regular
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +54,8 @@ class FolderLock:
         self.release()
 
     def acquire(self) -> None:
-        """Take the lock, or raise LockedError naming the run that holds it."""
+        """Take the lock, or raise LockedError naming the run that holds it (OutputError when
+        the lock's path is a link, a folder or another non-regular file)."""
         self._made_folder = not self.folder.exists()
         fd = self._open_locked()
         left = read_holder(fd)
@@ -81,7 +87,7 @@ class FolderLock:
         while True:
             self.folder.mkdir(parents=True, exist_ok=True)
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                fd = open_regular(self.path, os.O_RDWR | os.O_CREAT)
             except FileNotFoundError:  # a holder that had made the folder just removed it
                 continue
             try:
@@ -109,10 +115,11 @@ def holder() -> dict[str, Any]:
 
 
 def describe(body: dict[str, Any]) -> str:
-    """A lock holder in words; an empty body is a run that has not written its details yet."""
+    """A lock holder in words, safe to print (a lock file may hold anything); an empty body is
+    a run that has not written its details yet."""
     if not body:
         return "a run that is starting"
-    return (
+    return printable(
         f"PID {body.get('pid')} on host {body.get('host')} since {body.get('since')}, "
         f"command: {body.get('command')}"
     )
@@ -128,8 +135,9 @@ def read_holder(fd: int) -> dict[str, Any]:
 
 
 def is_file_at(fd: int, path: Path) -> bool:
-    """Whether open file `fd` is the file at `path` (not one removed since it was opened)."""
+    """Whether open file `fd` is the file at `path` (not one removed or replaced since it was
+    opened)."""
     try:
-        return os.path.samestat(os.fstat(fd), os.stat(path))
+        return os.path.samestat(os.fstat(fd), os.lstat(path))
     except FileNotFoundError:
         return False

@@ -65,9 +65,10 @@ class SelectionConfig:
             if getattr(self, key) < 0:
                 value = getattr(self, key)
                 raise ConfigError(f"{key}: must be >= 0, got {value}")
-        if self.max_mmd_samples < 2 or self.reverse_c <= 0:
+        if not 2 <= self.max_mmd_samples <= 20_000 or self.reverse_c <= 0:
             raise ConfigError(
-                "need max_mmd_samples >= 2 and reverse_c > 0, got "
+                "need 2 <= max_mmd_samples <= 20,000 (memory grows with its square) and "
+                "reverse_c > 0, got "
                 f"{self.max_mmd_samples}, {self.reverse_c}"
             )
 

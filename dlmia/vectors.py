@@ -17,6 +17,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 import torch
 
+from dlmia.config import MAX_WIDTH, check_domain, check_seed
 from dlmia.data.histories import Histories
 from dlmia.device import check_device, resolve_device
 from dlmia.errors import ConfigError, TrainingError
@@ -66,6 +67,8 @@ class ItemVectorConfig:
                 raise ConfigError(f"vectors.{key}: must be > 0, got {getattr(self, key)}")
         if self.l2 < 0:
             raise ConfigError(f"vectors.l2: must be >= 0, got {self.l2}")
+        check_domain(self, at_most={"factors": MAX_WIDTH})
+        check_seed(self)
         check_device(self.device)
 
 

@@ -30,13 +30,16 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[Any]:
-    """A local Ray with 2 CPUs for the module's tests (one already running is used as it is)."""
+    """A local Ray with 2 CPUs for the module's tests, started as every local run starts one
+    (tune.cluster.start_local_ray: loopback only, no dashboard); one already running is used as
+    it is."""
     import ray
+
+    from tune.cluster import start_local_ray
 
     started = not ray.is_initialized()
     if started:
-        options = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
-        ray.init(address="local", num_cpus=2, **options)
+        start_local_ray(num_cpus=2)
     yield ray
     if started:
         ray.shutdown()

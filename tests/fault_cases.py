@@ -1,13 +1,17 @@
 """The catalogue of bad inputs: every one must end in one `dlmia: error:` line and exit code 2,
 before any work, leaving nothing behind. tests/test_faults.py runs each case, bench/faults.py
 prints the table. A case names what is wrong, the command (placeholders `{tmp}` for its scratch
-folder, `{grid}` for its grid file), the files it writes first, and a fragment of the message.
+folder, `{grid}` for its grid file), the files it plants first (contents, links, FIFOs), the
+environment it runs in, and a fragment of the message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable
+import io
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +22,21 @@ Edit = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
+class Link:
+    """A symbolic link a case plants, to `target` ({tmp} filled in; it need not exist)."""
+
+    target: str
+
+
+@dataclass(frozen=True)
+class Fifo:
+    """A named pipe a case plants: reading it waits for a writer that never comes."""
+
+
+Planted = str | bytes | Link | Fifo
+
+
+@dataclass(frozen=True)
 class Case:
     """One bad input and the error it must give."""
 
@@ -25,8 +44,9 @@ class Case:
     name: str  # what is wrong with it
     argv: tuple[str, ...]  # the dlmia command line, with {tmp} and {grid}
     message: str  # a fragment the error line must hold
-    files: dict[str, str | bytes] = field(default_factory=dict)  # written under {tmp} first
+    files: dict[str, Planted] = field(default_factory=dict)  # planted under {tmp} first
     grid: Edit | None = None  # edits the base grid, written to {grid}
+    env: dict[str, str] = field(default_factory=dict)  # environment variables of the command
 
     def grid_text(self) -> str | None:
         """The case's grid file, or None when it needs none."""
@@ -64,7 +84,7 @@ def cell(*extra: str, name: str, message: str, files: dict[str, str | bytes] | N
     return Case("cell options", name, (*CELL, *extra), message, files=files or {})
 
 
-def data(name: str, text: str | bytes, message: str, file: str = "r.csv") -> Case:
+def data(name: str, text: Planted, message: str, file: str = "r.csv") -> Case:
     """A `dlmia cell` case on a ratings file `file` holding `text`."""
     side = f"{{tmp}}/{file}:itemcf"
     argv = ("cell", "--shadow", side, "--target", side, "--device", "cpu", "--out", "{tmp}/out")
@@ -89,6 +109,16 @@ def grid_columns(name: str, value: Any, message: str, text: str | None = None) -
 def grid(name: str, edit: Edit, message: str, argv: tuple[str, ...] = VALIDATE) -> Case:
     """A grid-file case: the base grid with `edit` applied."""
     return Case("grid files", name, argv, message, grid=edit)
+
+
+def output(name: str, argv: tuple[str, ...], message: str, files: dict[str, Planted],
+           grid_edit: Edit | None = None) -> Case:
+    """A case of an output folder (or cache, or download folder) that holds a planted file."""
+    return Case("output folders", name, argv, message, files=files, grid=grid_edit)
+
+
+RUN = ("grid", "run", "{grid}", "--out", "{tmp}/out")
+VICTIM = {"victim.txt": "precious"}
 
 
 def setting(path: str, value: Any) -> Edit:
@@ -119,6 +149,43 @@ def space(entry: Any, name: str = "tau") -> Edit:
 
 
 ROWS = "".join(f"u{u},i{(u * 7 + j) % 40},5,{1000 + j}\n" for u in range(60) for j in range(12))
+HEADER = "user,item,rating,timestamp\n"
+LONG = "9" * 5_000_000  # a 5-million-digit number
+
+
+def parquet(**columns: list[Any]) -> bytes:
+    """A parquet file of `columns` (name -> values), as bytes."""
+    import pandas as pd
+
+    buffer = io.BytesIO()
+    pd.DataFrame(columns).to_parquet(buffer)
+    return buffer.getvalue()
+
+
+def result(**values: Any) -> bytes:
+    """A one-row results file (the columns every row needs), with `values` set."""
+    row = {"shadow_dataset": "syn", "shadow_recommender": "lfm", "target_dataset": "syn",
+           "target_recommender": "itemcf", "attack": "biased", "seed": 0, "status": "ok"}
+    return parquet(**{key: [value] for key, value in (row | values).items()})
+
+
+def grid_data(name: str, text: Planted, message: str, file: str = "r.csv") -> Case:
+    """A `grid validate` case whose dataset is the file `file` holding `text`."""
+    edit = setting("datasets.syn", {"path": file})
+    argv = (*VALIDATE, "--data-root", "{tmp}")
+    return Case("grid files", name, argv, message, files={file: text}, grid=edit)
+
+
+def alias_bomb(levels: int = 9, flow: bool = False) -> str:
+    """YAML whose last alias stands for 10**levels values in a few hundred bytes; block style
+    (a grid file whose `name` is the bomb) or one flow-style value (for --set)."""
+    anchors = ["&a0 [x, x, x, x, x, x, x, x, x, x]"] + [
+        f"&a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, levels)
+    ]
+    if flow:
+        return f"[{', '.join(anchors)}]"
+    return "".join(f"k{i}: {anchor}\n" for i, anchor in enumerate(anchors)) + (
+        f"name: *a{levels - 1}\n")
 
 CASES: tuple[Case, ...] = (
     # --- dlmia cell: options ------------------------------------------------------------------
@@ -129,6 +196,15 @@ CASES: tuple[Case, ...] = (
     cell("--k", "5000", name="k above the catalogue", message="larger than the catalogue"),
     cell("--seed", "1.5", name="seed not an integer", message="invalid int value"),
     cell("--threads", "many", name="threads not an integer", message="invalid int value"),
+    cell("--threads", "10000", name="threads far above the machine's CPUs",
+         message="--threads 10000: use 1 to"),
+    cell("--threads", "0", name="threads zero", message="--threads 0: use 1 to"),
+    cell("--set", f"hidden={alias_bomb(flow=True)}", name="--set value an alias bomb",
+         message="stands for more than 100,000 values"),
+    cell("--set", "lr=" + "9" * 100_000, name="--set integer of 100,000 digits",
+         message="limit (4300 digits)"),
+    cell("--set", "lr=" + "9" * 4000, name="--set integer of 4,000 digits as a float",
+         message="attack.biased.lr: expected a finite number"),
     cell("--center", "mean", name="unknown centre", message="invalid choice"),
     cell("--nonmember-lists", "random", name="unknown non-member policy",
          message="invalid choice"),
@@ -159,6 +235,26 @@ CASES: tuple[Case, ...] = (
          message="recommender.lfm.factors"),
     cell("--shadow-set", "nosuch=1", name="unknown recommender setting",
          message="recommender.lfm.nosuch"),
+    cell("--shadow-set", "factors=0", name="LFM factors zero",
+         message="recommender.lfm.factors: must be > 0, got 0"),
+    cell("--shadow-set", "factors=100000000", name="LFM factors huge",
+         message="recommender.lfm.factors: must be <= 4,096"),
+    cell("--shadow-set", "batch_size=0", name="LFM batch size zero",
+         message="recommender.lfm.batch_size: must be > 0"),
+    cell("--shadow-set", "negatives=-2", name="LFM negatives negative",
+         message="recommender.lfm.negatives: must be >= 0"),
+    cell("--shadow-set", "lr_decay=0", name="LFM learning-rate decay zero",
+         message="recommender.lfm.lr_decay"),
+    cell("--target-set", "neighbours=-1", name="ItemCF neighbours negative",
+         message="recommender.itemcf.neighbours: must be >= 0"),
+    cell("--target-set", "block_items=0", name="ItemCF block zero",
+         message="recommender.itemcf.block_items: must be > 0"),
+    cell("--set", "hidden=[1000000000]", name="attack hidden size huge",
+         message="attack.biased.hidden: must be <= 4,096"),
+    cell("--attack", "dlmia", "--set", "hidden=100000000", name="DL-MIA hidden size huge",
+         message="attack.dlmia.hidden: must be <= 4,096"),
+    cell("--seed", "-1", name="seed negative", message="seed: must be in [0, 2**63)"),
+    cell("--seed", str(2**64), name="seed of 2**64", message="seed: must be in [0, 2**63)"),
     cell("--target-set", "neighbours=x", name="unknown target recommender setting",
          message="recommender.itemcf"),
     cell("--shadow-set", "epochs=[1", name="--shadow-set YAML error", message="--shadow-set"),
@@ -187,6 +283,20 @@ CASES: tuple[Case, ...] = (
     cell("--dataset-set", "vectors={factors: 0}", name="item vector size zero", message="factors"),
     cell("--dataset-set", "synthetic={n_users: 5}", name="synthetic data too small",
          message="left no users"),
+    cell("--dataset-set", "synthetic={n_users: 100000000000000000000}",
+         name="synthetic n_users 1e20", message="synthetic.n_users: must be <= 10,000,000"),
+    cell("--dataset-set", "synthetic={mean_length: 1.0e+12}", name="synthetic mean length 1e12",
+         message="synthetic.mean_length: 1,500 users of mean length 1e+12"),
+    cell("--dataset-set", "synthetic={mean_gap: 1.0e+300}", name="synthetic gap 1e300",
+         message="synthetic.mean_gap: must be <="),
+    cell("--dataset-set", "synthetic={seed: -3}", name="synthetic seed negative",
+         message="synthetic.seed: must be >= 0"),
+    cell("--dataset-set", "split={seed: -5}", name="split seed negative",
+         message="split.seed: must be >= 0"),
+    cell("--dataset-set", "vectors={seed: -1}", name="vector seed negative",
+         message="vectors.seed: must be >= 0"),
+    cell("--dataset-set", "vectors={factors: 100000}", name="item vector size huge",
+         message="vectors.factors: must be <= 4,096"),
     cell("--data-root", "{tmp}/nowhere", name="data root that does not exist",
          message="--data-root"),
     cell("--out", "{tmp}/file.txt", name="--out is a file", message="is a file",
@@ -228,6 +338,18 @@ CASES: tuple[Case, ...] = (
     data("corrupt zip", b"PK\x03\x04garbage", "r.zip", file="r.zip"),
     data("parquet that is not parquet", b"PAR1 not really", "r.parquet", file="r.parquet"),
     data("header with no user column", "a,b,c\n1,2,3\n", "r.csv"),
+    data("UTF-16 text", (HEADER + ROWS).encode("utf-16"), "cannot be read"),
+    data("a FIFO", Fifo(), "is not a regular file"),
+    data("a 5-million-digit timestamp, with header", HEADER + ROWS + f"u1,i1,5,{LONG}\n",
+         "line 722: 'timestamp' holds 5,000,000 characters; a field holds at most 256"),
+    data("a 5-million-digit timestamp, Amazon format", ROWS + f"u1,i1,5,{LONG}\n", "line 721"),
+    data("a 5-million-character item id", HEADER + ROWS + f"u1,{LONG},5,1\n",
+         "'item' holds 5,000,000 characters"),
+    data("a timestamp of 1e23", HEADER + ROWS + "u1,i1,5,1e23\n", "not a time"),
+    data("a parquet user column of lists", parquet(user=[[1, 2]] * 3, item=[1, 2, 3]),
+         "r.parquet row 1: 'user' holds a ndarray", file="r.parquet"),
+    data("a parquet user column of structs", parquet(user=[{"a": 1}] * 3, item=[1, 2, 3]),
+         "r.parquet row 1: 'user' holds a dict", file="r.parquet"),
     columns("--columns with an unknown role", "usr=0,item=1", "--columns.usr: unknown key"),
     columns("--columns without item", "user=0", "--columns: give both user and item"),
     columns("--columns mixing positions and names", "user=0,item=asin", "all positions"),
@@ -242,6 +364,10 @@ CASES: tuple[Case, ...] = (
          ("cell", "--shadow", "ml-1m:itemcf", "--target", "ml-1m:itemcf", "--data-root", "{tmp}",
           "--out", "{tmp}/out"), "line 2",
          files={"ml-1m/ratings.dat": "1::2::5::978300760\nbad line\n"}),
+    Case("data files", "MovieLens item id of 1e23",
+         ("cell", "--shadow", "ml-1m:itemcf", "--target", "ml-1m:itemcf", "--data-root", "{tmp}",
+          "--out", "{tmp}/out"), "line 1",
+         files={"ml-1m/ratings.dat": "1::100000000000000000000000::5::978300760\n"}),
     Case("data files", "MovieLens with tabs",
          ("cell", "--shadow", "ml-1m:itemcf", "--target", "ml-1m:itemcf", "--data-root", "{tmp}",
           "--out", "{tmp}/out"), "ratings.dat",
@@ -264,6 +390,22 @@ CASES: tuple[Case, ...] = (
     Case("grid files", "grid file empty", VALIDATE, "grid.yaml", files={"grid.yaml": ""}),
     Case("grid files", "grid file with a tab", VALIDATE, "not valid YAML",
          files={"grid.yaml": "name: x\n\tk: 3\n"}),
+    Case("grid files", "grid file an alias bomb in name", VALIDATE,
+         "stands for more than 100,000 values", files={"grid.yaml": alias_bomb()}),
+    Case("grid files", "grid file a recursive alias", VALIDATE,
+         "stands for more than 100,000 values", files={"grid.yaml": "name: &a [*a]\n"}),
+    Case("grid files", "grid file nested 5,000 deep", VALIDATE, "nested too deeply",
+         files={"grid.yaml": "name: " + "[" * 5000 + "]" * 5000 + "\n"}),
+    Case("grid files", "grid file with a date 2001-13-45", VALIDATE, "month must be in 1..12",
+         files={"grid.yaml": "name: 2001-13-45\n"}),
+    Case("grid files", "grid file over 1 MiB", VALIDATE, "holds at most 1,048,576 bytes",
+         files={"grid.yaml": "#" * (1 << 20) + "\n"}),
+    Case("grid files", "grid file /dev/zero", ("grid", "validate", "/dev/zero"),
+         "is not a regular file"),
+    Case("grid files", "grid file a FIFO", VALIDATE, "is not a regular file",
+         files={"grid.yaml": Fifo()}),
+    Case("grid files", "grid file a folder", VALIDATE, "is not a regular file",
+         files={"grid.yaml/x": "x"}),
     grid("unknown top-level key", setting("seed", [0]), "seed"),
     grid("no datasets", removed("datasets"), "datasets"),
     grid("no cells", removed("cells"), "cells"),
@@ -283,6 +425,14 @@ CASES: tuple[Case, ...] = (
                  "timestamp": 7}, "columns timestamp=7 is beyond the file's 4 columns"),
     grid_columns("columns name not in the header", {"user": "userId", "item": "asin"},
                  "columns item='asin' is not in the header", text="userId,itemId\n1,2\n"),
+    grid_data("data file of binary garbage", bytes(range(256)) * 8, "r.csv"),
+    grid_data("data file in UTF-16", (HEADER + ROWS).encode("utf-16"), "cannot be read"),
+    grid_data("data file with a parquet user column of lists",
+              parquet(user=[[1, 2]] * 3, item=[1, 2, 3]), "'user' holds a ndarray",
+              file="r.parquet"),
+    grid_data("data file with a 5-million-digit timestamp", HEADER + ROWS + f"u1,i1,5,{LONG}\n",
+              "line 722"),
+    grid_data("data file a FIFO", Fifo(), "is not a regular file"),
     grid("columns on a named dataset", setting("datasets.syn.columns", {"user": 0, "item": 1}),
          "only for a file given by path"),
     grid("split fractions wrong", setting("datasets.syn.split", {"fractions": [0.9, 0.9, 0.9]}),
@@ -294,6 +444,24 @@ CASES: tuple[Case, ...] = (
     grid("unknown recommender name", setting("recommenders.lfm.name", "svd"), "svd"),
     grid("bad recommender setting", setting("recommenders.lfm.settings", {"factors": "x"}),
          "factors"),
+    grid("recommender factors zero", setting("recommenders.lfm.settings", {"factors": 0}),
+         "recommenders.lfm.settings.factors: must be > 0"),
+    grid("recommender batch size zero", setting("recommenders.lfm.settings", {"batch_size": 0}),
+         "recommenders.lfm.settings.batch_size: must be > 0"),
+    grid("recommender negatives -2", setting("recommenders.lfm.settings", {"negatives": -2}),
+         "recommenders.lfm.settings.negatives: must be >= 0"),
+    grid("attack hidden size huge", setting("attacks.biased.settings", {"hidden": [10**9]}),
+         "attacks.biased.settings.hidden: must be <= 4,096"),
+    grid("synthetic n_users 1e20", setting("datasets.syn.synthetic.n_users", 10**20),
+         "datasets.syn.synthetic.n_users: must be <= 10,000,000"),
+    grid("synthetic mean_length 1.0e+12", setting("datasets.syn.synthetic.mean_length", 1e12),
+         "datasets.syn.synthetic.mean_length"),
+    grid("search storage_path relative", setting("attacks.dlmia.search.storage_path", "tune"),
+         "storage_path: 'tune' is relative"),
+    grid("seeds negative", setting("seeds", [0, -1]), "seeds: expected"),
+    grid("num_cpus beyond this machine (a local run)",
+         setting("recommenders.lfm.resources", {"num_cpus": 4096}),
+         "recommenders.lfm.resources.num_cpus: 4096 is more than this machine's", argv=RUN),
     grid("recommender setting infinite",
          setting("recommenders.lfm.settings", {"lr": float("inf")}), "finite"),
     grid("negative CPUs", setting("recommenders.lfm.resources", {"num_cpus": -1}), "num_cpus"),
@@ -346,8 +514,12 @@ CASES: tuple[Case, ...] = (
     grid("runtime workers negative", setting("runtime.side_workers", -2), "runtime"),
     grid("name not a string", setting("name", ["a"]), "name"),
     grid("name with a slash", setting("name", "../escape"), "name"),
+    grid("name ending in a newline", setting("name", "faults\n"), "name"),
+    grid("name 100,000 characters long", setting("name", "x" * 100_000 + "/"), "name"),
     grid("more than 10,000 cells without --yes", setting("seeds", list(range(2600))),
          "--yes", argv=("grid", "run", "{grid}", "--out", "{tmp}/out")),
+    grid("160,000 cells without --yes", setting("seeds", list(range(20_000))),
+         "160,000 cells (more than 10,000)", argv=("grid", "run", "{grid}", "--out", "{tmp}/out")),
     grid("--max-retries negative", lambda raw: None, "--max-retries",
          argv=("grid", "run", "{grid}", "--max-retries", "-1", "--out", "{tmp}/out")),
     grid("grid --out is a file", lambda raw: None, "is a file",
@@ -358,6 +530,42 @@ CASES: tuple[Case, ...] = (
          argv=("grid", "validate", "{grid}", "--data-root", "{tmp}/nowhere")),
     grid("grid unknown --vectors-fit-on", lambda raw: None, "invalid choice",
          argv=("grid", "validate", "{grid}", "--vectors-fit-on", "x")),
+    grid("--address not a Ray address", lambda raw: None, "--address 'garbage': not a Ray",
+         argv=(*RUN, "--address", "garbage")),
+    grid("--address with a port that is no number", lambda raw: None, "not a Ray address",
+         argv=(*RUN, "--address", "ray://127.0.0.1:port")),
+    grid("--address where nothing listens", lambda raw: None,
+         "nothing answers at 127.0.0.1:1", argv=(*RUN, "--address", "ray://127.0.0.1:1")),
+    Case("grid files", "RAY_ADDRESS=garbage", RUN, "RAY_ADDRESS 'garbage': not a Ray address",
+         grid=lambda raw: None, env={"RAY_ADDRESS": "garbage"}),
+    # --- output folders -----------------------------------------------------------------------
+    output("cell: lock planted as a link to a file", CELL, ".dlmia.lock is a symbolic link",
+           {**VICTIM, "out/.dlmia.lock": Link("{tmp}/victim.txt")}),
+    output("cell: lock planted as a link to nowhere", CELL, ".dlmia.lock is a symbolic link",
+           {"out/.dlmia.lock": Link("{tmp}/created-by-the-run")}),
+    output("cell: lock is a folder", CELL, ".dlmia.lock is a folder",
+           {"out/.dlmia.lock/x": "x"}),
+    output("cell: lock is a FIFO", CELL, ".dlmia.lock is a FIFO", {"out/.dlmia.lock": Fifo()}),
+    output("grid: lock planted as a link to a file", RUN, ".dlmia.lock is a symbolic link",
+           {**VICTIM, "out/.dlmia.lock": Link("{tmp}/victim.txt")}, lambda raw: None),
+    output("grid: optuna.log planted as a link", RUN, "optuna.log is a symbolic link",
+           {**VICTIM, "out/optuna.log": Link("{tmp}/victim.txt")}, lambda raw: None),
+    output("grid: optuna.log is a FIFO", RUN, "optuna.log is a FIFO",
+           {"out/optuna.log": Fifo()}, lambda raw: None),
+    output("grid: grid.yaml is a folder", RUN, "grid.yaml (Is a directory)",
+           {"out/grid.yaml/x": "x"}, lambda raw: None),
+    output("grid: results/ planted as a link", RUN, "results is a symbolic link",
+           {"elsewhere/x": "x", "out/results": Link("{tmp}/elsewhere")}, lambda raw: None),
+    output("grid: tune/ planted as a link", RUN, "tune is a symbolic link",
+           {"elsewhere/x": "x", "out/tune": Link("{tmp}/elsewhere")}, lambda raw: None),
+    output("cell: --out a dangling link", (*CELL, "--out", "{tmp}/dangling"),
+           "which does not exist", {"dangling": Link("{tmp}/nowhere")}),
+    output("grid: --out a dangling link", ("grid", "run", "{grid}", "--out", "{tmp}/dangling"),
+           "which does not exist", {"dangling": Link("{tmp}/nowhere")}, lambda raw: None),
+    output("grid: --cache a dangling link", (*RUN, "--cache", "{tmp}/dangling"),
+           "--cache", {"dangling": Link("{tmp}/nowhere")}, lambda raw: None),
+    output("fetch: --to a dangling link", ("data", "fetch", "ml-1m", "--to", "{tmp}/dangling"),
+           "which does not exist", {"dangling": Link("{tmp}/nowhere")}),
     # --- other commands -----------------------------------------------------------------------
     Case("other commands", "fetch an unknown dataset", ("data", "fetch", "ml-2m", "--to", "{tmp}"),
          "invalid choice"),
@@ -371,15 +579,28 @@ CASES: tuple[Case, ...] = (
     Case("other commands", "analyze an empty folder", ("analyze", "{tmp}"), "no results"),
     Case("other commands", "analyze a file", ("analyze", "{tmp}/file.txt"), "does not exist",
          files={"file.txt": "x"}),
+    Case("other commands", "analyze a result whose seed is a string", ("analyze", "{tmp}"),
+         "result.parquet holds a value of the wrong type",
+         files={"result.parquet": result(seed="zero")}),
+    Case("other commands", "analyze a result whose roc_auc is a list", ("analyze", "{tmp}"),
+         "result.parquet holds a value of the wrong type",
+         files={"result.parquet": result(roc_auc=[0.5, 0.6])}),
+    Case("other commands", "analyze where analysis/ cannot be made", ("analyze", "{tmp}"),
+         "cannot write", files={"result.parquet": result(), "analysis": "a file"}),
 )
 
 
 def prepare(case: Case, tmp: Path) -> list[str]:
-    """Write the case's files (and grid) under `tmp`; its command line, placeholders filled."""
+    """Plant the case's files (and grid) under `tmp`; its command line, placeholders filled."""
     for name, content in case.files.items():
         path = tmp / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        if isinstance(content, Link):
+            path.symlink_to(content.target.replace("{tmp}", str(tmp)))
+        elif isinstance(content, Fifo):
+            os.mkfifo(path)
+        else:
+            path.write_bytes(content if isinstance(content, bytes) else content.encode())
     text = case.grid_text()
     if text is not None:
         (tmp / "grid.yaml").write_text(text)
@@ -387,11 +608,28 @@ def prepare(case: Case, tmp: Path) -> list[str]:
     return [arg.replace("{tmp}", str(tmp)).replace("{grid}", grid) for arg in case.argv]
 
 
-def outcome(argv: list[str]) -> int:
-    """`dlmia -q ARGV` in-process; its exit code (argparse's own exits included)."""
+def outcome(argv: list[str], env: dict[str, str] | None = None) -> int:
+    """`dlmia -q ARGV` in-process, with `env` set; its exit code (argparse's own exits
+    included)."""
     from dlmia.cli import main
 
+    with environment(env or {}):
+        try:
+            return main(["-q", *argv])
+        except SystemExit as exc:
+            return int(exc.code or 0)
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """`os.environ` with `values` set, restored afterwards."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
-        return main(["-q", *argv])
-    except SystemExit as exc:
-        return int(exc.code or 0)
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value

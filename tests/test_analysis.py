@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -243,6 +245,27 @@ def test_dlmia_analyze_command(grid_out: Path, capsys: pytest.CaptureFixture[str
     assert "heatmap_general_roc_auc.png" in printed and "Biased BA" in printed
     assert main(["analyze", str(grid_out / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("problem", ["read-only file system", "no space left on device"])
+def test_analyze_on_a_folder_it_cannot_write_is_one_line(
+    grid_out: Path, problem: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import analysis.report
+    from dlmia.cli import main
+
+    code = errno.EROFS if problem.startswith("read") else errno.ENOSPC
+
+    def refuse(path: Path, write: object) -> Path:
+        raise OSError(code, os.strerror(code), str(path))
+
+    monkeypatch.setattr(analysis.report, "atomic_write", refuse)
+    assert main(["-q", "analyze", str(grid_out)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [error[-1]] and "Traceback" not in error[-1]
+    assert error[-1].startswith(f"dlmia: error: cannot write {grid_out / 'analysis'}")
+    assert os.strerror(code) in error[-1]
 
 
 def test_paper_report_means_closeness_and_reasons(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ def test_bad_input_is_one_line_and_exit_2(
 ) -> None:
     argv = prepare(case, tmp_path)
     before = set(tmp_path.rglob("*"))
-    code = outcome(argv)
+    code = outcome(argv, case.env)
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert code == 2, err
@@ -29,4 +29,5 @@ def test_bad_input_is_one_line_and_exit_2(
     assert lines and lines[-1].startswith("dlmia: error: "), err
     assert sum(line.startswith("dlmia: error") for line in lines) == 1, err
     assert case.message in lines[-1], lines[-1]
+    assert len(lines[-1]) < 1100  # long values cut (dlmia.errors.printable)
     assert set(tmp_path.rglob("*")) == before  # nothing written, nothing half-written

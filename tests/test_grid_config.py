@@ -132,7 +132,7 @@ ERRORS = [  # (change, the message it gives, as a regular expression)
     (_set("datasets", "syn", "name", value="ml-2m"),
      r"datasets\.syn: unknown dataset 'ml-2m'; known: ml-1m, ml-100k, ml-20m"),
     (_set("datasets", "syn", "columns", value={"user": 0, "item": 1}),
-     r"datasets\.syn: columns: only for a file given by path"),
+     r"datasets\.syn\.columns: only for a file given by path"),
     (lambda raw: raw["datasets"].update(f={"path": "r.tsv", "columns": {"usr": 0, "item": 1}}),
      r"datasets\.f\.columns\.usr: unknown key; allowed keys are item, timestamp, user"),
     (lambda raw: raw["datasets"].update(f={"path": "r.tsv", "columns": {"user": 0}}),
@@ -277,9 +277,11 @@ def test_validate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
                 "--vectors-fit-on", "all-histories", "--data-root", str(tmp_path)]
     assert main(policies) == 2  # its data files are not there
     assert "dataset 'ml-1m' not found" in capsys.readouterr().err
-    for name in ("ml-1m/ratings.dat", "amazon-digital-music/interactions.tsv"):
+    files = {"ml-1m/ratings.dat": "1::2::5::978300760\n",
+             "amazon-digital-music/interactions.tsv": "user\titem\nu1\ti1\n"}
+    for name, text in files.items():  # validate reads the first rows, not the whole file
         (tmp_path / name).parent.mkdir(parents=True)
-        (tmp_path / name).write_text("placeholder\n")  # validate checks presence, not content
+        (tmp_path / name).write_text(text)
     assert main(policies) == 0
     out = capsys.readouterr().out
     assert "valid grid 'policies-all-histories-fixed'" in out

@@ -113,6 +113,12 @@ def test_end_to_end_writes_every_cell_once_and_resumes_from_disk(tmp_path: Path)
     assert again.skipped == again.cells and again.ok == 0 and not again.tasks
     assert mtimes(out) == before
 
+    scores = out / "scores" / f"{plan.cells[0].id}.parquet"
+    scores.unlink()  # a cell is done only when all of its files are: it runs again
+    redone = run_grid(grid, out=out, progress=QUIET)
+    assert (redone.skipped, redone.ok, redone.sides_trained) == (len(plan.cells) - 1, 1, 0)
+    assert scores.is_file()
+
     other = run_grid(grid, out=tmp_path / "other", cache=out / "sides", progress=QUIET)
     assert (other.sides_cached, other.sides_trained, other.ok) == (4, 0, len(plan.cells))
 

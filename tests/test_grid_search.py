@@ -68,7 +68,7 @@ def test_search_blocks_are_validated() -> None:
     with pytest.raises(ConfigError, match=r"attacks\.dlmia\.search: space\.lambda_alig: not a"):
         parse_grid(raw)
     raw = search_grid("bad", 0)
-    with pytest.raises(ConfigError, match=r"attacks\.dlmia\.search: num_samples: must be >= 1"):
+    with pytest.raises(ConfigError, match=r"attacks\.dlmia\.search\.num_samples: must be >= 1"):
         parse_grid(raw)
     raw = tiny_grid("bad")
     raw["attacks"]["biased"]["search"] = {"num_samples": 2}
@@ -139,6 +139,12 @@ def test_searched_cells_write_every_trial_and_mark_the_selected_one(tmp_path: Pa
     assert "searched per cell, 3 trials" in describe(expand(grid))
     again = run_grid(grid, out=out, progress=QUIET)  # finished: nothing runs
     assert again.skipped == 2 and not again.tasks
+    records = recorded_trials(out)
+    lost = next((out / "trials").glob("*.parquet"))
+    lost.unlink()  # the cell runs again: its search is rebuilt from its records, none redone
+    redone = run_grid(grid, out=out, progress=QUIET)
+    assert (redone.skipped, redone.ok) == (1, 1) and lost.is_file()
+    assert recorded_trials(out) == records and len(load_trials(out)) == 6
 
 
 class Planted:
@@ -186,3 +192,24 @@ def test_killed_search_resumes_without_redoing_finished_trials(tmp_path: Path) -
     assert len(states) - states.count("FAIL") == 4  # the killed run's trial in flight: FAIL
     assert set(states) <= {"COMPLETE", "PRUNED", "FAIL"}
     assert sorted(frame["study_trial"]) == [t.number for t in trials if t.state.name != "FAIL"]
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_torn_journal_is_repaired_and_the_search_resumes_from_its_records(
+    tmp_path: Path,
+) -> None:
+    grid, out = parse_grid(search_grid("torn", 2, grace_epochs=4)), tmp_path / "out"
+    assert run_grid(grid, out=out, progress=QUIET).ok == 1
+    # as a driver killed mid-search leaves it: the cell unfinished, its last trial unrecorded,
+    # the journal's last record cut short
+    for path in [*out.glob("results/*"), *out.glob("searches/*/trial-0001.*")]:
+        path.unlink()
+    journal = out / "optuna.log"
+    journal.write_bytes(journal.read_bytes()[:-37])
+
+    summary = run_grid(grid, out=out, progress=QUIET)
+    assert summary.exit_code == 0 and summary.ok == 1
+    assert sorted(load_trials(out)["trial"]) == [1, 2] and len(recorded_trials(out)) == 2
+    (trials,) = studies(out).values()  # the journal reads whole again
+    assert [t.state.name for t in trials].count("COMPLETE") >= 2
+    assert "searched cells:" in summarize(out, echo=False)

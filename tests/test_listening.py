@@ -1,6 +1,6 @@
 """A local run's Ray listens on loopback only: none of its servers is reachable from the network.
 
-The Ray is started as `run_grid` starts it (tune.runner.ray_session), in a fresh Python process
+The Ray is started as `run_grid` starts it (tune.cluster.ray_session), in a fresh Python process
 that has imported Ray before (the harder case: Ray reads its node-IP settings at import). Every
 TCP socket that this process and its descendants listen on (the GCS, the raylet, the agents, the
 driver's and the workers' gRPC servers), read from /proc, must be bound to 127.0.0.1 or ::1.
@@ -17,6 +17,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ SESSION = textwrap.dedent(
     """
     import sys
     import ray
-    from tune.runner import ray_session
+    from tune.cluster import ray_session
 
     with ray_session(None):
         ray.get(ray.remote(lambda: 0).remote())  # a worker is up: it listens too
@@ -55,6 +56,15 @@ def test_local_ray_listens_on_loopback_only() -> None:
     assert {"gcs_server", "raylet"} <= {name for _, name, _ in sockets}, table
     assert all(is_loopback(address.rsplit(":", 1)[0]) for _, _, address in sockets), table
     assert node_ip == "127.0.0.1" and driver.returncode == 0
+
+
+def test_the_suites_own_ray_listens_on_loopback_only(local_ray: Any) -> None:
+    """The tests' Ray (conftest.local_ray) is started as a local run starts its own."""
+    local_ray.get(local_ray.remote(lambda: 0).remote())  # a worker is up: it listens too
+    sockets = listening(os.getpid())
+    assert {comm(pid) for pid, _ in sockets} >= {"gcs_server", "raylet"}, sockets
+    assert all(is_loopback(address.rsplit(":", 1)[0]) for _, address in sockets), sockets
+    assert local_ray.util.get_node_ip_address() == "127.0.0.1"
 
 
 def listening(root: int) -> list[tuple[int, str]]:

@@ -2,7 +2,8 @@
 
 The lock itself is tested in this process and with a SIGKILLed holder; the grid runner with two
 real `dlmia grid run` drivers on one --out (the first paused while the second tries, so the two
-surely overlap), and `dlmia cell --out` on a locked folder.
+surely overlap, then ended by SIGTERM, which it handles as Ctrl-C: lock released, exit code 143,
+the rerun resumes), and `dlmia cell --out` on a locked folder.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import pytest
 import yaml
 
 from dlmia.cli import main as cli_main
-from dlmia.errors import LockedError
-from dlmia.lock import LOCK_NAME, FolderLock
+from dlmia.errors import LockedError, OutputError
+from dlmia.lock import LOCK_NAME, FolderLock, describe
 from tests.test_grid_runner import QUIET, results, tiny_grid
 from tune.grid import load_grid
 from tune.runner import run_grid
@@ -75,6 +76,33 @@ def test_the_lock_of_a_killed_holder_is_taken_over_with_a_warning(
     assert f"ended without releasing it (killed or crashed): PID {holder.pid} " in caplog.text
 
 
+@pytest.mark.parametrize("target", ["victim.txt", "missing.txt"])
+def test_a_link_planted_as_the_lock_is_refused_and_nothing_is_written_through_it(
+    tmp_path: Path, target: str
+) -> None:
+    folder, victim = tmp_path / "out", tmp_path / "victim.txt"
+    victim.write_text("precious")
+    folder.mkdir()
+    (folder / LOCK_NAME).symlink_to(tmp_path / target)
+    with pytest.raises(OutputError, match=f"{folder / LOCK_NAME} is a symbolic link"):
+        FolderLock(folder).acquire()
+    assert victim.read_text() == "precious" and not (tmp_path / "missing.txt").exists()
+    assert (folder / LOCK_NAME).is_symlink()  # left for the user to look at
+
+
+@pytest.mark.parametrize("kind", ["folder", "FIFO"])
+def test_a_lock_that_is_no_regular_file_is_refused(tmp_path: Path, kind: str) -> None:
+    lock = tmp_path / LOCK_NAME
+    lock.mkdir() if kind == "folder" else os.mkfifo(lock)
+    with pytest.raises(OutputError, match=f"{lock} is a {kind}"):
+        FolderLock(tmp_path).acquire()
+
+
+def test_a_lock_body_is_described_without_terminal_escapes() -> None:
+    text = describe({"pid": 1, "host": "h\x1b]0;owned\x07", "command": "\x1b[2Jrm -rf /"})
+    assert "\x1b" not in text and "\x07" not in text and "\\x1b[2Jrm -rf /" in text
+
+
 def test_cell_command_refuses_a_locked_out_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -99,7 +127,7 @@ def wait_stopped(pid: int, timeout: float = 30.0) -> None:
 
 
 @pytest.mark.slow
-def test_a_second_grid_driver_on_the_same_out_fails_and_leaves_the_first_intact(
+def test_a_second_grid_driver_fails_and_the_first_ends_resumably_on_sigterm(
     tmp_path: Path,
 ) -> None:
     grid, out = tmp_path / "grid.yaml", tmp_path / "out"
@@ -117,21 +145,25 @@ def test_a_second_grid_driver_on_the_same_out_fails_and_leaves_the_first_intact(
         second = subprocess.run(command, capture_output=True, text=True, timeout=300)
         after = files(out)  # before the first driver resumes and writes again
         os.kill(first.pid, signal.SIGCONT)
+        os.kill(first.pid, signal.SIGTERM)  # mid-grid: handled as Ctrl-C
         assert second.returncode == 2, second.stderr[-3000:]
         error = second.stderr.strip().splitlines()[-1]
         assert error.startswith(f"dlmia: error: {out} is in use by another dlmia run (PID ")
         assert f"PID {first.pid} on host {socket.gethostname()} since " in error
         assert f"grid run {grid} --out {out}" in error
         assert after == before  # the second driver wrote nothing
-        assert first.wait(timeout=300) == 0, log.read_text()[-3000:]
+        assert first.wait(timeout=300) == 143, log.read_text()[-3000:]
     finally:
         stop_session(first)
-    frame = results(out)
-    assert len(frame) == 4 and (frame["status"] == "ok").all()
-    assert not (out / LOCK_NAME).exists()
+    text = log.read_text()
+    assert text.strip().splitlines()[-1] == "dlmia: terminated; rerun to resume"
+    assert "Traceback" not in text and not (out / LOCK_NAME).exists()
     finished = files(out / "results")
     rerun = run_grid(load_grid(grid), out=out, progress=QUIET)  # the lock was released
-    assert rerun.skipped == rerun.cells == 4 and files(out / "results") == finished
+    assert rerun.skipped == len(finished) and rerun.ok == 4 - len(finished)
+    assert {path: files(out / "results")[path] for path in finished} == finished  # untouched
+    frame = results(out)
+    assert len(frame) == 4 and (frame["status"] == "ok").all()
 
 
 def wait_for(

@@ -53,7 +53,7 @@ def test_corrupt_cache_entries_are_reported_and_trained_again(
         summary = run_grid(grid, out=out, progress=QUIET)
     assert summary.exit_code == 0 and summary.ok == 1
     assert (summary.sides_trained, summary.sides_cached) == (1, 1)
-    assert "unreadable" in caplog.text
+    assert "cannot be used" in caplog.text
     assert cache.get(side.key) is not None  # rebuilt and stored whole
 
 

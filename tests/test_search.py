@@ -144,10 +144,14 @@ def test_interrupted_search_resumes(
     with pytest.raises(SearchInterrupted):
         search_cell(shadow, target, search, seed=0, storage_dir=tmp_path, name="resume",
                     fixed=FIXED, callbacks=[Interrupt(tmp_path / "fired")])
+    dead = list((tmp_path / "tune").glob("resume-*"))
+    assert len(dead) == 1  # the interrupted run's Tune folder
     resumed = search_cell(shadow, target, search, seed=0, storage_dir=tmp_path, name="resume",
                           fixed=FIXED)
     assert len(resumed.trials) == 3 and resumed.trials["finished"].all()
     assert resumed.trials["selected"].sum() == 1
+    left = list((tmp_path / "tune").glob("resume-*"))
+    assert len(left) == 1 and left != dead  # the dead search's folder was cleaned on resume
 
 
 def test_bad_space_raises() -> None:

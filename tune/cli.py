@@ -15,7 +15,7 @@ from dlmia.errors import ConfigError
 from dlmia.io import check_writable
 from tune.grid import load_grid, override
 from tune.outputs import output_root
-from tune.plan import Plan, expand
+from tune.plan import Plan, cell_count, expand
 from tune.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -69,17 +69,17 @@ def grid_run(
     if max_retries is not None and max_retries < 0:
         raise ConfigError(f"--max-retries {max_retries}: must be >= 0")
     grid = override(load_grid(file), vectors_fit_on, no_search)
-    out = output_root(grid.name, out)
-    check_writable(out, "--out")
-    print(f"grid {grid.name}: results go to {out}", flush=True)
-    if cache:
-        check_writable(cache, "--cache")
-    cells = len(expand(grid, data_root).cells)
+    cells = cell_count(grid)
     if cells > LARGE_GRID and not yes:
         raise ConfigError(
             f"{file}: {cells:,} cells (more than {LARGE_GRID:,}); check the grid with "
             f"`dlmia grid validate`, then pass --yes to run it"
         )
+    out = output_root(grid.name, out)
+    check_writable(out, "--out")
+    print(f"grid {grid.name}: results go to {out}", flush=True)
+    if cache:
+        check_writable(cache, "--cache")
     progress = Progress(stream=None) if quiet else Progress.auto()
     summary = run_grid(
         grid,

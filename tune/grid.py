@@ -18,18 +18,21 @@ from typing import Any, Literal
 import yaml
 
 from dlmia import config as cfg
+from dlmia import safe_yaml
 from dlmia.attacks import ATTACKS
-from dlmia.errors import ConfigError
+from dlmia.errors import ConfigError, brief
+from dlmia.io import read_regular
 from dlmia.nonmember import POLICIES, Policy
 from dlmia.recommenders import RECOMMENDERS
 from dlmia.sides import DatasetSpec
 from dlmia.vectors import Center
 from tune.search import SearchConfig
 
-ALIAS = re.compile(r"^[A-Za-z0-9_-]+$")  # aliases become parts of file names and cell ids
+ALIAS = re.compile(r"[A-Za-z0-9_-]+")  # (whole names) aliases become parts of file names and ids
 REQUIRED = ("name", "datasets", "recommenders", "cells", "attacks")
 SEARCHABLE = ("dlmia",)  # attacks whose settings a `search:` block may search
 PRODUCT = "{product: {shadow: [dataset.recommender, ...], target: [...]}}"
+MAX_GRID_BYTES = 1 << 20  # a grid file of more is refused unread (the paper grids: ~5 KB)
 
 
 @dataclass(frozen=True)
@@ -130,14 +133,11 @@ def load_grid(path: str | Path) -> Grid:
     """Read and validate grid file `path` (or the packaged grid a bare name names, see
     `locate_grid`); every error names the file and the key path."""
     path = locate_grid(path)
+    text = read_regular(path, MAX_GRID_BYTES, "grid file")
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read grid file ({exc.strerror})") from None
-    try:
-        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+        raw = safe_yaml.load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({cfg.yaml_problem(exc)})") from None
+        raise ConfigError(f"{path}: not valid YAML ({safe_yaml.problem(exc)})") from None
     try:
         return parse_grid(raw, source=str(path))
     except ConfigError as exc:
@@ -207,7 +207,9 @@ def parse_grid(raw: Any, source: str = "") -> Grid:
     if isinstance(policy, str):  # one policy may be written without a list
         if policy not in POLICIES:
             choices = ", ".join(POLICIES)
-            raise ConfigError(f"nonmember_lists: {policy!r} is not allowed; use one of {choices}")
+            raise ConfigError(
+                f"nonmember_lists: {brief(policy)} is not allowed; use one of {choices}"
+            )
         sections["nonmember_lists"] = [policy]
     grid = cfg.build(Grid, {**raw, **sections, "cells": cells, "source": source})
     _check_values(grid)
@@ -224,7 +226,7 @@ def _recommender(alias: str, value: Any) -> RecommenderEntry:
     entry = _build(RecommenderEntry, value, where)
     if entry.name not in RECOMMENDERS:
         known = ", ".join(sorted(RECOMMENDERS))
-        raise ConfigError(f"{where}.name: unknown recommender {entry.name!r}; known: {known}")
+        raise ConfigError(f"{where}.name: unknown recommender {brief(entry.name)}; known: {known}")
     _build(RECOMMENDERS[entry.name].Config, entry.settings, f"{where}.settings")
     return entry
 
@@ -279,15 +281,18 @@ def _check_side(
     ref: Any, where: str, datasets: dict[str, Any], recommenders: dict[str, Any]
 ) -> None:
     if not isinstance(ref, str) or ref.count(".") != 1:
-        raise ConfigError(f"{where}: expected 'dataset.recommender' (aliases), got {ref!r}")
+        raise ConfigError(f"{where}: expected 'dataset.recommender' (aliases), got {brief(ref)}")
     dataset, recommender = ref.split(".")
     if dataset not in datasets:
         known = ", ".join(datasets)
-        raise ConfigError(f"{where}: {ref!r} names dataset {dataset!r}; datasets are {known}")
+        raise ConfigError(
+            f"{where}: {brief(ref)} names dataset {brief(dataset)}; datasets are {known}"
+        )
     if recommender not in recommenders:
         known = ", ".join(recommenders)
         raise ConfigError(
-            f"{where}: {ref!r} names recommender {recommender!r}; recommenders are {known}"
+            f"{where}: {brief(ref)} names recommender {brief(recommender)}; recommenders are "
+            f"{known}"
         )
 
 
@@ -297,9 +302,13 @@ def _check_values(grid: Grid) -> None:
     policies = list(grid.nonmember_lists)
     if not policies or len(set(policies)) != len(policies):
         raise ConfigError(f"nonmember_lists: expected distinct policies, got {policies}")
-    if not grid.seeds or len(set(grid.seeds)) != len(grid.seeds):
-        seeds = list(grid.seeds)
-        raise ConfigError(f"seeds: expected a non-empty list of distinct integers, got {seeds}")
+    seeds = grid.seeds
+    distinct = bool(seeds) and len(set(seeds)) == len(seeds)
+    if not distinct or not 0 <= min(seeds) <= max(seeds) <= cfg.MAX_SEED:
+        raise ConfigError(
+            "seeds: expected a non-empty list of distinct integers in [0, 2**63), got "
+            f"{brief(list(seeds))}"
+        )
     for alias, entry in grid.datasets.items():
         n_items = entry.synthetic.n_items
         if entry.name == "synthetic" and grid.k > n_items:
@@ -311,7 +320,7 @@ def _check_values(grid: Grid) -> None:
 def _build(cls: type, value: Any, where: str) -> Any:
     """`cfg.build`, with errors raised by the dataclass itself also prefixed by `where`."""
     if not isinstance(value, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        raise ConfigError(f"{where}: expected a mapping, got {brief(value)}")
     try:
         return cfg.build(cls, value, where)
     except ConfigError as exc:
@@ -322,7 +331,7 @@ def _build(cls: type, value: Any, where: str) -> Any:
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        raise ConfigError(f"{where}: expected a mapping, got {brief(value)}")
     return value
 
 
@@ -336,20 +345,7 @@ def _aliases(raw: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _check_alias(value: Any, where: str) -> None:
-    if not isinstance(value, str) or not ALIAS.match(value):
+    if not isinstance(value, str) or not ALIAS.fullmatch(value):
         raise ConfigError(
-            f"{where}: {value!r} is not a valid name; use letters, digits, '-' and '_'"
+            f"{where}: {brief(value)} is not a valid name; use letters, digits, '-' and '_'"
         )
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """A SafeLoader that rejects a key given twice in one mapping (YAML would keep the last)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
-        for key in keys:
-            if keys.count(key) > 1:
-                line = node.start_mark.line + 1
-                problem = f"key {key!r} appears twice in the mapping at line {line}"
-                raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
-        return super().construct_mapping(node, deep=deep)

@@ -13,7 +13,8 @@ Layout under OUT (the analysis package reads it; the tables' columns are `dlmia.
   own experiment folders, written and never read back (they hold pickles);
 - `grid.yaml`: the resolved grid; `sides/`: the side cache unless `--cache` names another.
 Every file is written atomically, the result row last, so a cell is finished exactly when its
-result file exists with status ok and the cell's current content key.
+result file exists with status ok and the cell's current content key, and its other files (scores,
+and a searched cell's trials) exist too: deleting any of them makes the cell run again.
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ from pyarrow import ArrowException
 from dlmia import config as cfg
 from dlmia.attacks import ATTACKS
 from dlmia.cell import CellResult
-from dlmia.io import atomic_write, write_parquet
+from dlmia.errors import OutputError
+from dlmia.io import atomic_write, not_regular, write_parquet
 from dlmia.results import result_row, scores_frame
 from dlmia.schema import ATTACK_METRICS, IDENTITY, METRICS, TRIALS
 from tune.grid import Grid, grid_dict
+from tune.journal import STUDY_FILE, repair
 from tune.plan import CellJob
 
 log = logging.getLogger(__name__)
@@ -67,22 +70,47 @@ class Outputs:
         self.results = self.root / "results"
         self.scores = self.root / "scores"
         self.trials = self.root / "trials"
+        self.state = (self.root / "searches", self.root / "tune")  # the searches' own folders
 
     def start(self, grid: Grid, data_root: str | Path | None) -> None:
-        """Create the folders, drop temporary files of a killed run, write grid.yaml."""
-        for folder in (self.results, self.scores, self.trials):
-            folder.mkdir(parents=True, exist_ok=True)
-            for stale in folder.glob(".*.tmp"):
-                stale.unlink(missing_ok=True)
+        """Repair the Optuna journal a killed run may have torn (tune.journal), write grid.yaml,
+        create the folders and drop temporary files of a killed run; in that order, so a folder
+        holding a planted link or folder where these files go is refused before anything is
+        written there.
+
+        Raises:
+            OutputError: a file cannot be written there (naming it), the journal is a link, a
+                folder or another non-regular file, or a folder the run writes in is a link.
+        """
         source, root = grid.source or "a mapping", data_root or "default"
         header = f"# resolved from {source}; data root: {root}\n"
         text = header + yaml.safe_dump(grid_dict(grid), sort_keys=False)
-        atomic_write(self.root / "grid.yaml", lambda tmp: tmp.write_text(text))
+        for folder in (self.results, self.scores, self.trials, *self.state):
+            if folder.is_symlink():  # a planted link would carry the run's writes elsewhere
+                raise not_regular(folder)
+        try:
+            repair(self.root / STUDY_FILE)
+            atomic_write(self.root / "grid.yaml", lambda tmp: tmp.write_text(text))
+            for folder in (self.results, self.scores, self.trials):
+                folder.mkdir(parents=True, exist_ok=True)
+                for stale in folder.glob(".*.tmp"):
+                    stale.unlink(missing_ok=True)
+        except OSError as exc:
+            where = exc.filename2 or exc.filename or self.root
+            raise OutputError(f"cannot write {where} ({exc.strerror or exc})") from None
 
     def finished(self, job: CellJob) -> bool:
-        """Whether `job` has an ok result written for its current content key."""
+        """Whether `job` has an ok result written for its current content key, and every other
+        file of an ok cell (`files`)."""
         row = self._row(job)
-        return row.get("status") == "ok" and row.get("cell_key") == job.key
+        done = row.get("status") == "ok" and row.get("cell_key") == job.key
+        return done and all(path.is_file() for path in self.files(job))
+
+    def files(self, job: CellJob) -> list[Path]:
+        """The files an ok cell has besides its result row: its scores, and a searched cell's
+        trials."""
+        folders = [self.scores] + ([self.trials] if job.search is not None else [])
+        return [folder / f"{job.id}.parquet" for folder in folders]
 
     def status(self, job: CellJob) -> str:
         """The status of `job`'s result row ("ok", "failed"), or "" when it has none."""

@@ -136,6 +136,12 @@ def expand(grid: Grid, data_root: str | Path | None = None) -> Plan:
     return Plan(grid, sides, tuple(cells), datasets)
 
 
+def cell_count(grid: Grid) -> int:
+    """How many cells `expand` makes of `grid`, without making them: a huge grid is refused
+    before it is expanded."""
+    return len(grid.cells) * len(grid.attacks) * len(grid.nonmember_lists) * len(grid.seeds)
+
+
 def side_choice(grid: Grid, ref: str, specs: dict[str, DatasetSpec]) -> SideChoice:
     """The dataset and recommender that side reference `ref` (`dataset.recommender`) names."""
     dataset, recommender = ref.split(".")

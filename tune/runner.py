@@ -11,12 +11,10 @@ any moment loses only the work in flight. The folder has one writer: a run holds
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-import os
+import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from dlmia.data.sources import check_file
 from dlmia.errors import DlmiaError, OutputError
 from dlmia.lock import FolderLock
 from tune.cache import SideCache, plain
+from tune.cluster import check_local_cpus, ray_session, resolve_address
 from tune.faults import Faults
 from tune.grid import Grid
 from tune.outputs import Outputs, output_root
@@ -92,13 +91,16 @@ def run_grid(
         progress: where progress goes (default: a live view on a terminal, else plain lines).
 
     Raises:
-        ConfigError, DataError: bad input (a missing data file, resources no node has), before
-            any work starts.
+        ConfigError, DataError: bad input (a missing data file, a Ray address where nothing
+            answers, resources no node has), before any work starts.
         LockedError: another run holds the output folder (dlmia.lock), before anything is written.
     """
     started = time.perf_counter()
     plan = expand(grid, data_root)
     check_data(plan)
+    address = resolve_address(address)
+    if address is None and not ray_running():
+        check_local_cpus(grid)
     faults = Faults()
     outputs = Outputs(output_root(grid.name, out))
     with FolderLock(outputs.root):  # one writer per output folder; a shared --cache needs none
@@ -110,7 +112,6 @@ def run_grid(
         summary = RunSummary(grid.name, outputs.root, len(plan.cells), skipped)
         if todo:
             retries = grid.runtime.max_retries if max_retries is None else max_retries
-            address = address or os.environ.get("RAY_ADDRESS") or None
             schedule(plan, todo, outputs, side_cache, retries, faults, address, progress, summary)
         statuses = [outputs.status(job) for job in todo]
     summary.ok, summary.failed = statuses.count("ok"), len(todo) - statuses.count("ok")
@@ -171,6 +172,12 @@ def record_cell(
     outputs.write(job, result, plan.grid.name, sides, attempts, trials)
 
 
+def ray_running() -> bool:
+    """Whether this process already has an initialised Ray (which a run then uses as it is)."""
+    ray = sys.modules.get("ray")
+    return ray is not None and bool(ray.is_initialized())
+
+
 def check_data(plan: Plan) -> None:
     """Fail before any work when a dataset's file is missing or the columns it declares do not
     fit the file (bad input: exit code 2): the loader's own lookup and message, after the grid
@@ -187,59 +194,3 @@ def check_data(plan: Plan) -> None:
         except DlmiaError as exc:
             where = f"{plan.grid.source or plan.grid.name}: datasets.{job.id.split('.')[0]}"
             raise type(exc)(f"{where}: {exc}") from None  # side ids start with the alias
-
-
-@contextlib.contextmanager
-def ray_session(address: str | None) -> Iterator[float]:
-    """Connect to Ray (or start a local one) for the run; yields the cluster's CPU count.
-
-    A local Ray listens on 127.0.0.1 only (loopback_node) and starts no dashboard. Only a Ray
-    started (or connected to) here is shut down afterwards; an initialised one is used and left
-    alone.
-    """
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if not address:
-        # No token authentication for a local Ray unless RAY_AUTH_MODE asks for it: its servers
-        # listen on loopback only, so only this machine's processes reach them, and Ray's default
-        # (token on) would write ~/.ray/auth_token, which every later Ray client here then uses.
-        # On a machine shared with untrusted users, set RAY_AUTH_MODE=token. A cluster (address)
-        # keeps Ray's own rule: RAY_AUTH_MODE, else token auth when a token file is there.
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        options: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
-        if address:
-            ray.init(address=address, **options)
-        else:
-            with loopback_node():
-                ray.init(address="local", include_dashboard=False, **options)
-    try:
-        yield float(ray.cluster_resources().get("CPU", 0.0))
-    finally:
-        if started:
-            ray.shutdown()
-
-
-@contextlib.contextmanager
-def loopback_node() -> Iterator[None]:
-    """Make a local Ray started inside this block take 127.0.0.1 as its node IP.
-
-    Ray 2.60 binds its servers (GCS, raylet and object manager, every worker's gRPC server, the
-    runtime-env and dashboard agents, the metrics exporter) to loopback when the node IP is a
-    loopback address, and to every interface otherwise. It takes the node IP from the routable
-    interface, even turning `_node_ip_address="127.0.0.1"` into it
-    (services.resolve_ip_for_localhost), except where multi-node clusters are off: the flag
-    ray_constants.ENABLE_RAY_CLUSTER (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER, read when Ray is
-    imported; off on macOS and Windows). This block turns that flag off; the servers get the
-    node IP on their command lines, and the driver keeps it after the block.
-    """
-    from ray._private import ray_constants
-
-    enabled = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = enabled

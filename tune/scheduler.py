@@ -240,8 +240,7 @@ class Scheduler:
             else:
                 self._side_failed(flight.id, value.error)
             return
-        self.cache.store(job.key, job.spec, value)
-        self.cache.store_lists_source(job.lists_key, job.key)
+        self.cache.store(job.key, job.spec, value, job.lists_key)
         self.side_refs[flight.id] = ref
         self.side_info[flight.id] = plain(value.info)
         flight.worker.keeps(job.dataset_key)  # type: ignore[union-attr]

@@ -18,18 +18,22 @@ Persistence without pickles: each trial's record is the project's own JSON + .np
 (`storage_dir/searches/<name>/`, tune.trials), written before Optuna hears of it; the studies of
 every search under one `storage_dir` share one journal file, `storage_dir/optuna.log`, one study
 per cell (`optuna-dashboard storage_dir/optuna.log`), with ASHA-stopped trials PRUNED and each
-trial's criteria as user attributes. Rerunning an interrupted search rebuilds a fresh Tuner on the
+trial's criteria as user attributes; tune.journal repairs a torn journal and gives a study back
+the trials it lost from the records. Rerunning an interrupted search rebuilds a fresh Tuner on the
 same study for the trials not yet recorded; Tune's own experiment state (pickles) is written
 under `storage_dir/tune/` (or `SearchConfig.storage_path`) but never read back.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
 import math
 import os
+import re
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,16 +49,16 @@ from optuna.trial import TrialState
 from dlmia import config as cfg
 from dlmia.attacks.dlmia import DLMIAAttack
 from dlmia.cell import CellResult
-from dlmia.errors import ConfigError, DlmiaError
+from dlmia.errors import ConfigError, DlmiaError, brief
 from dlmia.metrics import attack_metrics
 from dlmia.schema import CRITERIA
 from dlmia.selection import SelectionConfig, criteria
 from dlmia.sides import SideOutput
+from tune.journal import STUDY_FILE, open_journal, restore
 from tune.space import build_space, check_space, default_space, settings_of, start_point
 from tune.trials import SCORES_KEY, TrialRecord, TrialStore, encode_scores
 
 SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
-STUDY_FILE = "optuna.log"  # under storage_dir: every search's study, one journal per grid
 NO_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"  # read by Tune when a Tuner starts
 
 
@@ -88,6 +92,13 @@ class SearchConfig:
             raise ConfigError(f"reduction_factor: must be >= 2, got {self.reduction_factor}")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise ConfigError(f"time_budget_s: must be > 0 (or null), got {self.time_budget_s}")
+        path = self.storage_path
+        if path is not None and "://" not in path and not Path(path).is_absolute():
+            raise ConfigError(
+                f"storage_path: {brief(path)} is relative (to which machine's working folder?); "
+                "give an absolute path, a URI such as s3://bucket/dlmia, or null (the output "
+                "folder)"
+            )
         check_space(self.space)
 
     def searched_space(self, fixed: dict[str, Any]) -> dict[str, Any]:
@@ -189,15 +200,6 @@ def tell(study: optuna.Study, trial: optuna.Trial, record: TrialRecord) -> None:
         study.tell(trial, state=TrialState.PRUNED if record.state == "pruned" else TrialState.FAIL)
 
 
-def open_journal(path: Path) -> optuna.storages.BaseStorage:
-    """The journal file at `path` (created when absent) as an Optuna storage."""
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
-
-
 def reconcile(study: optuna.Study, records: list[TrialRecord]) -> None:
     """Bring a study left by an interrupted run in line with the records: a running trial that
     was recorded gets its recorded end, one that was not is FAIL (it runs again as a new trial)."""
@@ -229,13 +231,15 @@ def _tuner(
     study = optuna.create_study(storage=journal, study_name=name, direction="maximize",
                                 sampler=sampler, load_if_exists=True)
     records = store.load()
+    distributions = OptunaSearch.convert_search_space(build_space(space))
     reconcile(study, records)
+    restore(study, records, distributions)  # trials a torn journal lost
     first = start_point(space, cfg.as_dict(base))
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     pending = not waiting and all(record.params != first for record in records)
     searcher = _recording_search(
         store=store,
-        space=OptunaSearch.convert_search_space(build_space(space)),
+        space=distributions,
         metric="objective",
         mode="max",
         points_to_evaluate=[first] if pending else None,
@@ -325,6 +329,8 @@ def search_cell(
 
     storage_dir = Path(storage_dir).resolve()
     storage = search.storage_path or str(storage_dir / "tune")
+    if search.storage_path is None:  # the output folder's own: its lock keeps other runs out
+        drop_dead_experiments(storage_dir / "tune", name)
     fixed = dict(fixed or {})
     store = trial_store(storage_dir, name)
     remaining = search.num_samples - len(store.load())
@@ -366,6 +372,16 @@ def search_cell(
     }
     metrics = attack_metrics(target.labels, scores, seed=seed)
     return SearchOutcome(CellResult(metrics, scores, target.labels, target.users, info), frame)
+
+
+def drop_dead_experiments(folder: Path, name: str) -> None:
+    """Remove the Tune experiment folders (`<name>-<ns>`) that earlier runs of search `name` left
+    in `folder`: each run makes a new one and none is read back (they hold pickles), so a
+    search resumed again and again would fill a nearly full disk with them."""
+    pattern = re.compile(re.escape(name) + r"-\d+")
+    for dead in folder.glob(f"{glob.escape(name)}-*"):
+        if pattern.fullmatch(dead.name) and dead.is_dir() and not dead.is_symlink():
+            shutil.rmtree(dead, ignore_errors=True)
 
 
 def trial_store(storage_dir: str | Path, name: str) -> TrialStore:

@@ -29,6 +29,7 @@ from dlmia.attacks.base import (
     check_vectors,
 )
 from dlmia.attacks.mlp import FusedMLPSGD, member_proba, membership_mlp
+from dlmia.config import MAX_WIDTH, check_domain
 from dlmia.errors import ConfigError, TrainingError
 from dlmia.seeding import seed_torch, torch_generator
 
@@ -51,6 +52,7 @@ class BiasedConfig:
                 raise ConfigError(f"attack.biased.{key}: must be >= 1, got {getattr(self, key)}")
         if not self.hidden or min(self.hidden) < 1:
             raise ConfigError(f"attack.biased.hidden: need positive widths, got {self.hidden}")
+        check_domain(self, at_most={"hidden": MAX_WIDTH})
         if self.lr <= 0 or not 0 <= self.momentum < 1:
             raise ConfigError(
                 f"attack.biased: need lr > 0 and 0 <= momentum < 1, got {self.lr}, {self.momentum}"

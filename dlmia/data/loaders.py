@@ -2,10 +2,13 @@
 
 Every reader returns `Interactions` with one row per interaction in the file. Feedback is
 implicit: each rating counts as an interaction and its value is ignored. Raw ids map to contiguous
-ints in order of first appearance, and the maps are kept. A file may be compressed (`.gz`,
-`.bz2`, `.xz`, `.zst`) or sit in a zip archive (read in memory, never extracted). Input that
-cannot be read raises `DataError`, which names the file and, for a malformed line, its number
-and the expected format.
+ints in order of first appearance, and the maps are kept. Ids and times must be numbers, strings
+or dates of at most `MAX_FIELD` characters (integers of at most 18 digits in the MovieLens and
+Amazon formats), numeric times below 2**62: a list, a struct or a 5-million-digit number is
+refused by line, not parsed for minutes. A file may be compressed (`.gz`, `.bz2`, `.xz`, `.zst`)
+or sit in a zip archive (read in memory, never extracted). Input that cannot be read raises
+`DataError`, which names the file and, for a malformed line, its number and the expected
+format.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import bz2
 import contextlib
 import gzip
 import io
+import itertools
 import lzma
 import re
 import zipfile
@@ -28,12 +32,12 @@ import numpy.typing as npt
 import pandas as pd
 
 from dlmia.data.interactions import Interactions
-from dlmia.errors import ConfigError, DataError
+from dlmia.errors import ConfigError, DataError, brief
 
 ML1M_FORMAT = "UserID::MovieID::Rating::Timestamp"
 AMAZON_FORMAT = "user,item,rating,timestamp (no header)"
-_ML1M_LINE = re.compile(rb"\s*\d+::\d+::\d+(\.\d*)?::\d+\s*")
-_AMAZON_LINE = re.compile(rb"\s*[^,\s]+,[^,\s]+,\d+(\.\d*)?,\d+\s*")
+_ML1M_LINE = re.compile(rb"\s*\d{1,18}::\d{1,18}::\d{1,18}(\.\d{0,18})?::\d{1,18}\s*")
+_AMAZON_LINE = re.compile(rb"\s*[^,\s]{1,256},[^,\s]{1,256},\d{1,18}(\.\d{0,18})?,\d{1,18}\s*")
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _USER_NAMES = (
     "user", "userid", "uid", "users", "reviewerid", "customerid", "sessionid", "visitorid",
@@ -46,6 +50,9 @@ _TIME_NAMES = ("timestamp", "time", "ts", "datetime", "date", "unixreviewtime", 
 _COMPRESSION = (".gz", ".bz2", ".xz", ".zst", ".zip")
 RATINGS_MEMBERS = ("ratings.dat", "ratings.csv", "u.data")  # the ratings file of a MovieLens zip
 TIME_LIKE = 100_000  # a headerless third column with a larger value holds times, not ratings
+MAX_FIELD = 256  # characters of an id or time field (real ids are tens of characters)
+MAX_TIME = 2.0**62  # magnitude of a numeric time (seconds, or milli/micro/nanoseconds)
+_NESTED = (list, tuple, dict, set, np.ndarray)  # what a parquet list or struct column holds
 COLUMNS_HINT = "--columns (a grid dataset: columns:)"
 FileFormat = Literal["ml1m", "amazon", "table"]
 T = TypeVar("T")
@@ -86,13 +93,15 @@ class Columns:
         return isinstance(self.user, int)
 
 
-def load_ml1m(path: str | Path, member: str | None = None) -> Interactions:
+def load_ml1m(
+    path: str | Path, member: str | None = None, nrows: int | None = None
+) -> Interactions:
     """Read MovieLens-1M `ratings.dat`, or the official `ml-1m.zip` (`member`, default its
-    ratings file).
+    ratings file); only its first `nrows` lines when given.
 
     Lines are `UserID::MovieID::Rating::Timestamp`; user and item ids are integers.
     """
-    data, where = _read_bytes(existing_file(path), member)
+    data, where = _read_bytes(existing_file(path), member, nrows)
     if b"\t" in data:  # tabs would be read as separators once `::` becomes a tab
         _explain(data, where, ML1M_FORMAT, _ML1M_LINE)
     frame = _parse(
@@ -111,9 +120,12 @@ def load_ml1m(path: str | Path, member: str | None = None) -> Interactions:
     return _interactions(where, frame)
 
 
-def load_amazon_ratings(path: str | Path, member: str | None = None) -> Interactions:
-    """Read an Amazon 2014 "ratings only" CSV: `user,item,rating,timestamp`, no header."""
-    data, where = _read_bytes(existing_file(path), member)
+def load_amazon_ratings(
+    path: str | Path, member: str | None = None, nrows: int | None = None
+) -> Interactions:
+    """Read an Amazon 2014 "ratings only" CSV: `user,item,rating,timestamp`, no header (only
+    its first `nrows` lines when given)."""
+    data, where = _read_bytes(existing_file(path), member, nrows)
     frame = _parse(
         lambda: pd.read_csv(
             io.BytesIO(data),
@@ -130,9 +142,13 @@ def load_amazon_ratings(path: str | Path, member: str | None = None) -> Interact
 
 
 def load_table(
-    path: str | Path, columns: Columns | None = None, member: str | None = None
+    path: str | Path,
+    columns: Columns | None = None,
+    member: str | None = None,
+    nrows: int | None = None,
 ) -> Interactions:
-    """Read a delimited text (CSV, TSV, ...) or parquet table, one interaction per row.
+    """Read a delimited text (CSV, TSV, ...) or parquet table, one interaction per row (only the
+    first `nrows` rows when given).
 
     With `columns`, they say which columns to read (positions: the file has no header row).
     Without, a text file has a header unless its first line is all numbers or names no known
@@ -144,7 +160,7 @@ def load_table(
     column, file order is time order; dates are converted to Unix seconds.
     """
     path = existing_file(path)
-    frame, where, header = _read_table(path, columns, member)
+    frame, where, header = _read_table(path, columns, member, nrows)
     user, item, time = _roles(frame, columns, header, where)
     frame = frame.dropna(how="all")  # blank lines
     for column in (user, item) if time is None else (user, item, time):
@@ -152,15 +168,29 @@ def load_table(
         if len(missing):
             at = _row_name(path, frame.index[missing[0]], header)
             raise DataError(f"{where} {at}: {_column_name(column)} is empty")
+        bad = _bad_field(frame[column])
+        if bad is not None:
+            at = _row_name(path, frame.index[bad[0]], header)
+            raise DataError(f"{where} {at}: {_column_name(column)} {bad[1]}")
     times = None if time is None else _unix_seconds(frame[time], where, column=time)
     return Interactions.from_raw(where, frame[user].to_numpy(), frame[item].to_numpy(), times)
 
 
-def check_columns(path: str | Path, columns: Columns, member: str | None = None) -> None:
-    """Raise the DataError loading would raise when `columns` do not fit the file's first rows."""
-    path = existing_file(path)
-    frame, where, header = _read_table(path, columns, member, nrows=5)
-    _roles(frame, columns, header, where)
+def _bad_field(values: pd.Series) -> tuple[int, str] | None:
+    """The position of the first id or time in `values` that is no scalar (a list, a struct) or
+    is longer than `MAX_FIELD` characters, and what is wrong with it; None when all are fine."""
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind == "mixed":  # objects of several types: lists and structs among them?
+        found = next((i for i, value in enumerate(values) if isinstance(value, _NESTED)), None)
+        if found is not None:
+            value = values.iloc[found]
+            return found, f"holds a {type(value).__name__} ({brief(value)}), not an id or a time"
+    if kind == "string":
+        lengths = values.str.len().to_numpy()
+        if lengths.max(initial=0) > MAX_FIELD:
+            found = int(np.argmax(lengths > MAX_FIELD))
+            return found, f"holds {lengths[found]:,} characters; a field holds at most {MAX_FIELD}"
+    return None
 
 
 def load_file(
@@ -168,9 +198,11 @@ def load_file(
     file_format: FileFormat | None = None,
     member: str | None = None,
     columns: Columns | None = None,
+    nrows: int | None = None,
 ) -> Interactions:
     """Read a file (a zip archive's `member`) in `file_format`, or (None) in whichever supported
-    format it holds; `columns` always read it as a table (`load_table`).
+    format it holds; `columns` always read it as a table (`load_table`). With `nrows`, only
+    its first rows: what a cheap check before a run reads.
 
     Detected by suffix and first line: a first line with `::` is MovieLens-1M; a headerless
     `a,b,number,integer` first line is Amazon 2014 ratings; anything else is a table, with or
@@ -179,11 +211,11 @@ def load_file(
     """
     path = existing_file(path)
     if columns is not None:
-        return load_table(path, columns, member)
+        return load_table(path, columns, member, nrows)
     file_format = file_format or detect_format(path, member)
     if file_format == "table":
-        return load_table(path, None, member)
-    return (load_ml1m if file_format == "ml1m" else load_amazon_ratings)(path, member)
+        return load_table(path, None, member, nrows)
+    return (load_ml1m if file_format == "ml1m" else load_amazon_ratings)(path, member, nrows)
 
 
 def detect_format(path: Path, member: str | None = None) -> FileFormat:
@@ -308,7 +340,15 @@ def _column_name(label: Any) -> str:
 def _unix_seconds(values: pd.Series, where: str, column: Any) -> npt.NDArray[np.int64]:
     """(nnz,) timestamps as int64: numbers are kept (rounded), dates become Unix seconds."""
     if pd.api.types.is_numeric_dtype(values):
-        return np.rint(values.to_numpy(dtype=np.float64)).astype(np.int64)
+        numbers = values.to_numpy(dtype=np.float64)
+        outside = ~(np.abs(numbers) < MAX_TIME)  # also NaN and infinities
+        if outside.any():
+            value = numbers[np.argmax(outside)]
+            raise DataError(
+                f"{where}: {_column_name(column)} holds {value!r}, not a time (a number of "
+                f"magnitude below 2**62)"
+            )
+        return np.rint(numbers).astype(np.int64)
     try:
         dates = pd.to_datetime(values, utc=True)
     except (ValueError, TypeError) as exc:
@@ -341,10 +381,15 @@ def _sniff_delimiter(first: bytes) -> str:
 
 
 def existing_file(path: str | Path) -> Path:
-    """`path` as a Path; DataError naming it when it is not an existing file."""
+    """`path` as a Path; DataError naming it when it is not an existing regular file (a FIFO or
+    a device would block or never end)."""
     path = Path(path)
     if not path.is_file():
-        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        what = (
+            "is a folder, not a file" if path.is_dir()
+            else "is not a regular file (a FIFO, socket or device)" if path.exists()
+            else "does not exist"
+        )  # fmt: skip
         raise DataError(f"{path}: {what}")
     return path
 
@@ -410,10 +455,15 @@ def _first_line(path: Path, member: str | None = None) -> bytes:
         return _reading(where, lambda: next(lines, b"").rstrip(b"\r\n"))
 
 
-def _read_bytes(path: Path, member: str | None = None) -> tuple[bytes, str]:
-    """The raw bytes of `path` (or its zip `member`) and the name to use in messages."""
+def _read_bytes(
+    path: Path, member: str | None = None, nrows: int | None = None
+) -> tuple[bytes, str]:
+    """The raw bytes of `path` (or its zip `member`), its first `nrows` lines when given, and the
+    name to use in messages."""
     with _opened(path, member) as (handle, where):
-        return _reading(where, handle.read), where
+        if nrows is None:
+            return _reading(where, handle.read), where
+        return _reading(where, lambda: b"".join(itertools.islice(handle, nrows))), where
 
 
 def _reading(where: str, read: Callable[[], T]) -> T:
@@ -434,7 +484,7 @@ def _parse(
     """Run the fast reader; on failure, find the first bad line and raise a DataError naming it."""
     try:
         frame = read()
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
+    except (ValueError, OverflowError, pd.errors.ParserError, UnicodeDecodeError):
         _explain(data, where, expected, line)
     if frame.empty or frame.isna().to_numpy().any():
         _explain(data, where, expected, line)

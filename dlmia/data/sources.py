@@ -14,11 +14,12 @@ from pathlib import Path
 
 from dlmia.data.filtering import FilterConfig
 from dlmia.data.interactions import Interactions
-from dlmia.data.loaders import Columns, FileFormat, check_columns, load_file
+from dlmia.data.loaders import Columns, FileFormat, load_file
 from dlmia.data.synthetic import SyntheticConfig, generate
 from dlmia.errors import ConfigError, DataError
 
 DATA_ROOT_ENV = "DLMIA_DATA_ROOT"
+CHECKED_ROWS = 1000  # rows of a data file read before a run to check it
 
 
 @dataclass(frozen=True)
@@ -119,10 +120,12 @@ def name_or_path(text: str) -> dict[str, str]:
 
 def find_path(path: str, data_root: str | Path = "") -> Path | None:
     """The file a dataset `path` names: as given if it exists, else relative to the data root
-    (`data_root`, or the default one); None when neither is a file."""
+    (`data_root`, or the default one); None when neither exists as something else than a
+    folder."""
     given = Path(path).expanduser()
     root = Path(data_root) if data_root else default_data_root()
-    return next((p for p in (given, root / given) if p.is_file()), None)
+    found = (p for p in (given, root / given) if p.exists() and not p.is_dir())
+    return next(found, None)  # a FIFO or device too: the loader refuses it by name
 
 
 def dataset_file(
@@ -196,7 +199,7 @@ def load_dataset(
 
 
 def check_file(file: DataFile) -> None:
-    """Raise the DataError loading would raise when the columns `file` declares do not fit its
-    first rows (cheap: `grid validate` runs it on every dataset before any work)."""
-    if file.columns is not None:
-        check_columns(file.path, file.columns, file.member)
+    """Raise the DataError loading would raise on the first `CHECKED_ROWS` rows of `file` (its
+    format, columns, ids and times): cheap, so `grid validate` and `grid run` run it on every
+    dataset before any work, and refuse a garbage, UTF-16 or list-typed file there."""
+    load_file(file.path, file.format, file.member, file.columns, nrows=CHECKED_ROWS)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dlmia.config import check_seed
 from dlmia.data.histories import IntArray
 from dlmia.errors import ConfigError
 from dlmia.seeding import numpy_rng
@@ -39,6 +40,7 @@ class SplitConfig:
                 "data.split.fractions: expected 3 positive numbers (vectorization, shadow, "
                 f"target) summing to 1, got {list(values)}"
             )
+        check_seed(self)
 
 
 def split_users(n_users: int, config: SplitConfig) -> dict[str, IntArray]:

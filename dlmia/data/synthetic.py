@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from dlmia.config import check_domain, check_seed
 from dlmia.data.histories import IntArray
 from dlmia.data.interactions import Interactions
 from dlmia.errors import ConfigError
@@ -23,6 +24,9 @@ from dlmia.seeding import numpy_rng
 
 FloatArray = npt.NDArray[np.float64]
 _OVERSAMPLE = 2  # draws per wanted interaction; the surplus covers the repeats that are dropped
+MAX_COUNT = 10_000_000  # users or items generated
+MAX_INTERACTIONS = 100_000_000  # users x mean length (the generator draws twice as many)
+MAX_SECONDS = 2**40  # start time and time span (about 35,000 years); gaps are at most 2**30
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,16 @@ class SyntheticConfig:
                 f"data.synthetic: invalid {', '.join(bad)}; counts, spans and gaps must be > 0, "
                 f"strengths in [0, 1] (got {self})"
             )
+        check_domain(self, non_negative=("start_time",), at_most={
+            "n_users": MAX_COUNT, "n_items": MAX_COUNT, "start_time": MAX_SECONDS,
+            "time_span": MAX_SECONDS, "mean_gap": 2**30,
+        })
+        if self.n_users * self.mean_length > MAX_INTERACTIONS:
+            raise ConfigError(
+                f"mean_length: {self.n_users:,} users of mean length {self.mean_length:g} make "
+                f"more than {MAX_INTERACTIONS:,} interactions"
+            )
+        check_seed(self)
 
 
 def generate(config: SyntheticConfig, seed: int) -> Interactions:

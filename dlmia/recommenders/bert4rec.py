@@ -23,12 +23,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dlmia.config import MAX_DEPTH, MAX_WIDTH, check_domain
 from dlmia.data.histories import Histories
 from dlmia.errors import ConfigError
 from dlmia.recommenders.neural import (
     NeuralRecommender,
     catalogue_loss,
-    check_settings,
     row_batches,
 )
 from dlmia.recommenders.sequential import SequentialConfig, sequence_windows
@@ -51,8 +51,9 @@ class BERT4RecConfig(SequentialConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_settings(self, ("hidden_dim", "layers", "heads", "mask_prob"),
-                       fractions=("mask_prob", "mask_last_prob"))
+        check_domain(self, positive=("hidden_dim", "layers", "heads", "mask_prob"),
+                     fractions=("mask_prob", "mask_last_prob"),
+                     at_most={"hidden_dim": MAX_WIDTH, "layers": MAX_DEPTH, "heads": MAX_DEPTH})
         if self.hidden_dim % self.heads:
             raise ConfigError(
                 f"recommender.heads: {self.heads} does not divide hidden_dim {self.hidden_dim}"

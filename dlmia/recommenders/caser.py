@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlmia.config import MAX_WIDTH, check_domain
 from dlmia.data.histories import Histories
-from dlmia.recommenders.neural import check_settings
 from dlmia.recommenders.sequential import NextItemRecommender, SequenceNet, SequentialConfig
 
 
@@ -50,7 +50,8 @@ class CaserConfig(SequentialConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_settings(self, ("embedding_dim", "window", "n_v", "n_h"))
+        sizes = ("embedding_dim", "window", "n_v", "n_h")
+        check_domain(self, positive=sizes, at_most=dict.fromkeys(sizes, MAX_WIDTH))
 
 
 class CaserNet(SequenceNet):

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dlmia.config import MAX_DEPTH, MAX_WIDTH, check_domain
 from dlmia.data.histories import Histories
-from dlmia.recommenders.neural import check_settings
 from dlmia.recommenders.sequential import NextItemRecommender, SequenceNet, SequentialConfig
 
 
@@ -42,7 +42,9 @@ class GRU4RecConfig(SequentialConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_settings(self, ("embedding_dim", "hidden_dim", "layers"))
+        check_domain(self, positive=("embedding_dim", "hidden_dim", "layers"),
+                     at_most={"embedding_dim": MAX_WIDTH, "hidden_dim": MAX_WIDTH,
+                              "layers": MAX_DEPTH})
 
 
 class GRU4RecNet(SequenceNet):

@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from dlmia.config import check_domain
 from dlmia.data.histories import Histories
 from dlmia.recommenders.base import Recommender
 
@@ -34,6 +35,9 @@ class ItemCFConfig:
 
     neighbours: int = 10  # most similar items kept per item (0 keeps all); 5-10 is best on ML-1M
     block_items: int = 1024  # item rows of the similarity built at once (bounds memory)
+
+    def __post_init__(self) -> None:
+        check_domain(self, positive=("block_items",), non_negative=("neighbours",))
 
 
 class ItemCF(Recommender):

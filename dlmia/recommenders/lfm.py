@@ -20,6 +20,7 @@ from typing import Self
 import numpy as np
 import torch
 
+from dlmia.config import MAX_DEPTH, MAX_WIDTH, check_domain
 from dlmia.data.histories import Histories
 from dlmia.factorization import MFSettings, train_mf
 from dlmia.recommenders.base import Recommender
@@ -41,6 +42,12 @@ class LFMConfig:
     negatives: int = 2  # sampled label-0 items per interaction
     init_scale: float = 0.1  # standard deviation of the normal initial factors
     batch_size: int = 2048  # samples per SGD step
+
+    def __post_init__(self) -> None:
+        check_domain(self, positive=("factors", "epochs", "lr", "lr_decay", "init_scale",
+                                     "batch_size"),
+                     non_negative=("l2", "negatives"),
+                     at_most={"factors": MAX_WIDTH, "negatives": MAX_DEPTH})
 
 
 class LFM(Recommender):

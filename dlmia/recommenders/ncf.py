@@ -25,12 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlmia.config import MAX_DEPTH, MAX_WIDTH, check_domain
 from dlmia.data.histories import Histories
-from dlmia.errors import ConfigError
 from dlmia.recommenders.neural import (
     NeuralConfig,
     NeuralRecommender,
-    check_settings,
     minibatches,
 )
 
@@ -53,9 +52,9 @@ class NCFConfig(NeuralConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_settings(self, ("gmf_dim", "mlp_dim", "negatives"), fractions=("dropout",))
-        if not self.layers or min(self.layers) <= 0:
-            raise ConfigError(f"recommender.layers: {list(self.layers)} must be positive widths")
+        sizes = ("gmf_dim", "mlp_dim", "layers")
+        check_domain(self, positive=(*sizes, "negatives"), fractions=("dropout",),
+                     at_most={**dict.fromkeys(sizes, MAX_WIDTH), "negatives": MAX_DEPTH})
 
 
 class NeuMFNet(nn.Module):

@@ -35,8 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlmia.config import check_domain
 from dlmia.data.histories import Histories, IntArray
-from dlmia.errors import ConfigError, TrainingError
+from dlmia.errors import TrainingError
 from dlmia.optim import adam
 from dlmia.recommenders.base import Recommender
 from dlmia.seeding import numpy_rng, seed_torch, torch_generator
@@ -45,21 +46,6 @@ EVAL_K = 10  # early stopping watches NDCG@10 and HR@10
 logger = logging.getLogger(__name__)
 Data = TypeVar("Data")  # a model's training tensors, made once per fit
 Batch = TypeVar("Batch")  # one minibatch of them
-
-
-def check_settings(
-    config: object, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = (),
-    fractions: tuple[str, ...] = (),
-) -> None:
-    """Raise ConfigError (`recommender.<name>`) unless the named settings of `config` are > 0,
-    >= 0, or in [0, 1] respectively: each Config checks the fields it declares."""
-    rules = [(positive, lambda v: v > 0, "> 0"), (non_negative, lambda v: v >= 0, ">= 0"),
-             (fractions, lambda v: 0 <= v <= 1, "in [0, 1]")]
-    for names, holds, bound in rules:
-        for name in names:
-            value = getattr(config, name)
-            if not holds(value):
-                raise ConfigError(f"recommender.{name}: {value!r} must be {bound}")
 
 
 @dataclass(frozen=True)
@@ -75,8 +61,8 @@ class NeuralConfig:
     amp: bool = False  # bfloat16 autocast on CUDA (ignored on the CPU)
 
     def __post_init__(self) -> None:
-        check_settings(self, ("epochs", "batch_size", "lr", "patience"),
-                       ("weight_decay", "validation_users"))
+        check_domain(self, positive=("epochs", "batch_size", "lr", "patience"),
+                     non_negative=("weight_decay", "validation_users"))
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from dlmia.config import MAX_SAMPLED, MAX_WIDTH, check_domain
 from dlmia.data.histories import Histories
 from dlmia.errors import ConfigError
 from dlmia.recommenders.neural import (
     NeuralConfig,
     NeuralRecommender,
     catalogue_loss,
-    check_settings,
     row_batches,
 )
 
@@ -38,7 +38,9 @@ class SequentialConfig(NeuralConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_settings(self, ("max_len", "stride"), ("n_sampled",), ("dropout",))
+        check_domain(self, positive=("max_len", "stride"), non_negative=("n_sampled",),
+                     fractions=("dropout",),
+                     at_most={"max_len": MAX_WIDTH, "n_sampled": MAX_SAMPLED})
         if self.stride > self.max_len:
             raise ConfigError(
                 f"recommender.stride: {self.stride} must not exceed max_len {self.max_len}"

@@ -9,6 +9,7 @@ the target side's statistics) and is deterministic: latents are posterior means.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -93,7 +94,8 @@ def stratified_holdout(
 
 @contextmanager
 def cpu_threads(count: int, device: torch.device) -> Iterator[None]:
-    """Run with `count` torch intra-op threads on CPU (0 or a GPU: unchanged), then restore.
+    """Run with `count` torch intra-op threads on CPU (0 or a GPU: unchanged; at most this
+    machine's CPUs, as libtorch crashes far above them), then restore.
 
     DL-MIA's tensors are tiny (batches of ~128 x 100): extra threads only add synchronisation,
     and on a loaded machine they oversubscribe the cores (20x slower measured on 2 busy cores).
@@ -101,7 +103,7 @@ def cpu_threads(count: int, device: torch.device) -> Iterator[None]:
     """
     previous = torch.get_num_threads()
     if count and device.type == "cpu":
-        torch.set_num_threads(count)
+        torch.set_num_threads(min(count, os.cpu_count() or 1))
     try:
         yield
     finally:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from dlmia.config import MAX_WIDTH, check_domain
 from dlmia.errors import ConfigError
 
 
@@ -62,6 +63,8 @@ class DLMIAConfig:
         for key in ("latent_inv", "latent_spe", "hidden", "batch_size", "period"):
             if getattr(self, key) < 1:
                 raise bad(key, "must be >= 1")
+        sizes = ("latent_inv", "latent_spe", "hidden")
+        check_domain(self, at_most=dict.fromkeys(sizes, MAX_WIDTH))
         if self.spe_dist == "vmf" and self.latent_spe < 2:
             raise bad("latent_spe", "must be >= 2 with spe_dist vmf")
         for key in ("epochs_vae", "epochs_heads", "epochs_joint", "patience", "cpu_threads",

@@ -26,7 +26,7 @@ test-fast: $(STAMP)
 	RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 $(VENV)/bin/python -m pytest -q -x -m "not slow"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check dlmia tune analysis tests bench tools
+	$(VENV)/bin/ruff check dlmia tune analysis tests bench tools examples
 	$(VENV)/bin/mypy
 
 image:

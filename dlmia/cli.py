@@ -30,7 +30,7 @@ from dlmia.errors import ConfigError, DlmiaError, printable
 from dlmia.io import check_writable
 from dlmia.lock import FolderLock
 from dlmia.nonmember import POLICIES
-from dlmia.recommenders import RECOMMENDERS
+from dlmia.recommenders import CLASS_PATH, recommender_class
 from dlmia.sides import DatasetSpec
 from dlmia.signals import raise_on_sigterm, terminated
 from dlmia.vectors import CENTERS, VECTOR_FIT_ON
@@ -39,15 +39,18 @@ log = logging.getLogger("dlmia")
 
 
 def parse_side(text: str, option: str) -> tuple[str, str]:
-    """Split `DATASET:RECOMMENDER` (the dataset may be a path) and check the recommender name."""
+    """Split `DATASET:RECOMMENDER` (the dataset may be a path; the recommender a registry name
+    or `module:Class`) and check the recommender."""
     dataset, sep, recommender = text.rpartition(":")
+    head, _, module = dataset.rpartition(":")
+    if head and CLASS_PATH.fullmatch(f"{module}:{recommender}"):  # DATASET:module:Class
+        dataset, recommender = head, f"{module}:{recommender}"
     if not sep or not dataset or not recommender:
         raise ConfigError(f"{option} {text!r}: expected DATASET:RECOMMENDER, e.g. ml-1m:lfm")
-    if recommender not in RECOMMENDERS:
-        known = ", ".join(sorted(RECOMMENDERS))
-        raise ConfigError(
-            f"{option} {text!r}: unknown recommender {recommender!r}; known: {known}"
-        )
+    try:
+        recommender_class(recommender)
+    except ConfigError as exc:
+        raise ConfigError(f"{option} {text!r}: {exc}") from None
     return dataset, recommender
 
 
@@ -287,7 +290,10 @@ def add_cell_command(commands: Any) -> None:
             "--nonmember-lists model --set variant=online --data-root data",
         ),
     )  # fmt: skip
-    cell.add_argument("--shadow", required=True, help="DATASET:RECOMMENDER, e.g. ml-1m:lfm")
+    cell.add_argument(
+        "--shadow", required=True,
+        help="DATASET:RECOMMENDER, e.g. ml-1m:lfm; RECOMMENDER may be your module:Class",
+    )  # fmt: skip
     cell.add_argument("--target", required=True, help="DATASET:RECOMMENDER, e.g. ml-1m:itemcf")
     cell.add_argument(
         "--attack", default="biased",

@@ -39,7 +39,7 @@ from dlmia.data.splits import SplitConfig, member_halves, reference_half, split_
 from dlmia.data.synthetic import SyntheticConfig
 from dlmia.errors import ConfigError, DataError
 from dlmia.nonmember import Policy, nonmember_lists
-from dlmia.recommenders import RECOMMENDERS, make_recommender
+from dlmia.recommenders import make_recommender, recommender_class
 from dlmia.recommenders.known import KnownItems
 from dlmia.seeding import derive_seed
 from dlmia.statistics import ListView, list_statistics
@@ -117,7 +117,7 @@ class SideSpec:
 
     dataset: DatasetSpec
     role: Role
-    recommender: str  # a name from dlmia.recommenders.RECOMMENDERS
+    recommender: str  # a name from dlmia.recommenders.RECOMMENDERS, or module:Class
     settings: dict[str, Any] = field(default_factory=dict)  # the recommender's settings overrides
     k: int = 100  # length of every top-k list
     nonmember_lists: Policy = "popular"  # how non-members get their lists (method.md 1)
@@ -280,7 +280,7 @@ def build_side(
     served = served or serve_lists(data, spec)
     started = time.perf_counter()
     histories = data.histories.rows(served.users)
-    holds_out_last = RECOMMENDERS[spec.recommender].holds_out_last
+    holds_out_last = recommender_class(spec.recommender).holds_out_last
     visible = histories.drop_last(1) if holds_out_last else histories
     vectors, n_zero = difference_vectors(data.item_vectors, visible, served.lists, spec.center)
     held_out = histories.without_first(visible.lengths)

@@ -140,6 +140,18 @@ def test_a_reference_pool_trains_on_ray_and_gives_dlmia_cells_numbers(tmp_path: 
 
 
 @pytest.mark.usefixtures("local_ray")
+def test_a_recommender_class_of_your_own_trains_on_the_workers(tmp_path: Path) -> None:
+    raw = tiny_grid("own", recommenders=("itemcf",))
+    raw["recommenders"] = {"als": {"name": "examples.als:ALS", "settings": {"factors": 8}}}
+    raw["cells"] = [{"shadow": "syn.als", "target": "syn.als"}]
+    raw["attacks"] = {"norm": None, "reference": {"settings": {"references": 2}}}
+    summary = run_grid(parse_grid(raw), out=tmp_path / "out", progress=QUIET)
+    assert summary.exit_code == 0 and (summary.sides_trained, summary.ok) == (4, 2)
+    frame = results(tmp_path / "out")
+    assert set(frame["target_recommender"]) == {"examples.als:ALS"}
+
+
+@pytest.mark.usefixtures("local_ray")
 def test_injected_failures_are_retried_then_recorded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -123,6 +123,10 @@ def start_local_ray(num_cpus: int | None = None) -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
+    # The workers import what the driver imports: a recommender class of your own (module:Class)
+    # from the folder you run in, as the driver finds it there.
+    paths = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([*paths, os.getcwd()]))
     options: dict[str, Any] = {"include_dashboard": False, **QUIET}
     with loopback_node():
         ray.init(address="local", num_cpus=num_cpus, **options)

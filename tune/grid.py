@@ -23,7 +23,7 @@ from dlmia.attacks import ATTACKS
 from dlmia.errors import ConfigError, brief
 from dlmia.io import read_regular
 from dlmia.nonmember import POLICIES, Policy
-from dlmia.recommenders import RECOMMENDERS
+from dlmia.recommenders import recommender_class
 from dlmia.sides import DatasetSpec
 from dlmia.vectors import Center
 from tune.search import SearchConfig
@@ -51,7 +51,7 @@ class Resources:
 class RecommenderEntry:
     """One recommender of the grid: a registry name, its settings and its resources."""
 
-    name: str  # a name from dlmia.recommenders.RECOMMENDERS
+    name: str  # a name from dlmia.recommenders.RECOMMENDERS, or module:Class (your own)
     settings: dict[str, Any] = field(default_factory=dict)  # keys of that recommender's Config
     resources: Resources = field(default_factory=Resources)  # per side worker
 
@@ -224,10 +224,13 @@ def _dataset(alias: str, value: Any) -> DatasetSpec:
 def _recommender(alias: str, value: Any) -> RecommenderEntry:
     where = f"recommenders.{alias}"
     entry = _build(RecommenderEntry, value, where)
-    if entry.name not in RECOMMENDERS:
-        known = ", ".join(sorted(RECOMMENDERS))
-        raise ConfigError(f"{where}.name: unknown recommender {brief(entry.name)}; known: {known}")
-    _build(RECOMMENDERS[entry.name].Config, entry.settings, f"{where}.settings")
+    if not isinstance(entry.name, str):
+        raise ConfigError(f"{where}.name: expected a recommender name, got {brief(entry.name)}")
+    try:
+        cls = recommender_class(entry.name)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.name: {exc}") from None
+    _build(cls.Config, entry.settings, f"{where}.settings")
     return entry
 
 

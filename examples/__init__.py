@@ -1,0 +1,1 @@
+"""Examples of using dlmia with your own code (importable as `examples.<module>`)."""

@@ -62,7 +62,7 @@ def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("als", "unknown; use one of bert4rec, caser"),
+        ("als", "unknown recommender 'als'; known: bert4rec, caser"),
         ("mine.nothing:ALS", "cannot import mine.nothing (ModuleNotFoundError"),
         ("mine.syntax:X", "cannot import mine.syntax (SyntaxError"),
         ("mine.broken:Missing", "module mine.broken has no Missing"),

@@ -78,7 +78,7 @@ def recommender_class(name: str) -> type[Recommender]:
     if not CLASS_PATH.fullmatch(name):
         known = ", ".join(sorted(RECOMMENDERS))
         raise ConfigError(
-            f"recommender {name!r} is unknown; use one of {known}, or module:Class for your own"
+            f"unknown recommender {name!r}; known: {known} (or module:Class for your own)"
         )
     module_name, class_name = name.split(":")
     if os.getcwd() not in sys.path:  # your own module, found where you run (as `python -m`)

@@ -9,16 +9,20 @@ from dlmia.errors import OutputError
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the per-cell table; write comparison, heatmaps and ROC curves to OUT_DIR/analysis.
+    """Print the per-cell table; write comparison, heatmaps and ROC curves to OUT_DIR/analysis
+    (and with --html the one-page report, OUT_DIR/analysis/report.html).
 
     Raises:
         OutputError: OUT_DIR/analysis cannot be written (read-only, full), naming the file; the
             results are only read, so nothing of them is lost.
     """
+    from analysis.html import write_html
     from analysis.report import summarize
 
     try:
         summarize(args.out_dir, roc=args.roc or ())
+        if args.html:
+            print(f"report: {write_html(args.out_dir)}")
     except OSError as exc:
         where = exc.filename2 or exc.filename or Path(args.out_dir) / "analysis"
         raise OutputError(

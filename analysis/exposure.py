@@ -10,13 +10,17 @@ niche items, whose lists only a model that trained on them would hold.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from dlmia import config as cfg
+from dlmia.cell import cached_dataset
 from dlmia.data.histories import Histories
+from dlmia.sides import DatasetSpec
 
 QUANTILES = 4  # groups of scored users per trait
 
@@ -70,5 +74,33 @@ def exposure_table(scores: pd.DataFrame, histories: Histories, fpr: float = 0.01
                 "members": int(members.sum()),
                 f"members_found_at_{fpr:.0%}_fpr": float(found[members].mean())
                 if members.any() else math.nan,
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def target_histories(config_json: str) -> Histories:
+    """The histories of the target dataset a result row's `config` (JSON) names: the users its
+    scores file lists are rows of them."""
+    values = json.loads(config_json)["target"]["dataset"]
+    spec = cfg.build(DatasetSpec, values, where="config.target.dataset")
+    return cached_dataset(spec).histories
+
+
+def ranking_table(scores: pd.DataFrame, histories: Histories, top: float = 0.05) -> pd.DataFrame:
+    """Without labels: per trait and quantile of the scored users, how many of them an attack
+    ranks in its top `top` share (the users it would flag first)."""
+    values = scores["score"].to_numpy(dtype=np.float64)
+    flagged = values >= np.quantile(values, 1 - top)
+    traits = user_traits(histories, scores["user"].to_numpy(dtype=np.int64))
+    rows = []
+    for trait in traits.columns:
+        groups = pd.qcut(traits[trait].rank(method="first"), QUANTILES, labels=False)
+        for quantile in range(QUANTILES):
+            inside = (groups == quantile).to_numpy()
+            rows.append({
+                "trait": trait, "quantile": quantile + 1,
+                "range": f"{traits[trait][inside].min():.3g}-{traits[trait][inside].max():.3g}",
+                "users": int(inside.sum()),
+                f"in_top_{top:.0%}": float(flagged[inside].mean()),
             })  # fmt: skip
     return pd.DataFrame(rows)

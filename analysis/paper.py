@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 import pandas as pd
 
 from analysis.results import aggregate, ordered_attacks
+from dlmia.metrics import LOW_FPR_POINTS
 from dlmia.schema import SETTING_COLUMNS, SIDE_COLUMNS
 
 #: The paper's dataset and recommender names -> ours.
@@ -43,6 +45,7 @@ LABELS: dict[str, str] = {
     "dlmia": "DL-MIA",
     "norm": "norm",
     "list-frequency": "list-freq",
+    "reference": "Reference",
 }
 
 
@@ -67,8 +70,8 @@ FAMILIES: tuple[Family, ...] = (
 
 
 def label(name: str) -> str:
-    """Short display label of a dataset, recommender or attack name."""
-    return LABELS.get(name, name)
+    """Short display label of a dataset, recommender or attack name (a file: its name)."""
+    return LABELS.get(name, Path(name).name if "/" in name else name)
 
 
 def family_of(shadow: tuple[str, str], target: tuple[str, str]) -> Family | None:
@@ -94,16 +97,25 @@ def paper_table() -> pd.DataFrame:
     return table
 
 
+#: The metrics of every result the comparison table carries (mean and std over seeds).
+COMPARED: tuple[str, ...] = (
+    "balanced_accuracy", "roc_auc", "roc_auc_low", "roc_auc_high",
+    *(f"tpr_at_{point}_fpr{end}" for point, _ in LOW_FPR_POINTS for end in ("", "_low", "_high")),
+    "n_nonmembers",
+)  # fmt: skip
+
+
 def compare_with_paper(frame: pd.DataFrame) -> pd.DataFrame:
     """Our cells (rows of `load_results`) beside the paper's numbers, one row per (grid, cell).
 
     Columns: `grid`, `nonmember_lists`, `vectors_fit_on`, the four side columns, `family` (NA
     outside the paper's grid), then per attack present `<attack>_n_seeds`, `<attack>_n_failed`,
-    `<attack>_balanced_accuracy_mean/_std`, `<attack>_roc_auc_mean/_std`, then
-    `paper_biased_balanced_accuracy` and `paper_dlmia_balanced_accuracy` (the paper's "AUC" of each
-    attack; NA outside its grid).
+    `<attack>_<metric>_mean/_std` of each of `COMPARED` (balanced accuracy, ROC AUC and its
+    interval, TPR at 1%, 0.1% and 0% FPR with their exact intervals, the non-members behind
+    them), then `paper_biased_balanced_accuracy` and `paper_dlmia_balanced_accuracy` (the
+    paper's "AUC" of each attack; NA outside its grid).
     """
-    per_attack = aggregate(frame)
+    per_attack = aggregate(frame, COMPARED)
     keys = [*SETTING_COLUMNS, *SIDE_COLUMNS]
     values = [c for c in per_attack.columns if c not in (*keys, "attack")]
     for column in (*keys, "attack"):

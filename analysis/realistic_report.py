@@ -20,15 +20,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.exposure import exposure_table
+from analysis.exposure import exposure_table, target_histories
 from analysis.figures import pyplot, save_figure
 from analysis.report import markdown as report_markdown
 from analysis.results import load_results, load_scores
 from analysis.roc import write_roc
-from dlmia import config as cfg
-from dlmia.cell import cached_dataset
 from dlmia.io import atomic_write
-from dlmia.sides import DatasetSpec
 
 GENERAL = ("itemcf", "lfm", "ncf")
 ATTACKS = ("norm", "list-frequency", "biased", "dlmia", "reference")
@@ -167,17 +164,10 @@ def exposure_lines(frame: pd.DataFrame) -> list[str]:
                    & ~frame["exclude_seen"]]  # fmt: skip
     lines = []
     for _, row in chosen.iterrows():
-        spec = json.loads(row["config"])["target"]["dataset"]
-        histories = cached_dataset(dataset_spec(spec)).histories
         scores = load_scores(row["folder"], row["result_file"])
-        table = exposure_table(scores, histories)
+        table = exposure_table(scores, target_histories(row["config"]))
         lines += [f"### {row['cell']}, seed {row['seed']}", "", markdown(table), ""]
     return lines or ["No reference-attack cell under the model policy with seen items kept."]
-
-
-def dataset_spec(values: dict) -> DatasetSpec:
-    """The DatasetSpec a result row's config JSON holds."""
-    return cfg.build(DatasetSpec, values, where="config.target.dataset")
 
 
 def source_lines(folders: Sequence[str | Path]) -> list[str]:

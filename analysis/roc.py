@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -48,9 +49,14 @@ def write_roc(frame: pd.DataFrame, out_dir: str | Path, selector: str, folder: s
     """Draw the ROC curves of the rows `selector` picks into `folder/roc_<selector>.png` (and
     .pdf), on linear and on log axes, with the 1% and 0.1% FPR marked. A cell with several
     seeds is drawn as its mean curve with a band of one standard deviation over the seeds."""
+    fig = roc_figure(select_rows(frame, selector), out_dir, f"ROC curves: {selector}")
+    return save_figure(fig, Path(folder) / f"roc_{file_slug(selector)}.png")
+
+
+def roc_figure(rows: pd.DataFrame, out_dir: str | Path, title: str) -> Any:
+    """The figure of `rows`' ROC curves (their scores under `out_dir`), as `write_roc` draws it."""
     fig, (linear, loglog) = pyplot().subplots(1, 2, figsize=(12, 5), layout="constrained")
     floor = 1.0  # the smallest non-zero rate any curve can reach: the log axes start below it
-    rows = select_rows(frame, selector)
     for _, cell in rows.groupby(list(_CURVE_KEYS), observed=True, sort=False):
         curves = [load_scores(out_dir, file) for file in cell["result_file"]]
         floor = min([floor, *(1 / c["label"].value_counts().max() for c in curves)])
@@ -77,8 +83,8 @@ def write_roc(frame: pd.DataFrame, out_dir: str | Path, selector: str, folder: s
         ax.set_ylabel("true positive rate")
         ax.set_title(f"ROC, {scale} axes")
     linear.legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"ROC curves: {selector}")
-    return save_figure(fig, Path(folder) / f"roc_{file_slug(selector)}.png")
+    fig.suptitle(title)
+    return fig
 
 
 def _tpr_on_grid(scores: pd.DataFrame) -> npt.NDArray[np.float64]:

@@ -186,22 +186,38 @@ def attack_cell(
     references: Sequence[SideOutput] = (),
 ) -> CellResult:
     """Fit the attack on the labelled shadow side and the unlabelled target vectors; score the
-    target (with its reference pool's lists, for an attack that has one)."""
+    target (with its reference pool's lists, for an attack that has one); measure."""
+    scores, info = score_target(
+        shadow, target, attack_name, attack_settings, seed, device, references
+    )
+    metrics = attack_metrics(target.labels, scores, seed=seed)  # the only read of target labels
+    return CellResult(metrics, scores, target.labels, target.users, info)
+
+
+def score_target(
+    shadow: SideOutput,
+    target: SideOutput,
+    attack_name: str,
+    attack_settings: dict[str, Any],
+    seed: int,
+    device: str = "auto",
+    references: Sequence[SideOutput] = (),
+) -> tuple[npt.NDArray[np.float64], dict[str, Any]]:
+    """The target users' member probabilities (n_target,) and what the attack reported: no
+    target label is read here (an audit without labels stops here)."""
     started = time.perf_counter()
     attack = make_attack(attack_name, attack_settings, device=device, seed=seed)
     attack.fit(shadow.vectors, shadow.labels, target.vectors)
     view = TargetView(target.lists, target.statistics, reference_view(references, target.users))
     scores = attack.predict_proba(target.vectors, view)
-    attack_seconds = time.perf_counter() - started
-    metrics = attack_metrics(target.labels, scores, seed=seed)  # the only read of target labels
     info = {
         "attack": attack.info,
         "attack_settings": cfg.as_dict(attack.config),
-        "attack_seconds": attack_seconds,
+        "attack_seconds": time.perf_counter() - started,
         "n_shadow": len(shadow.labels),
-        "n_target": len(target.labels),
+        "n_target": len(target.users),
     }
-    return CellResult(metrics, scores, target.labels, target.users, info)
+    return scores, info
 
 
 def reference_view(references: Sequence[SideOutput], users: IntArray) -> References | None:

@@ -20,6 +20,8 @@ from typing import Any, NoReturn
 import dlmia
 from dlmia import config as cfg
 from dlmia.attacks import ATTACKS
+from dlmia.audit import ATTACKS as AUDIT_ATTACKS
+from dlmia.audit import AuditConfig
 from dlmia.cell import CellConfig, ListOptions, SideChoice, run_cell
 from dlmia.cell import cell_config as build_cell_config
 from dlmia.data.fetch import REMOTE_FILES
@@ -87,42 +89,16 @@ def cell_config(args: argparse.Namespace) -> CellConfig:
         raise ConfigError(f"--k {args.k}: must be a positive list length")
     if args.pooled is not None and args.pooled < 3:
         raise ConfigError(f"--pooled {args.pooled}: a pooled evaluation needs at least 3 models")
-    cpus = os.cpu_count() or 1
-    if not 1 <= args.threads <= cpus:  # libtorch crashes far above the machine's CPUs
-        raise ConfigError(f"--threads {args.threads}: use 1 to {cpus} (this machine's CPUs)")
-    resolve_device(args.device)  # this machine runs the cell: a CUDA device must be here
-    dataset_settings = cfg.parse_assignments(args.dataset_set, "--dataset-set")
-    for key in ("name", "path", "data_root", "columns"):
-        if key in dataset_settings:
-            raise ConfigError(
-                f"--dataset-set {key}: give the dataset in --shadow/--target, --data-root and "
-                "--columns"
-            )
+    check_machine(args)
     sides = {role: parse_side(getattr(args, role), f"--{role}") for role in ("shadow", "target")}
     sources = {role: name_or_path(dataset) for role, (dataset, _) in sides.items()}
-    columns = columns_option(args.columns)
-    if columns is not None and not any("path" in source for source in sources.values()):
+    if args.columns and not any("path" in source for source in sources.values()):
         raise ConfigError("--columns: applies to a data file, and --shadow and --target name "
                           "known datasets (which have their own columns)")
     choices = {}
-    for role, (_, recommender) in sides.items():
-        extra = {"columns": columns} if columns is not None and "path" in sources[role] else {}
-        data = cfg.build(
-            DatasetSpec,
-            {
-                **dataset_settings,
-                **sources[role],
-                **extra,
-                "data_root": data_root_option(args.data_root),
-            },
-            where="--dataset-set",
-        )
-        vectors = {"device": args.device}
-        if args.vectors_fit_on:
-            vectors["fit_on"] = args.vectors_fit_on
-        data = cfg.replace(data, {"vectors": cfg.replace(data.vectors, vectors)})
+    for role, (dataset, recommender) in sides.items():
         settings = cfg.parse_assignments(getattr(args, f"{role}_set"), f"--{role}-set")
-        choices[role] = SideChoice(data, recommender, settings)
+        choices[role] = SideChoice(dataset_option(dataset, args), recommender, settings)
     options = ListOptions(
         k=args.k,
         nonmember_lists=args.nonmember_lists,
@@ -138,6 +114,38 @@ def cell_config(args: argparse.Namespace) -> CellConfig:
         seed=args.seed,
         device=args.device,
     )
+
+
+def check_machine(args: argparse.Namespace) -> None:
+    """Refuse --threads beyond this machine and a --device it does not have."""
+    cpus = os.cpu_count() or 1
+    if not 1 <= args.threads <= cpus:  # libtorch crashes far above the machine's CPUs
+        raise ConfigError(f"--threads {args.threads}: use 1 to {cpus} (this machine's CPUs)")
+    resolve_device(args.device)  # this machine runs the cell: a CUDA device must be here
+
+
+def dataset_option(dataset: str, args: argparse.Namespace) -> DatasetSpec:
+    """The dataset `dataset` (a known name or a file's path) names, with --dataset-set,
+    --columns (for a file), --data-root, --device and --vectors-fit-on applied."""
+    settings = cfg.parse_assignments(args.dataset_set, "--dataset-set")
+    for key in ("name", "path", "data_root", "columns"):
+        if key in settings:
+            raise ConfigError(
+                f"--dataset-set {key}: give the dataset by name or path, --data-root and "
+                "--columns"
+            )
+    source = name_or_path(dataset)
+    columns = columns_option(args.columns)
+    extra = {"columns": columns} if columns is not None and "path" in source else {}
+    data = cfg.build(
+        DatasetSpec,
+        {**settings, **source, **extra, "data_root": data_root_option(args.data_root)},
+        where="--dataset-set",
+    )
+    vectors = {"device": args.device}
+    if args.vectors_fit_on:
+        vectors["fit_on"] = args.vectors_fit_on
+    return cfg.replace(data, {"vectors": cfg.replace(data.vectors, vectors)})
 
 
 def command_cell(args: argparse.Namespace) -> int:
@@ -166,6 +174,66 @@ def command_cell(args: argparse.Namespace) -> int:
     }
     print(json.dumps(summary, default=str))
     return 0
+
+
+def audit_config(args: argparse.Namespace) -> AuditConfig:
+    """The typed audit configuration the `audit` command's options describe."""
+    check_machine(args)
+    unknown = [attack for attack in args.attack or () if attack not in ATTACKS]
+    if unknown:
+        known = ", ".join(sorted(ATTACKS))
+        raise ConfigError(f"--attack {unknown[0]!r}: unknown attack; known: {known}")
+    recommender_class(args.shadow)  # a bad name or class fails here, in one line
+    settings: dict[str, dict[str, Any]] = {}
+    for key, value in cfg.parse_assignments(args.set).items():
+        attack, dot, name = key.partition(".")
+        if not dot or not name:
+            raise ConfigError(f"--set {key}: expected ATTACK.KEY=VALUE, e.g. biased.epochs=10")
+        settings.setdefault(attack, {})[name] = value
+    return cfg.build(AuditConfig, {
+        "interactions": dataset_option(args.interactions, args),
+        "lists": args.lists,
+        "members": args.members or "",
+        "shadow": args.shadow,
+        "shadow_settings": cfg.parse_assignments(args.shadow_set, "--shadow-set"),
+        "attacks": tuple(args.attack or AUDIT_ATTACKS),
+        "attack_settings": settings,
+        "nonmember_lists": args.nonmember_lists,
+        "seed": args.seed,
+        "device": args.device,
+    }, where="audit")  # fmt: skip
+
+
+def command_audit(args: argparse.Namespace) -> int:
+    """Audit served lists with every attack; write scores, metrics (with labels) and the
+    report under --out; print the attacks' table."""
+    import torch
+
+    from dlmia.audit import done_attacks, run_audit, write_audit
+
+    config = audit_config(args)
+    torch.set_num_threads(args.threads)
+    check_writable(args.out, "--out")
+    with FolderLock(args.out):
+        done = done_attacks(args.out, config)
+        if len(done) == len(config.attacks):
+            log.info("every attack of this audit is done in %s; delete its files to redo it",
+                     args.out)  # fmt: skip
+        else:
+            result = run_audit(config, done=done)
+            for path in write_audit(args.out, result):
+                log.info("wrote %s", path)
+        report = write_audit_report(args.out)
+    print(report)
+    return 0
+
+
+def write_audit_report(out: str) -> str:
+    """The audit's HTML report (analysis.html) and a table of its attacks, as text."""
+    from analysis.html import audit_table, write_html
+
+    path = write_html(out)
+    return f"{audit_table(out)}\n\nreport: {path}"
 
 
 def command_fetch(args: argparse.Namespace) -> int:
@@ -300,42 +368,13 @@ def add_cell_command(commands: Any) -> None:
         help="biased, dlmia, reference (a list statistic calibrated per user against reference "
         "recommenders of the shadow's kind), or a training-free baseline: norm, list-frequency",
     )  # fmt: skip
-    cell.add_argument(
-        "--data-root", help=DATA_ROOT_HELP
-    )
-    cell.add_argument(
-        "--seed", type=int, default=0,
-        help="re-samples everything random: user split, item vectors, members, models, attack",
-    )  # fmt: skip
     cell.add_argument("--nonmember-lists", default="popular", choices=POLICIES,
                       help="how non-members get their top-k lists")  # fmt: skip
-    cell.add_argument(
-        "--vectors-fit-on", choices=VECTOR_FIT_ON,
-        help="histories the item vectors train on: the vectorization part (default: the "
-        "paper's) or every user's (the adversary holds them; no labels)",
-    )  # fmt: skip
-    cell.add_argument(
-        "--dataset-set", action="append", metavar="KEY=VALUE",
-        help="dataset setting of both sides, as in a grid's datasets entry (repeatable), e.g. "
-        "split={fractions: [0.5, 0.25, 0.25]} or filter={min_user: 10, min_item: 5}",
-    )  # fmt: skip
-    cell.add_argument(
-        "--columns", metavar="ROLE=COLUMN,...",
-        help="columns of a data file given by path: 0-based positions for a file without header "
-        "(user=0,item=1,timestamp=3) or header names (user=reviewerID,item=asin); default: "
-        "found from the header, or by position when the first line is not one",
-    )  # fmt: skip
     cell.add_argument("--k", type=int, default=100, help="length of the top-k lists")
     cell.add_argument("--center", default="uniform", choices=CENTERS,
                       help="recommendation centre of the difference vector")  # fmt: skip
     cell.add_argument("--exclude-seen", action="store_true",
                       help="drop seen items from member lists")  # fmt: skip
-    cell.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    cell.add_argument(
-        "--threads", type=int, default=1,
-        help="torch CPU threads, at most this machine's CPUs (these models are small, and on a "
-        "busy CPU more threads spin and slow every step down)",
-    )  # fmt: skip
     for flag, what in (("--set", "attack"), ("--shadow-set", "shadow recommender"),
                        ("--target-set", "target recommender")):  # fmt: skip
         cell.add_argument(flag, action="append", metavar="KEY=VALUE",
@@ -347,7 +386,92 @@ def add_cell_command(commands: Any) -> None:
         "every user's score pooled (thousands of non-members behind each low-FPR point)",
     )  # fmt: skip
     cell.add_argument("--out", help="folder for result.parquet and scores.parquet")
+    add_data_options(cell)
     cell.set_defaults(run=command_cell)
+
+
+def add_audit_command(commands: Any) -> None:
+    """`dlmia audit`: your recommender's served lists, attacked and reported."""
+    audit = subcommand(
+        commands, "audit", "audit the top-k lists your recommender served: every attack, a report",
+        examples(
+            "dlmia audit --interactions ratings.csv --lists served.csv --members members.csv "
+            "--out out/audit",
+            "dlmia audit --interactions ratings.csv --lists served.parquet --shadow "
+            "examples.als:ALS --out out/audit-als",
+            "dlmia audit --interactions ml-1m --data-root data --lists lists.tsv --attack "
+            "reference --set reference.references=32 --out out/ml",
+        ),
+    )  # fmt: skip
+    audit.add_argument(
+        "--interactions", required=True, metavar="DATASET",
+        help="what your system knows: a ratings file (CSV/TSV/parquet, as `dlmia cell` reads "
+        "them) or a known dataset name",
+    )  # fmt: skip
+    audit.add_argument(
+        "--lists", required=True, metavar="FILE",
+        help="the lists it served: user, item, rank (1 = first), one row per entry; a header "
+        "naming them, or those three columns in that order",
+    )  # fmt: skip
+    audit.add_argument(
+        "--members", metavar="FILE",
+        help="optional: user, member (1 = its data trained the system, 0 = not) for every "
+        "listed user; without it, scores and rankings only",
+    )  # fmt: skip
+    audit.add_argument(
+        "--shadow", default="lfm", metavar="RECOMMENDER",
+        help="the adversary's recommender (shadow side and reference pool): a name, or your "
+        "own module:Class",
+    )  # fmt: skip
+    audit.add_argument("--shadow-set", action="append", metavar="KEY=VALUE",
+                       help="a setting of the shadow recommender (repeatable)")  # fmt: skip
+    audit.add_argument(
+        "--attack", action="append", metavar="NAME",
+        help=f"an attack to run (repeatable; default: {', '.join(AUDIT_ATTACKS)})",
+    )  # fmt: skip
+    audit.add_argument(
+        "--set", action="append", metavar="ATTACK.KEY=VALUE",
+        help="an attack's setting, e.g. reference.references=32 (repeatable)",
+    )  # fmt: skip
+    audit.add_argument(
+        "--nonmember-lists", default="model", choices=POLICIES,
+        help="how the adversary's recommenders serve users they did not train on",
+    )  # fmt: skip
+    audit.add_argument("--out", required=True, help="output folder (scores, results, report)")
+    add_data_options(audit)
+    audit.set_defaults(run=command_audit)
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """The options `cell` and `audit` share: where data lives and how it is read, the seed,
+    the device and the threads."""
+    parser.add_argument("--data-root", help=DATA_ROOT_HELP)
+    parser.add_argument(
+        "--seed", type=int, default=0,
+        help="re-samples everything random: user split, item vectors, members, models, attack",
+    )  # fmt: skip
+    parser.add_argument(
+        "--vectors-fit-on", choices=VECTOR_FIT_ON,
+        help="histories the item vectors train on: the vectorization part (default: the "
+        "paper's) or every user's (the adversary holds them; no labels)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dataset-set", action="append", metavar="KEY=VALUE",
+        help="dataset setting of both sides, as in a grid's datasets entry (repeatable), e.g. "
+        "split={fractions: [0.5, 0.25, 0.25]} or filter={min_user: 10, min_item: 5}",
+    )  # fmt: skip
+    parser.add_argument(
+        "--columns", metavar="ROLE=COLUMN,...",
+        help="columns of a data file given by path: 0-based positions for a file without header "
+        "(user=0,item=1,timestamp=3) or header names (user=reviewerID,item=asin); default: "
+        "found from the header, or by position when the first line is not one",
+    )  # fmt: skip
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch CPU threads, at most this machine's CPUs (these models are small, and on a "
+        "busy CPU more threads spin and slow every step down)",
+    )  # fmt: skip
 
 
 def add_data_commands(commands: Any) -> None:
@@ -439,6 +563,10 @@ def add_analyze_command(commands: Any) -> None:
         "--roc", action="append", default=[], metavar="CELL_ID",
         help="a cell id or shell pattern of cell ids to draw ROC curves of (repeatable)",
     )  # fmt: skip
+    analyze.add_argument(
+        "--html", action="store_true",
+        help="also write one self-contained HTML report, OUT_DIR/analysis/report.html",
+    )  # fmt: skip
     analyze.set_defaults(run=command_analyze)
 
 
@@ -454,6 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings on stderr")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_cell_command(commands)
+    add_audit_command(commands)
     add_data_commands(commands)
     add_grid_commands(commands)
     add_analyze_command(commands)

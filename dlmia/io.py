@@ -136,3 +136,12 @@ def write_parquet(frame: pd.DataFrame, path: str | Path) -> Path:
 def write_json(data: Any, path: str | Path) -> Path:
     """Write `data` as indented JSON atomically."""
     return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str)))
+
+
+def json_safe(value: Any) -> Any:
+    """`value` as plain JSON data: numpy scalars become Python numbers, anything else unknown
+    its text."""
+    def scalar(item: Any) -> Any:
+        return item.item() if hasattr(item, "item") else str(item)
+
+    return json.loads(json.dumps(value, default=scalar))

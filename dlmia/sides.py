@@ -142,6 +142,8 @@ class PreparedDataset:
     item_vectors: ItemVectors
     fingerprint: str  # content hash of the filtered interactions
     stats: dict[str, Any]  # sizes and timings, for result rows
+    user_ids: npt.NDArray[np.str_] = field(default_factory=lambda: np.empty(0, str))  # raw id of
+    item_ids: npt.NDArray[np.str_] = field(default_factory=lambda: np.empty(0, str))  # each index
 
 
 @dataclass(frozen=True, eq=False)
@@ -212,7 +214,10 @@ def prepare_dataset(spec: DatasetSpec) -> PreparedDataset:
         "item_vector_seconds": done - split_done,
     }
     log.info("dataset %s: %s", spec.label, stats)
-    return PreparedDataset(spec, histories, parts, item_vectors, filtered.fingerprint(), stats)
+    return PreparedDataset(
+        spec, histories, parts, item_vectors, filtered.fingerprint(), stats,
+        filtered.user_ids.astype(str), filtered.item_ids.astype(str),
+    )  # fmt: skip
 
 
 def vector_histories(

@@ -174,6 +174,9 @@ def test_summarize_writes_tables_heatmaps_and_roc(grid_out: Path) -> None:
         assert path.with_suffix(".pdf").stat().st_size > 1000, path  # vector copy for papers
     csv = pd.read_csv(folder / "comparison.csv")
     assert csv["paper_biased_balanced_accuracy"].notna().all()
+    for column in ("tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr_low", "tpr_at_0pct_fpr_high",
+                   "roc_auc_low", "n_nonmembers"):  # fmt: skip
+        assert f"dlmia_{column}_mean" in csv, column
     assert "ML-1M:ItemCF" in report and "0.998" in report and "1 failed:" in report
     assert "after 3 attempt(s): TrainingError: 3 of 200 are not finite\n" in report
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from dlmia import config as cfg
-from dlmia.io import atomic_write, write_json
+from dlmia.io import atomic_write, json_safe, write_json
 from dlmia.sides import ServedLists, SideOutput, SideSpec
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,4 @@ def file_digest(path: Path) -> str:
 
 def plain(info: dict[str, Any]) -> dict[str, Any]:
     """`info` as JSON-safe data (numpy scalars become Python numbers)."""
-    def scalar(value: Any) -> Any:
-        return value.item() if hasattr(value, "item") else str(value)
-
-    return json.loads(json.dumps(info, default=scalar))
+    return json_safe(info)

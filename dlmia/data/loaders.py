@@ -218,6 +218,45 @@ def load_file(
     return (load_ml1m if file_format == "ml1m" else load_amazon_ratings)(path, member, nrows)
 
 
+def read_columns(path: str | Path, names: tuple[str, ...], what: str) -> pd.DataFrame:
+    """The columns `names` of a small table (`what` names it in messages): parquet, or a
+    delimited file with a header that holds them (any case), or without a header, holding them
+    in that order. Every value is read as text, so ids match the dataset's raw ids exactly.
+
+    Raises:
+        DataError: a file that is missing, unreadable, lacks a column, or has an empty field.
+    """
+    path = existing_file(path)
+    if _base_suffix(path) in (".parquet", ".pq"):
+        frame = _reading(str(path), lambda: pd.read_parquet(path)).astype(str)
+        frame.columns = [str(column).lower() for column in frame.columns]
+    else:
+        first = _first_line(path)
+        sep = {".tsv": "\t", ".csv": ","}.get(_base_suffix(path)) or _sniff_delimiter(first)
+        fields = first.decode(errors="replace").split(sep)
+        header = set(names) <= {field.strip().strip("\"'").lower() for field in fields}
+        with _opened(path) as (handle, where):
+            frame = _reading(where, lambda: pd.read_csv(
+                handle, sep=sep, header=0 if header else None, dtype=str, keep_default_na=False,
+            ))
+        if header:
+            frame.columns = [str(column).strip().lower() for column in frame.columns]
+        elif frame.shape[1] >= len(names):
+            frame = frame.set_axis([*names, *frame.columns[len(names):]], axis=1)
+    missing = [name for name in names if name not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{path}: {what} needs the columns {', '.join(names)} (a header naming them, or "
+            f"them in that order without one); {', '.join(missing)} not found"
+        )
+    frame = frame[list(names)].apply(lambda column: column.str.strip())
+    empty = frame.eq("").to_numpy()
+    if empty.any():
+        row = int(empty.any(axis=1).argmax())
+        raise DataError(f"{path}: {what}: row {row + 1} has an empty field")
+    return frame
+
+
 def detect_format(path: Path, member: str | None = None) -> FileFormat:
     """`ml1m`, `amazon` or `table`: the reader that `load_file` uses for `path` (or its member)."""
     if _base_suffix(path) in (".parquet", ".pq"):

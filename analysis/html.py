@@ -24,8 +24,9 @@ import dlmia
 from analysis.exposure import exposure_table, ranking_table, target_histories
 from analysis.figures import pyplot
 from analysis.paper import label
-from analysis.results import load_results
+from analysis.results import load_results, result_files
 from analysis.roc import roc_figure
+from dlmia.errors import DlmiaError
 from dlmia.io import atomic_write
 
 BASELINES = ("norm", "list-frequency")
@@ -50,8 +51,7 @@ def write_html(out_dir: str | Path) -> Path:
     """Write the report of `out_dir` (an audit's or a grid's --out folder); return its path."""
     out = Path(out_dir)
     summary = audit_summary(out)
-    frame = load_results(out) if (out / "results").is_dir() or (out / "result.parquet").exists() \
-        else pd.DataFrame()  # an audit without labels has scores only
+    frame = load_results(out) if result_files(out) else pd.DataFrame()  # unlabelled: scores only
     title = "dlmia audit report" if summary is not None else f"dlmia report: {out.name}"
     sections = [
         f"<h1>{escape(title)}</h1>",
@@ -78,9 +78,8 @@ def audit_summary(out: Path) -> dict[str, Any] | None:
 def audit_table(out_dir: str | Path) -> str:
     """The attacks of an audit as plain text: their metrics with labels, else their top users."""
     out = Path(out_dir)
-    if (out / "results").is_dir():
-        frame = load_results(out)
-        return attack_table(frame).to_string(index=False)
+    if result_files(out):
+        return attack_table(load_results(out)).to_string(index=False)
     scores = pd.concat([pd.read_parquet(path).assign(attack=path.stem)
                         for path in sorted((out / "scores").glob("*.parquet"))])  # fmt: skip
     top = scores[scores["rank"] <= 5].sort_values(["attack", "rank"])
@@ -183,9 +182,14 @@ def exposure_section(frame: pd.DataFrame, out: Path, summary: dict[str, Any] | N
         for _, cell in list(finished.groupby(CELL_KEYS, observed=True, sort=False))[:MAX_FIGURES]:
             best = cell.sort_values(["tpr_at_1pct_fpr", "roc_auc"], ascending=False).iloc[0]
             scores = pd.read_parquet(scores_path(out, str(best["result_file"])))
-            table = exposure_table(dataset_users(scores), target_histories(str(best["config"])))
-            parts.append(f"<h3>{escape(cell_name(best))}: {escape(label(str(best['attack'])))}"
-                         f"</h3>{table_html(table)}")  # fmt: skip
+            title = f"{escape(cell_name(best))}: {escape(label(str(best['attack'])))}"
+            try:
+                histories = target_histories(str(best["config"]))
+            except DlmiaError as exc:  # the dataset is not readable where the report is made
+                parts.append(f"<h3>{title}</h3><p class=note>not shown: {escape(exc)}</p>")
+                continue
+            table = exposure_table(dataset_users(scores), histories)
+            parts.append(f"<h3>{title}</h3>{table_html(table)}")
         note = ("Users split into quartiles of history length and of the mean popularity of their "
                 "items; per quartile, the share of its members the attack finds at 1% FPR.")
         return f"<h2>Who is most exposed</h2>{''.join(parts)}<p class=note>{note}</p>"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from dlmia.cell import ListOptions, SideChoice, cached_dataset, cell_config, run
 from dlmia.cli import main
 from dlmia.data.synthetic import SyntheticConfig, generate
 from dlmia.sides import DatasetSpec, build_side
+from tests.browser import chromium_console
 
 SMALL = SyntheticConfig(n_users=420, n_items=150, mean_length=18.0)
 K = 20
@@ -38,15 +38,19 @@ def ratings(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def served(ratings: Path, folder: Path, recommender: str = "itemcf") -> tuple[Path, Path, dict]:
-    """A built-in model's target side as the files an auditor brings (lists in the cell's user
+def served(
+    ratings: Path | DatasetSpec, folder: Path, attacks: tuple[str, ...] = ATTACKS
+) -> tuple[Path, Path, dict]:
+    """A built-in ItemCF's target side as the files an auditor brings (lists in the cell's user
     order, members), and each attack's scores from `dlmia cell` on that model."""
-    choice = SideChoice(DatasetSpec(path=str(ratings)), recommender)
+    dataset = ratings if isinstance(ratings, DatasetSpec) else DatasetSpec(path=str(ratings))
+    choice = SideChoice(dataset, "itemcf")
     options = ListOptions(k=K, nonmember_lists="model")
     cells = {attack: cell_config(choice, choice, attack, SETTINGS.get(attack, {}), options,
-                                 seed=1, device="cpu") for attack in ATTACKS}  # fmt: skip
-    data = cached_dataset(cells["norm"].target.dataset)
-    target = build_side(data, cells["norm"].target)
+                                 seed=1, device="cpu") for attack in attacks}  # fmt: skip
+    first = cells[attacks[0]]
+    data = cached_dataset(first.target.dataset)
+    target = build_side(data, first.target)
     users = data.user_ids[target.users]
     lists = pd.DataFrame({
         "user": np.repeat(users, K), "item": data.item_ids[target.lists].ravel(),
@@ -76,21 +80,21 @@ def test_an_audit_of_exported_lists_gives_the_cells_scores(ratings: Path, tmp_pa
     np.testing.assert_array_equal(only.cells["reference"].scores, expected["reference"])
 
 
-def chromium_console(page: Path, screenshot: Path) -> str:
-    """Open `page` in headless Chromium, save a screenshot; return what its console logged."""
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    done = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={screenshot.parent / 'profile'}",
-         "--enable-logging=stderr", "--v=0", "--window-size=1280,4000",
-         f"--screenshot={screenshot}", page.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    return "\n".join(line for line in done.stderr.splitlines() if "CONSOLE" in line)
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_an_audit_of_an_ml_1m_models_lists_gives_the_cells_scores(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    attacks = ("norm", "list-frequency", "biased", "reference")
+    ml = DatasetSpec(name="ml-1m", data_root=str(shared_data))
+    lists, members, expected = served(ml, tmp_path, attacks)
+    config = AuditConfig(ml, str(lists), str(members), shadow="itemcf", attacks=attacks,
+                         attack_settings={a: SETTINGS[a] for a in attacks if a in SETTINGS},
+                         seed=1, device="cpu")  # fmt: skip
+    result = run_audit(config)
+    for attack in attacks:
+        np.testing.assert_array_equal(result.cells[attack].scores, expected[attack], attack)
+    assert result.cells["reference"].metrics["n_nonmembers"] == 668
 
 
 @pytest.mark.slow

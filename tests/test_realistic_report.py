@@ -8,9 +8,11 @@ import pandas as pd
 import pytest
 
 from analysis.exposure import exposure_table, threshold_at
+from analysis.html import write_html
 from analysis.realistic_report import every_attack, write_realistic_report
 from dlmia.cli import main
 from dlmia.data.histories import Histories
+from tests.browser import chromium_console
 
 SYNTHETIC = "synthetic={n_users: 300, n_items: 120, mean_length: 15.0}"
 
@@ -58,3 +60,7 @@ def test_the_report_of_two_cells(tmp_path: pytest.TempPathFactory) -> None:
     assert cells["roc_auc"].str.match(r"^0\.\d{3} \[0\.\d{3}, [01]\.\d{3}\]$").all()
     assert (to / "roc" / "roc_syn.itemcf__syn.itemcf__-__s0.png").is_file()
     assert len(paths) == 4
+    page = write_html(out)  # the folder's one-page report, as `dlmia analyze --html` writes it
+    assert page == out / "analysis" / "report.html"
+    assert "Who is most exposed" in page.read_text() and "Reference" in page.read_text()
+    assert chromium_console(page, tmp_path / "grid.png") == ""  # type: ignore[operator]

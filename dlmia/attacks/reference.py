@@ -26,22 +26,13 @@ in TPR at 1% FPR.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Self, get_args
+from typing import Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
 
-from dlmia.attacks.base import (
-    Attack,
-    FloatArray,
-    LabelArray,
-    PoolRequest,
-    References,
-    TargetView,
-    check_labels,
-    check_vectors,
-)
-from dlmia.attacks.baselines import percentile_ranks
+from dlmia.attacks.base import FloatArray, PoolRequest, References, TargetView
+from dlmia.attacks.baselines import TrainingFreeAttack
 from dlmia.errors import ConfigError, DataError
 from dlmia.statistics import STATISTICS
 
@@ -79,45 +70,32 @@ class ReferenceConfig:
                 )
 
 
-class ReferenceAttack(Attack):
-    """Per-user calibration of a list statistic against a reference pool."""
+class ReferenceAttack(TrainingFreeAttack):
+    """Per-user calibration of a list statistic against a reference pool: nothing is learnt
+    from the shadow side (the references are the adversary's training), and the member
+    probabilities are the calibrated score's percentile ranks."""
 
     name = "reference"
-    Config = ReferenceConfig
+    Config = ReferenceConfig  # type: ignore[assignment]
     config: ReferenceConfig
 
     @classmethod
     def pool(cls, config: ReferenceConfig) -> PoolRequest:
         return PoolRequest(config.references, online=config.variant == "online")
 
-    def fit(
-        self, shadow_vectors: FloatArray, shadow_labels: LabelArray, target_vectors: FloatArray
-    ) -> Self:
-        """Nothing to learn from the shadow side (the references are the training): check the
-        inputs' shapes only."""
-        shadow = check_vectors(shadow_vectors, "shadow vectors")
-        check_labels(shadow_labels, len(shadow))
-        check_vectors(target_vectors, "target vectors", dim=shadow.shape[1])
-        self.info = {"trained": False, "n_shadow_used": 0}
-        return self
-
-    def predict_proba(
-        self, vectors: FloatArray, view: TargetView | None = None
-    ) -> npt.NDArray[np.float64]:
-        """(n,) percentile ranks of the calibrated score among the users given."""
-        n = len(check_vectors(vectors, "vectors"))
-        statistic, references = self._inputs(view, n)
-        score = calibrated_score(
-            statistic, references.statistics[self.config.statistic], references.inside,
-            self.config.variant, self.config.spread,
-        )  # fmt: skip
+    def score(self, vectors: FloatArray, view: TargetView | None) -> Scores:
+        """(n,) the calibrated score: offline z-score or online likelihood ratio."""
+        statistic, references = self._inputs(view, len(vectors))
         inside = references.inside
         self.info.update(
             n_references=int(inside.shape[0]),
             mean_in_per_user=float(inside.sum(0).mean()),
             mean_out_per_user=float((~inside).sum(0).mean()),
         )
-        return percentile_ranks(score)
+        return calibrated_score(
+            statistic, references.statistics[self.config.statistic], inside,
+            self.config.variant, self.config.spread,
+        )  # fmt: skip
 
     def _inputs(self, view: TargetView | None, n: int) -> tuple[Scores, References]:
         """The users' statistic (n,) and the references (R, n) this attack reads, checked."""

@@ -46,6 +46,7 @@ LABELS: dict[str, str] = {
     "norm": "norm",
     "list-frequency": "list-freq",
     "reference": "Reference",
+    "own-hits": "own-hits",
 }
 
 

@@ -28,7 +28,7 @@ from analysis.roc import write_roc
 from dlmia.io import atomic_write
 
 GENERAL = ("itemcf", "lfm", "ncf")
-ATTACKS = ("norm", "list-frequency", "biased", "dlmia", "reference")
+ATTACKS = ("norm", "list-frequency", "own-hits", "biased", "dlmia", "reference")
 SUMMARY = ("roc_auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")
 CELL_KEYS = ["family", "cell", "nonmember_lists", "exclude_seen"]
 

@@ -11,6 +11,7 @@ Parts (a cell belongs to a part when both its sides are of the part's dataset an
     ml-1m-general    ML-1M ItemCF and LFM (with the two wrong-kind pools)
     ml-1m-ncf        ML-1M NCF
     music            Digital Music ItemCF, LFM and NCF
+    music-fast       Digital Music ItemCF and LFM (NCF's pools take hours on 2 cores)
     ml-1m-sequential ML-1M GRU4Rec, Caser and BERT4Rec
     beauty           Beauty GRU4Rec, Caser and BERT4Rec
 
@@ -37,6 +38,7 @@ PARTS: dict[str, tuple[str, set[str]]] = {
     "ml-1m-general": ("ml-1m", {"itemcf", "lfm"}),
     "ml-1m-ncf": ("ml-1m", {"ncf"}),
     "music": ("music", GENERAL),
+    "music-fast": ("music", {"itemcf", "lfm"}),
     "ml-1m-sequential": ("ml-1m", SEQUENTIAL),
     "beauty": ("beauty", SEQUENTIAL),
 }

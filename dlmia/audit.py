@@ -56,9 +56,9 @@ from dlmia.sides import (
 from dlmia.statistics import ListView, list_statistics
 from dlmia.vectors import Center, difference_vectors
 
-#: The attacks an audit runs unless told otherwise: the two training-free baselines beside the
+#: The attacks an audit runs unless told otherwise: the three training-free baselines beside the
 #: trained ones, and the reference attack.
-ATTACKS = ("norm", "list-frequency", "biased", "dlmia", "reference")
+ATTACKS = ("norm", "list-frequency", "own-hits", "biased", "dlmia", "reference")
 AUDITED = "audited"  # the target recommender's name in result rows: the lists came from a file
 
 

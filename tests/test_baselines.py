@@ -166,3 +166,12 @@ def test_served_lists_are_reused_across_vector_settings() -> None:
     assert np.array_equal(reused.lists, fresh.lists) and np.array_equal(reused.users, fresh.users)
     assert np.array_equal(reused.vectors, fresh.vectors)
     assert not np.array_equal(first.vectors, fresh.vectors)  # the vectors did change
+
+
+def test_own_hits_is_the_uncalibrated_own_dcg_statistic() -> None:
+    statistics = {"own-dcg": np.array([0.0, 2.5, 1.0])}
+    attack = make_attack("own-hits", device="cpu")
+    proba = attack.predict_proba(np.zeros((3, 2), np.float32), TargetView(statistics=statistics))
+    assert np.argsort(proba).tolist() == [0, 2, 1]
+    with pytest.raises(ConfigError, match="own-dcg"):
+        attack.predict_proba(np.zeros((3, 2), np.float32), TargetView())

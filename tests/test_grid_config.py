@@ -29,7 +29,7 @@ from tune.progress import Progress
 GRIDS = sorted((Path(__file__).resolve().parents[1] / "grids").glob("*.yaml"))
 EXPECTED = {
     "demo": (4, 16), "paper-general": (12, 144), "paper-sequential": (12, 144),
-    "policies": (24, 192), "realistic": (432, 140), "realistic-unseen": (216, 70),
+    "policies": (24, 192), "realistic": (432, 168), "realistic-unseen": (216, 84),
 }
 
 

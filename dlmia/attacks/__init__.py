@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dlmia.attacks.base import Attack
-from dlmia.attacks.baselines import ListFrequencyAttack, NormAttack
+from dlmia.attacks.baselines import ListFrequencyAttack, NormAttack, OwnHitsAttack
 from dlmia.attacks.biased import BiasedAttack, BiasedConfig
 from dlmia.attacks.dlmia import DLMIAAttack
 from dlmia.attacks.reference import ReferenceAttack
@@ -20,6 +20,7 @@ ATTACKS: dict[str, type[Attack]] = {
     "dlmia": DLMIAAttack,
     "norm": NormAttack,  # training-free: -|d_u|
     "list-frequency": ListFrequencyAttack,  # training-free: rarity of the list's items
+    "own-hits": OwnHitsAttack,  # training-free: the user's own items handed back, by rank
     "reference": ReferenceAttack,  # a list statistic calibrated per user by reference models
 }
 

@@ -5,6 +5,10 @@
 - `list-frequency` scores a user by how rare their list items are across all target users'
   lists: under the `popular` policy every non-member gets (nearly) the same list, so a list made
   of items that every other list also holds marks a non-member.
+- `own-hits` scores a user by how much of their own visible history their list hands back,
+  discounted by rank (the `own-dcg` list statistic, uncalibrated): what the reference attack
+  calibrates per user. Where a model can only hand back items it trained on and most items
+  belong to a user or two (Amazon Digital Music), this alone gives members away.
 
 Neither reads the shadow side: `fit` only checks shapes. Both are transductive over the users
 they score (the percentile is taken among them). An attack's contribution is what it adds over
@@ -83,6 +87,17 @@ class NormAttack(TrainingFreeAttack):
 
     def score(self, vectors: FloatArray, view: TargetView | None) -> npt.NDArray[np.float64]:
         return -np.linalg.norm(vectors.astype(np.float64), axis=1)
+
+
+class OwnHitsAttack(TrainingFreeAttack):
+    """Rank-discounted hits of the user's visible history in their list (`own-dcg`)."""
+
+    name = "own-hits"
+
+    def score(self, vectors: FloatArray, view: TargetView | None) -> npt.NDArray[np.float64]:
+        if view is None or "own-dcg" not in view.statistics:
+            raise ConfigError("attack own-hits needs the target users' own-dcg list statistic")
+        return np.asarray(view.statistics["own-dcg"], dtype=np.float64)
 
 
 class ListFrequencyAttack(TrainingFreeAttack):

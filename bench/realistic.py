@@ -85,7 +85,7 @@ def main() -> None:
         sys.exit(summary.exit_code)
     from analysis.realistic_report import write_realistic_report
 
-    folders = sorted(p for p in args.out.iterdir() if (p / "results").is_dir())
+    folders = sorted(p for p in args.out.iterdir() if any(p.glob("results/*.parquet")))
     for path in write_realistic_report(folders, args.to, args.pool_sizes):
         print(path)
 

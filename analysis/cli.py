@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from dlmia.errors import OutputError
+from dlmia.layout import ANALYSIS_DIR
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         summarize(args.out_dir, roc=args.roc or ())
     except OSError as exc:
-        where = exc.filename2 or exc.filename or Path(args.out_dir) / "analysis"
+        where = exc.filename2 or exc.filename or Path(args.out_dir) / ANALYSIS_DIR
         raise OutputError(
             f"cannot write {where} ({exc.strerror or exc}); the results are unchanged: free "
             "space or make the folder writable, then rerun dlmia analyze"

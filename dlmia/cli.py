@@ -183,10 +183,11 @@ def command_analyze(args: argparse.Namespace) -> int:
 
 
 def command_grid_run(args: argparse.Namespace) -> int:
-    """Run a grid file on Ray (tune.cli; imported here so `import dlmia.cli` never imports Ray)."""
+    """Run a grid file on Ray (tune.cli; imported here so `import dlmia.cli` never imports Ray),
+    then print its report."""
     from tune.cli import grid_run
 
-    return grid_run(
+    summary = grid_run(
         args.file,
         address=args.address,
         data_root=data_root_option(args.data_root) or None,
@@ -198,6 +199,20 @@ def command_grid_run(args: argparse.Namespace) -> int:
         no_search=args.no_search,
         yes=args.yes,
     )
+    report(summary.out)
+    return summary.exit_code
+
+
+def report(out: Path) -> None:
+    """Print the analysis report of a finished grid run (its table, the searched cells' picks,
+    the files written). A report that fails only warns: the results are on disk, and
+    `dlmia analyze OUT` draws it again."""
+    from analysis.report import summarize
+
+    try:
+        summarize(out)
+    except Exception as exc:  # noqa: BLE001 (a report problem must not hide the grid's results)
+        log.warning("the analysis report failed (%s); `dlmia analyze %s` retries it", exc, out)
 
 
 def command_grid_validate(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ import torch
 import dlmia
 from dlmia.cell import CellConfig, CellResult
 from dlmia.io import write_parquet
+from dlmia.layout import CELL_RESULT, CELL_SCORES
 from dlmia.schema import ATTACK_METRICS, CRITERIA
 
 
@@ -126,6 +127,6 @@ def write_cell(out_dir: str | Path, row: dict[str, Any], result: CellResult) -> 
     """Write `result.parquet` (the row) and `scores.parquet` under `out_dir`, each atomically."""
     out = Path(out_dir)
     return [
-        write_parquet(scores_frame(result), out / "scores.parquet"),
-        write_parquet(pd.DataFrame([row]), out / "result.parquet"),
+        write_parquet(scores_frame(result), out / CELL_SCORES),
+        write_parquet(pd.DataFrame([row]), out / CELL_RESULT),
     ]

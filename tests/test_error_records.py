@@ -22,6 +22,7 @@ from dlmia.schema import RESULTS, undeclared
 from tests.test_grid_runner import QUIET, results, tiny_grid
 from tune.faults import FAULTS_ENV
 from tune.grid import parse_grid
+from tune.plan import expand
 from tune.runner import run_grid
 from tune.scheduler import Failure
 
@@ -76,7 +77,7 @@ def test_a_failed_cell_row_holds_the_cause_and_the_traceback(
     broken = "syn.popularity__syn.popularity__biased__s0"
     monkeypatch.setenv(FAULTS_ENV, f"cell:{broken}:always")
     out = tmp_path / "out"
-    summary = run_grid(parse_grid(raw), out=out, max_retries=0, progress=QUIET)
+    summary = run_grid(expand(parse_grid(raw)), out=out, max_retries=0, progress=QUIET)
     assert (summary.ok, summary.failed) == (1, 1)
     frame = results(out).set_index("attack")
     failed, ok = frame.loc["biased"], frame.loc["norm"]

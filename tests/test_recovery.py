@@ -36,7 +36,7 @@ def test_corrupt_cache_entries_are_reported_and_trained_again(
 ) -> None:
     grid = parse_grid(one_cell_grid("cache"))
     out = tmp_path / "out"
-    assert run_grid(grid, out=out, progress=QUIET).ok == 1
+    assert run_grid(expand(grid), out=out, progress=QUIET).ok == 1
     cache = SideCache(out / "sides")
     side = next(iter(expand(grid).sides.values()))
     arrays, info = cache.paths(side.key)
@@ -50,7 +50,7 @@ def test_corrupt_cache_entries_are_reported_and_trained_again(
         result.unlink()  # the cell runs again, so its sides are needed again
 
     with caplog.at_level(logging.WARNING, logger="tune.cache"):
-        summary = run_grid(grid, out=out, progress=QUIET)
+        summary = run_grid(expand(grid), out=out, progress=QUIET)
     assert summary.exit_code == 0 and summary.ok == 1
     assert (summary.sides_trained, summary.sides_cached) == (1, 1)
     assert "cannot be used" in caplog.text
@@ -94,9 +94,9 @@ def test_an_output_folder_that_stops_taking_writes_ends_the_run_resumably(
 
     monkeypatch.setattr(Outputs, "write", write_then_fail)
     with pytest.raises(OutputError, match="No space left on device.*rerun to resume"):
-        run_grid(grid, out=out, progress=QUIET)
+        run_grid(expand(grid), out=out, progress=QUIET)
     monkeypatch.undo()
-    summary = run_grid(grid, out=out, progress=QUIET)
+    summary = run_grid(expand(grid), out=out, progress=QUIET)
     assert summary.exit_code == 0 and summary.skipped == 1
     assert summary.ok == len(expand(grid).cells) - 1
 

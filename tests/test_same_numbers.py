@@ -20,6 +20,7 @@ import pytest
 from analysis.results import load_results, load_trials
 from tests.test_grid_runner import QUIET, tiny_grid
 from tune.grid import parse_grid
+from tune.plan import expand
 from tune.runner import run_grid
 
 PINNED = Path(__file__).parent / "data" / "same_numbers.json"
@@ -71,7 +72,7 @@ def measure(out: Path) -> dict[str, Any]:
 
 
 def run(out: Path) -> dict[str, Any]:
-    summary = run_grid(parse_grid(demo_like_grid()), out=out, progress=QUIET)
+    summary = run_grid(expand(parse_grid(demo_like_grid())), out=out, progress=QUIET)
     assert summary.exit_code == 0, summary.line()
     return measure(out)
 

@@ -36,10 +36,11 @@ from dlmia.attacks import ATTACKS
 from dlmia.cell import CellResult
 from dlmia.errors import OutputError
 from dlmia.io import atomic_write, not_regular, write_parquet
+from dlmia.layout import GridFolder
 from dlmia.results import result_row, scores_frame
 from dlmia.schema import ATTACK_METRICS, IDENTITY, METRICS, TRIALS
 from tune.grid import Grid, grid_dict
-from tune.journal import STUDY_FILE, repair
+from tune.journal import repair
 from tune.plan import CellJob
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,11 @@ class Outputs:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self.results = self.root / "results"
-        self.scores = self.root / "scores"
-        self.trials = self.root / "trials"
-        self.state = (self.root / "searches", self.root / "tune")  # the searches' own folders
+        self.folder = GridFolder(self.root)
+        self.results, self.scores, self.trials = (
+            self.folder.results, self.folder.scores, self.folder.trials
+        )
+        self.state = (self.folder.searches, self.folder.tune)  # the searches' own folders
 
     def start(self, grid: Grid, data_root: str | Path | None) -> None:
         """Repair the Optuna journal a killed run may have torn (tune.journal), write grid.yaml,
@@ -89,8 +91,8 @@ class Outputs:
             if folder.is_symlink():  # a planted link would carry the run's writes elsewhere
                 raise not_regular(folder)
         try:
-            repair(self.root / STUDY_FILE)
-            atomic_write(self.root / "grid.yaml", lambda tmp: tmp.write_text(text))
+            repair(self.folder.study_file)
+            atomic_write(self.folder.grid_file, lambda tmp: tmp.write_text(text))
             for folder in (self.results, self.scores, self.trials):
                 folder.mkdir(parents=True, exist_ok=True)
                 for stale in folder.glob(".*.tmp"):

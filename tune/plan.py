@@ -79,6 +79,7 @@ class Plan:
     sides: dict[str, SideJob]  # side id -> job
     cells: tuple[CellJob, ...]
     datasets: dict[str, DatasetSpec]  # dataset key -> spec
+    data_root: str = ""  # where dataset names and relative paths resolved ("" = the default)
 
 
 def expand(grid: Grid, data_root: str | Path | None = None) -> Plan:
@@ -133,7 +134,7 @@ def expand(grid: Grid, data_root: str | Path | None = None) -> Plan:
             cell_id = f"{pair.shadow}__{pair.target}__{attack}{tag.replace('.', '__')}__s{seed}"
             cells.append(cell_job(cell_id, config, entry, sides, ids))
     datasets = {job.dataset_key: job.spec.dataset for job in sides.values()}
-    return Plan(grid, sides, tuple(cells), datasets)
+    return Plan(grid, sides, tuple(cells), datasets, root)
 
 
 def cell_count(grid: Grid) -> int:

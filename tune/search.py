@@ -50,11 +50,12 @@ from dlmia import config as cfg
 from dlmia.attacks.dlmia import DLMIAAttack
 from dlmia.cell import CellResult
 from dlmia.errors import ConfigError, DlmiaError, brief
+from dlmia.layout import GridFolder
 from dlmia.metrics import attack_metrics
 from dlmia.schema import CRITERIA
 from dlmia.selection import SelectionConfig, criteria
 from dlmia.sides import SideOutput
-from tune.journal import STUDY_FILE, open_journal, restore
+from tune.journal import open_journal, restore
 from tune.space import build_space, check_space, default_space, settings_of, start_point
 from tune.trials import SCORES_KEY, TrialRecord, TrialStore, encode_scores
 
@@ -327,10 +328,10 @@ def search_cell(
     """
     from ray import tune as ray_tune
 
-    storage_dir = Path(storage_dir).resolve()
-    storage = search.storage_path or str(storage_dir / "tune")
+    folder = GridFolder(Path(storage_dir).resolve())
+    storage = search.storage_path or str(folder.tune)
     if search.storage_path is None:  # the output folder's own: its lock keeps other runs out
-        drop_dead_experiments(storage_dir / "tune", name)
+        drop_dead_experiments(folder.tune, name)
     fixed = dict(fixed or {})
     store = trial_store(storage_dir, name)
     remaining = search.num_samples - len(store.load())
@@ -344,8 +345,7 @@ def search_cell(
             ),
             {"cpu": resources[0], "gpu": resources[1]},
         )
-        study_file = storage_dir / STUDY_FILE
-        tuner = _tuner(trainable, search, fixed, seed, storage, name, study_file, store,
+        tuner = _tuner(trainable, search, fixed, seed, storage, name, folder.study_file, store,
                        remaining, list(callbacks or []))
         with without_tune_loggers():
             tuner.fit()
@@ -386,7 +386,7 @@ def drop_dead_experiments(folder: Path, name: str) -> None:
 
 def trial_store(storage_dir: str | Path, name: str) -> TrialStore:
     """Where search `name` under `storage_dir` keeps its trial records."""
-    return TrialStore(Path(storage_dir) / "searches" / name)
+    return TrialStore(GridFolder(Path(storage_dir)).search(name))
 
 
 def trials_frame(

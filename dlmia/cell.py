@@ -8,6 +8,7 @@ made its predictions.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,6 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from dlmia import config as cfg
 from dlmia.attacks import ATTACKS, attack_config, make_attack
@@ -26,6 +26,7 @@ from dlmia.errors import ConfigError, DataError
 from dlmia.metrics import attack_metrics
 from dlmia.nonmember import Policy
 from dlmia.recommenders import recommender_config
+from dlmia.records import CellResult
 from dlmia.sides import (
     DatasetSpec,
     PreparedDataset,
@@ -141,17 +142,6 @@ def side_spec(
     )
 
 
-@dataclass(frozen=True, eq=False)
-class CellResult:
-    """Metrics of one cell, the per-user member scores behind them, and provenance."""
-
-    metrics: dict[str, Any]  # attack_metrics() of the target users
-    scores: npt.NDArray[np.float64]  # (n_target,) member probability of each target user
-    labels: npt.NDArray[np.int64]  # (n_target,) true membership (for ROC plots)
-    users: npt.NDArray[np.int64]  # (n_target,) dataset user index of each target row
-    info: dict[str, Any]  # attack info, side info, timings
-
-
 @lru_cache(maxsize=4)
 def cached_dataset(spec: DatasetSpec) -> PreparedDataset:
     """`prepare_dataset`, memoised per process: a same-dataset cell prepares its data once."""
@@ -169,11 +159,7 @@ def run_cell(config: CellConfig) -> CellResult:
         shadow, target, config.attack, config.attack_settings, config.seed, config.device,
         references,
     )  # fmt: skip
-    result.info["seconds"] = time.perf_counter() - started
-    for role, side, spec in (("shadow", shadow, config.shadow), ("target", target, config.target)):
-        result.info[f"{role}_side"] = side.info
-        result.info[f"{role}_dataset"] = cached_dataset(spec.dataset).stats
-    return result
+    return dataclasses.replace(result, seconds=time.perf_counter() - started)
 
 
 def attack_cell(
@@ -194,14 +180,12 @@ def attack_cell(
     scores = attack.predict_proba(target.vectors, view)
     attack_seconds = time.perf_counter() - started
     metrics = attack_metrics(target.labels, scores, seed=seed)  # the only read of target labels
-    info = {
-        "attack": attack.info,
-        "attack_settings": cfg.as_dict(attack.config),
-        "attack_seconds": attack_seconds,
-        "n_shadow": len(shadow.labels),
-        "n_target": len(target.labels),
-    }
-    return CellResult(metrics, scores, target.labels, target.users, info)
+    return CellResult(
+        metrics, scores, target.labels, target.users,
+        n_shadow=len(shadow.labels), n_target=len(target.labels),
+        attack_settings=cfg.as_dict(attack.config), attack_seconds=attack_seconds,
+        attack=attack.info, shadow_side=shadow.info, target_side=target.info,
+    )  # fmt: skip
 
 
 def reference_view(references: Sequence[SideOutput], users: IntArray) -> References | None:

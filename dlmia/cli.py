@@ -158,7 +158,7 @@ def command_cell(args: argparse.Namespace) -> int:
         **{k: v for k, v in row.items() if k not in ("config", "details", "attack_settings")},
         "attack_settings": json.loads(row["attack_settings"]),
         "stage_seconds": {
-            key: value for key, value in result.info["attack"].items() if key.endswith("seconds")
+            key: value for key, value in result.attack.items() if key.endswith("seconds")
         },
     }
     print(json.dumps(summary, default=str))

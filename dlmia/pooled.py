@@ -20,9 +20,10 @@ import numpy as np
 from dlmia.attacks import attack_config
 from dlmia.attacks.baselines import percentile_ranks
 from dlmia.attacks.reference import ReferenceConfig, calibrated_score
-from dlmia.cell import CellConfig, CellResult, cached_dataset, reference_view
+from dlmia.cell import CellConfig, cached_dataset, reference_view
 from dlmia.errors import ConfigError
 from dlmia.metrics import attack_metrics
+from dlmia.records import CellResult
 from dlmia.sides import ReferenceSpec, SideOutput, SideSpec, build_side
 
 
@@ -56,8 +57,7 @@ def pooled_evaluation(config: CellConfig, models: int) -> CellResult:
     sides = [build_side(data, spec) for spec in pooled_models(config, models)]
     settings = attack_config(config.attack, config.attack_settings)
     result = pooled_scores(sides, settings, seed=config.seed)
-    result.info["seconds"] = time.perf_counter() - started
-    return result
+    return dataclasses.replace(result, seconds=time.perf_counter() - started)
 
 
 def pooled_scores(sides: list[SideOutput], settings: ReferenceConfig, seed: int) -> CellResult:
@@ -82,15 +82,13 @@ def pooled_scores(sides: list[SideOutput], settings: ReferenceConfig, seed: int)
     pooled = percentile_ranks(np.concatenate(scores))
     truth = np.concatenate(labels)
     metrics = attack_metrics(truth, pooled, seed=seed)
-    info = {
-        "evaluation": "pooled",
-        "n_models": len(sides),
-        "n_references": min(len(sides) - 1, settings.references),
-        "n_population": len(users),
-        "n_shadow": 0,  # no shadow side: the models are each other's references
-        "n_target": len(truth),
-        "attack": {"trained": False},
-        "attack_settings": dataclasses.asdict(settings),
-        "attack_seconds": time.perf_counter() - started,
-    }
-    return CellResult(metrics, pooled, truth, np.tile(users, len(sides)), info)
+    evaluation = {
+        "trained": False, "evaluation": "pooled", "n_models": len(sides),
+        "n_references": min(len(sides) - 1, settings.references), "n_population": len(users),
+    }  # fmt: skip
+    return CellResult(
+        metrics, pooled, truth, np.tile(users, len(sides)),
+        n_shadow=0,  # no shadow side: the models are each other's references
+        n_target=len(truth), attack_settings=dataclasses.asdict(settings),
+        attack_seconds=time.perf_counter() - started, attack=evaluation,
+    )  # fmt: skip

@@ -41,6 +41,7 @@ from dlmia.errors import ConfigError, DataError
 from dlmia.nonmember import Policy, nonmember_lists
 from dlmia.recommenders import RECOMMENDERS, make_recommender
 from dlmia.recommenders.known import KnownItems
+from dlmia.records import ServedInfo, SideInfo
 from dlmia.seeding import derive_seed
 from dlmia.statistics import ListView, list_statistics
 from dlmia.vectors import (
@@ -153,7 +154,7 @@ class SideOutput:
     labels: npt.NDArray[np.int64]  # (n_users,) 1 = member, 0 = non-member
     users: npt.NDArray[np.int64]  # (n_users,) dataset user index of each row
     lists: npt.NDArray[np.int32]  # (n_users, k) each user's top-k list (dataset item ids)
-    info: dict[str, Any]  # counts, coverage, timings, recommender utility
+    info: SideInfo  # counts, coverage, timings, recommender utility
     statistics: dict[str, npt.NDArray[np.float64]] = field(default_factory=dict)  # name -> (n,)
 
 
@@ -247,20 +248,12 @@ class ServedLists:
     users: npt.NDArray[np.int64]  # (n_users,) dataset user index, members first
     labels: npt.NDArray[np.int64]  # (n_users,) 1 = member, 0 = non-member
     lists: npt.NDArray[np.int32]  # (n_users, k)
-    info: dict[str, Any]  # the recommender's settings, utility and timings
+    info: ServedInfo  # the recommender's settings, utility and timings
 
     @classmethod
     def of(cls, side: SideOutput) -> ServedLists:
         """The lists part of a built side (e.g. one loaded from the side cache)."""
-        info = {key: side.info[key] for key in SERVED_INFO if key in side.info}
-        return cls(side.users, side.labels, side.lists, info)
-
-
-#: The side facts that belong to the served lists (reused with them), not to the vectors.
-SERVED_INFO = (
-    "n_members", "n_nonmembers", "recommender_hr_at_10", "fit_seconds", "recommend_seconds",
-    "recommender_settings", "recommender_items", "validation_seconds", "epochs_run", "best_epoch",
-)  # fmt: skip
+        return cls(side.users, side.labels, side.lists, side.info.served)
 
 
 def build_side(
@@ -286,14 +279,16 @@ def build_side(
     held_out = histories.without_first(visible.lengths)
     statistics = list_statistics(ListView(served.lists, visible, held_out, vectors))
     has_vector = data.item_vectors.has_vector
-    info = {
-        **served.info,
-        "lists_reused": reused,
-        "n_zero_vectors": int(n_zero),
-        "history_coverage": float(has_vector[visible.items].mean()),  # share of history items
-        "list_coverage": float(has_vector[served.lists].mean()),  # share of list entries
-        "vector_seconds": time.perf_counter() - started,
-    }
+    info = SideInfo(
+        served=served.info,
+        n_zero_vectors=int(n_zero),
+        history_coverage=float(has_vector[visible.items].mean()),
+        list_coverage=float(has_vector[served.lists].mean()),
+        vector_seconds=time.perf_counter() - started,
+        lists_reused=reused,
+        dataset=data.stats,
+        fingerprint=data.fingerprint,
+    )
     log.info("side %s/%s/%s: %s", spec.dataset.label, spec.role, spec.recommender, info)
     return SideOutput(vectors, served.labels, served.users, served.lists, info, statistics)
 
@@ -326,20 +321,18 @@ def serve_lists(data: PreparedDataset, spec: SideSpec) -> ServedLists:
             exclude_seen=spec.exclude_seen,
         ).numpy()
     listed = time.perf_counter()
-    info = {
-        "n_members": int(inside.sum()),
-        "n_nonmembers": int((~inside).sum()),
-        "recommender_hr_at_10": holdout_hit_rate(
-            recommender, data.histories.rows(users[~inside])
-        ),
-        "fit_seconds": fitted - started,
-        "recommend_seconds": listed - fitted,
-        "recommender_settings": dataclasses.asdict(recommender.config),
-        "recommender_items": len(recommender.catalogue),  # the items it trained on and ranks
-        "validation_seconds": sum(epoch.eval_s for epoch in getattr(model, "log", [])),
-        "epochs_run": len(getattr(model, "log", [])),  # neural models: early stopping's
-        "best_epoch": getattr(model, "best_epoch", 0),  # ... and the epoch whose weights serve
-    }
+    info = ServedInfo(
+        n_members=int(inside.sum()),
+        n_nonmembers=int((~inside).sum()),
+        recommender_hr_at_10=holdout_hit_rate(recommender, data.histories.rows(users[~inside])),
+        fit_seconds=fitted - started,
+        recommend_seconds=listed - fitted,
+        recommender_settings=dataclasses.asdict(recommender.config),
+        recommender_items=len(recommender.catalogue),
+        validation_seconds=sum(epoch.eval_s for epoch in getattr(model, "log", [])),
+        epochs_run=len(getattr(model, "log", [])),
+        best_epoch=getattr(model, "best_epoch", 0),
+    )
     return ServedLists(users, labels, lists, info)
 
 

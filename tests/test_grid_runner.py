@@ -280,7 +280,7 @@ def test_two_node_cluster_places_sides_on_both_nodes(tmp_path: Path) -> None:
         assert summary.exit_code == 0 and summary.ok == 4 and summary.cpus == 2
         assert not ray.is_initialized()  # the runner disconnected what it connected
         infos = [json.loads(p.read_text())["info"] for p in (out / "sides").glob("??/*.json")]
-        assert len(infos) == 4 and len({info["node_id"] for info in infos}) == 2
+        assert len(infos) == 4 and len({info["task"]["node_id"] for info in infos}) == 2
         prepared = {t["node_id"] for t in summary.tasks if t["kind"] == "prepare"}
         assert prepared == {cluster.head_node.node_id}  # the data is read on the driver's node
     finally:
@@ -306,4 +306,4 @@ def test_side_workers_train_from_the_object_store_without_the_data_file(tmp_path
     path.parent.rmdir()  # the data root is gone
     worker = SideWorkerActor.remote(1)
     side = ray.get(worker.build.remote(job, [prepared]))
-    assert len(side.labels) == side.info["n_members"] + side.info["n_nonmembers"]
+    assert len(side.labels) == side.info.served.n_members + side.info.served.n_nonmembers

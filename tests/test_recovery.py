@@ -12,6 +12,7 @@ import pytest
 
 from dlmia.errors import OutputError
 from dlmia.sides import SideOutput
+from tests.records import side_info
 from tests.test_grid_runner import QUIET, tiny_grid
 from tune.cache import SideCache
 from tune.grid import parse_grid
@@ -105,7 +106,7 @@ def test_side_output_arrays_round_trip_without_pickle(tmp_path: Path) -> None:
     grid = parse_grid(one_cell_grid("plain"))
     spec = next(iter(expand(grid).sides.values()))
     side = SideOutput(np.ones((3, 2), np.float32), np.array([0, 1, 1]), np.arange(3),
-                      np.zeros((3, 4), np.int32), {"n_members": 2})
+                      np.zeros((3, 4), np.int32), side_info(n_members=2, n_nonmembers=1))
     cache = SideCache(tmp_path)
     cache.store(spec.key, spec.spec, side)
     loaded = cache.get(spec.key)

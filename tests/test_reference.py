@@ -176,8 +176,8 @@ def test_the_reference_attack_finds_members_under_the_model_policy(synthetic_cel
                          references)  # fmt: skip
     raw = attack_cell(shadow, target, "norm", {}, 0, "cpu").metrics["roc_auc"]
     assert result.metrics["roc_auc"] > max(0.7, raw + 0.1)
-    assert result.info["attack"]["n_references"] == 8
-    assert 2 < result.info["attack"]["mean_in_per_user"] < 6  # about half of 8
+    assert result.attack["n_references"] == 8
+    assert 2 < result.attack["mean_in_per_user"] < 6  # about half of 8
 
 
 def test_no_target_label_reaches_the_reference_attack(synthetic_cell: tuple) -> None:
@@ -233,7 +233,7 @@ def test_pooled_evaluation_scores_every_model_against_the_others() -> None:
     assert result.metrics["n_members"] + result.metrics["n_nonmembers"] == 5 * population
     assert abs(result.metrics["n_nonmembers"] - 5 * population / 2) < 5
     assert result.metrics["roc_auc"] > 0.7
-    assert result.info["n_references"] == 4 and result.info["evaluation"] == "pooled"
+    assert result.attack["n_references"] == 4 and result.attack["evaluation"] == "pooled"
     with pytest.raises(ConfigError, match="one kind of recommender"):
         pooled_models(cell_config(choice, SideChoice(SMALL, "lfm"), "reference", settings,
                                   MODEL, seed=0), 5)  # fmt: skip

@@ -15,6 +15,7 @@ import pytest
 
 from dlmia.errors import ConfigError
 from dlmia.sides import SideOutput
+from tests.records import side_info
 from tune.search import SearchConfig, SearchInterrupted, SearchOutcome, search_cell
 from tune.space import start_point
 
@@ -30,7 +31,7 @@ def side(offset: float, rng: np.random.Generator, n: int = 160, dim: int = 8) ->
     scale = np.where(labels[:, None] == 1, 0.6, 1.4)
     vectors = (rng.normal(size=(n, dim)) * scale + offset).astype(np.float32)
     lists = rng.integers(0, 50, (n, 5)).astype(np.int32)
-    return SideOutput(vectors, labels, np.arange(n), lists, {})
+    return SideOutput(vectors, labels, np.arange(n), lists, side_info())
 
 
 @pytest.fixture(scope="module")

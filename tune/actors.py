@@ -15,12 +15,13 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
-from typing import Any
+from dataclasses import replace
 
 import ray
 import torch
 
-from dlmia.cell import CellResult, attack_cell
+from dlmia.cell import attack_cell
+from dlmia.records import CellResult, TaskRecord
 from dlmia.sides import (
     DatasetSpec,
     PreparedDataset,
@@ -45,23 +46,20 @@ def injected_failure(kind: str, name: str) -> None:
     raise InjectedFailure(f"injected failure in {kind} {name} (DLMIA_GRID_FAULTS)")
 
 
-def task_record(started: float) -> dict[str, Any]:
-    """Where and when a task ran: wall-clock start and end, node and process."""
-    return {
-        "task_start": started,
-        "task_end": time.time(),
-        "node_id": ray.get_runtime_context().get_node_id(),
-        "pid": os.getpid(),
-    }
+def task_record(started: float) -> TaskRecord:
+    """Where and when this task ran, from `started` (wall clock) to now."""
+    node = ray.get_runtime_context().get_node_id()
+    return TaskRecord(started, time.time(), node, os.getpid())
 
 
 @ray.remote(num_returns=2, max_retries=0)
-def prepare_task(spec: DatasetSpec, threads: int) -> tuple[dict[str, Any], PreparedDataset]:
-    """Prepare dataset `spec`: (stats for the driver, the dataset for the object store)."""
+def prepare_task(spec: DatasetSpec, threads: int) -> tuple[TaskRecord, PreparedDataset]:
+    """Prepare dataset `spec`: (where it ran, for the driver; the dataset, for the object
+    store)."""
     started = time.time()
     torch.set_num_threads(threads)
     data = prepare_dataset(spec)
-    return {**data.stats, "fingerprint": data.fingerprint, **task_record(started)}, data
+    return task_record(started), data
 
 
 class SideWorker:
@@ -86,8 +84,7 @@ class SideWorker:
             data = ray.get(dataset[0])
         self._keep(job.dataset_key, data)
         side = build_side(data, job.spec, served)
-        side.info.update(dataset=data.stats, fingerprint=data.fingerprint, **task_record(started))
-        return side
+        return replace(side, info=replace(side.info, task=task_record(started)))
 
     def _keep(self, key: str, data: PreparedDataset) -> None:
         self.datasets[key] = data
@@ -112,8 +109,7 @@ def attack_task(
         shadow, target, config.attack, config.attack_settings, config.seed, config.device,
         references,
     )  # fmt: skip
-    result.info.update(task_record(started))
-    return result
+    return replace(result, task=task_record(started))
 
 
 @ray.remote(max_retries=0)
@@ -131,5 +127,4 @@ def search_task(
         name=job.search_name, fixed=config.attack_settings,
         resources=(job.resources.num_cpus, gpus), device=config.device,
     )
-    outcome.selected.info.update(task_record(started))
-    return outcome
+    return replace(outcome, selected=replace(outcome.selected, task=task_record(started)))

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlmia.cell import CellResult
 from dlmia.data.sources import check_file
 from dlmia.errors import DlmiaError, OutputError
 from dlmia.lock import FolderLock
-from tune.cache import SideCache, plain
+from dlmia.records import CellResult, SideInfo
+from tune.cache import SideCache
 from tune.cluster import check_local_cpus, ray_session, resolve_address
 from tune.faults import Faults
 from tune.outputs import Outputs, output_root
@@ -154,7 +154,8 @@ def schedule(
 
 
 def record_cell(
-    outputs: Outputs, plan: Plan, sides: dict[str, Any], job: CellJob, value: Any, attempts: int
+    outputs: Outputs, plan: Plan, sides: dict[str, SideInfo], job: CellJob, value: Any,
+    attempts: int,
 ) -> None:
     """Write a finished cell (a CellResult, or a SearchOutcome: its selected trial and every trial)
     or a failed one (a scheduler Failure)."""
@@ -164,10 +165,9 @@ def record_cell(
     result, trials = (value.selected, value.trials) if isinstance(value, SearchOutcome) else (
         value, None
     )
-    info = plain(result.info)
-    info["seconds"] = info["task_end"] - info["task_start"]
-    result = dataclasses.replace(result, info=info)
-    outputs.write(job, result, plan.grid.name, sides, attempts, trials)
+    if result.task is not None:  # the whole cell: its task, from start to end
+        result = dataclasses.replace(result, seconds=result.task.task_end - result.task.task_start)
+    outputs.write(job, result, plan.grid.name, attempts, trials)
 
 
 def ray_running() -> bool:

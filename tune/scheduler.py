@@ -25,8 +25,9 @@ from ray.exceptions import RayActorError, RayError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from dlmia.errors import ConfigError, DlmiaError
+from dlmia.records import SideInfo, TaskRecord
 from tune.actors import attack_task, injected_failure, prepare_task, search_task
-from tune.cache import SideCache, plain
+from tune.cache import SideCache
 from tune.plan import CellJob, Plan
 from tune.pool import Shape, Worker, WorkerPool
 from tune.progress import Progress
@@ -105,7 +106,7 @@ class Scheduler:
         self.cells = {job.id: job for job in todo}
         self.pending = list(dict.fromkeys(s for job in todo for s in job.side_ids))
         self.side_refs: dict[str, ray.ObjectRef] = {}  # side id -> SideOutput in the object store
-        self.side_info: dict[str, dict[str, Any]] = {}
+        self.side_info: dict[str, SideInfo] = {}
         self.side_failed: dict[str, str] = {}  # side id -> error
         self.datasets: dict[str, ray.ObjectRef] = {}  # dataset key -> prepared (or in preparation)
         self.ready: set[str] = set()  # dataset keys whose preparation finished
@@ -242,9 +243,9 @@ class Scheduler:
             return
         self.cache.store(job.key, job.spec, value, job.lists_key)
         self.side_refs[flight.id] = ref
-        self.side_info[flight.id] = plain(value.info)
+        self.side_info[flight.id] = value.info
         flight.worker.keeps(job.dataset_key)  # type: ignore[union-attr]
-        self._task("side", flight.id, value.info)
+        self._task("side", flight.id, value.info.task)
         self.progress.done("side", flight.id)
         self._release_datasets()
 
@@ -311,7 +312,7 @@ class Scheduler:
             self._submit_cell(job)
             return
         if not failed:
-            self._task("cell", job.id, getattr(value, "selected", value).info)
+            self._task("cell", job.id, getattr(value, "selected", value).task)
         self.on_cell(job, value, self.attempts[job.id])
         self.progress.done("cell", job.id, failed=failed)
 
@@ -361,7 +362,7 @@ class Scheduler:
             log.warning("%s %s failed: %s", flight.kind, flight.id, failure.error)
             # a failed attempt still kept its resources busy: from submission (a side's worker
             # was idle then; a cell may have queued) to now
-            record = {"task_start": flight.submitted, "task_end": time.time()}
+            record = TaskRecord(flight.submitted, time.time(), "", 0)
             self._task(f"{flight.kind} (failed)", flight.id, record)
             return failure
 
@@ -372,6 +373,9 @@ class Scheduler:
             self.progress.retried(kind, name)
         return again
 
-    def _task(self, kind: str, name: str, info: dict[str, Any]) -> None:
-        keys = ("task_start", "task_end", "node_id")
-        self.tasks.append({"kind": kind, "id": name, **{k: info.get(k) for k in keys}})
+    def _task(self, kind: str, name: str, record: TaskRecord | None) -> None:
+        times: dict[str, Any] = {"task_start": None, "task_end": None, "node_id": None}
+        if record is not None:
+            times = {"task_start": record.task_start, "task_end": record.task_end,
+                     "node_id": record.node_id or None}
+        self.tasks.append({"kind": kind, "id": name, **times})

@@ -48,10 +48,10 @@ from optuna.trial import TrialState
 
 from dlmia import config as cfg
 from dlmia.attacks.dlmia import DLMIAAttack
-from dlmia.cell import CellResult
 from dlmia.errors import ConfigError, DlmiaError, brief
 from dlmia.layout import GridFolder
 from dlmia.metrics import attack_metrics
+from dlmia.records import CellResult, SearchSummary
 from dlmia.schema import CRITERIA
 from dlmia.selection import SelectionConfig, criteria
 from dlmia.sides import SideOutput
@@ -363,15 +363,18 @@ def search_cell(
     best = frame.loc[frame["selected"]].iloc[0]
     scores = next(r.scores for r in records if r.number == best["study_trial"])
     assert scores is not None  # a finished trial's record holds its scores
-    info = {
-        "n_shadow": len(shadow.labels), "n_target": len(target.labels),
-        "attack_seconds": float(best["fit_seconds"]),
-        "attack_settings": json.loads(best["settings"]),
-        "search": name, "trial": int(best["trial"]), "n_trials": len(frame),
-        "epochs": int(best["epochs"]), "criteria": {k: float(best[k]) for k in CRITERIA},
-    }
+    summary = SearchSummary(
+        name, int(best["trial"]), len(frame), int(best["epochs"]),
+        {k: float(best[k]) for k in CRITERIA},
+    )
     metrics = attack_metrics(target.labels, scores, seed=seed)
-    return SearchOutcome(CellResult(metrics, scores, target.labels, target.users, info), frame)
+    selected = CellResult(
+        metrics, scores, target.labels, target.users, n_shadow=len(shadow.labels),
+        n_target=len(target.labels), attack_settings=json.loads(best["settings"]),
+        attack_seconds=float(best["fit_seconds"]), shadow_side=shadow.info,
+        target_side=target.info, search=summary,
+    )
+    return SearchOutcome(selected, frame)
 
 
 def drop_dead_experiments(folder: Path, name: str) -> None:

@@ -19,6 +19,8 @@ FORBIDDEN = {
 }
 #: The command layer: it starts grid runs (tune) and prints their reports (analysis).
 COMMAND_LAYER = {"dlmia/cli.py"}
+#: Modules of `tune` that decide without Ray: tested without it.
+RAY_FREE = ("tune/schedule.py", "tune/plan.py", "tune/grid.py")
 
 
 def imports(path: Path) -> set[str]:
@@ -52,3 +54,8 @@ def test_the_command_layer_reaches_tune_and_analysis_only_inside_handlers() -> N
         elif isinstance(node, ast.ImportFrom) and node.module:
             top.add(node.module.split(".")[0])
     assert not top & {"tune", "analysis", "ray"}
+
+
+@pytest.mark.parametrize("module", RAY_FREE)
+def test_the_decisions_of_tune_need_no_ray(module: str) -> None:
+    assert "ray" not in imports(ROOT / module)

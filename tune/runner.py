@@ -26,7 +26,7 @@ from dlmia.lock import FolderLock
 from dlmia.records import CellResult, SideInfo
 from tune.cache import SideCache
 from tune.cluster import check_local_cpus, ray_session, resolve_address
-from tune.faults import Faults
+from tune.faults import Faults, FaultyCalls
 from tune.outputs import Outputs, output_root
 from tune.plan import CellJob, Plan
 from tune.progress import Progress
@@ -131,15 +131,24 @@ def schedule(
     """Run the cells of `todo` on Ray, recording each as it ends; fill in `summary`'s CPUs,
     tasks and side counts."""
     with ray_session(address) as cpus:
+        import ray
+
+        from tune.calls import RayCalls
         from tune.scheduler import Scheduler
 
         summary.cpus = cpus
         progress = progress or Progress.auto()
-        searches = str(outputs.root.resolve())
-        scheduler = Scheduler(plan, todo, side_cache, retries, faults, progress, searches)
-        scheduler.on_cell = lambda job, value, attempts: record_cell(
-            outputs, plan, scheduler.side_info, job, value, attempts
-        )
+        calls = RayCalls(has_gpu=ray.cluster_resources().get("GPU", 0) > 0)
+        sides: dict[str, SideInfo] = {}  # filled by the scheduler; failed cells' rows read it
+
+        def on_cell(job: CellJob, value: Any, attempts: int) -> None:
+            record_cell(outputs, plan, sides, job, value, attempts)
+
+        scheduler = Scheduler(
+            plan, todo, side_cache, FaultyCalls(calls, faults) if faults.rules else calls,
+            on_cell, max_retries=retries, progress=progress,
+            search_dir=str(outputs.root.resolve()), side_info=sides,
+        )  # fmt: skip
         with progress:
             try:
                 scheduler.run(strict=address is None)

@@ -19,7 +19,7 @@ import numpy as np
 
 from dlmia import config as cfg
 from dlmia.attacks import ATTACKS, attack_config, make_attack
-from dlmia.attacks.base import References, TargetView
+from dlmia.attacks.base import PoolRequest, References, TargetView
 from dlmia.data.histories import IntArray
 from dlmia.device import check_device
 from dlmia.errors import ConfigError, DataError
@@ -82,13 +82,16 @@ def cell_config(
     options: ListOptions,
     seed: int,
     device: str = "auto",
+    pool: PoolRequest | None = None,
 ) -> CellConfig:
     """The one way a run seed becomes a cell: the CLI, the grid planner and the benches call it.
 
     `seed` re-samples everything random: the user split and the item vectors (unless the
     dataset pins their seeds), the member halves, the recommenders, the lists and the attack.
     A dataset's file path becomes the absolute path it resolves to (`located`), so the CLI and a
-    grid read the same file wherever their processes run.
+    grid read the same file wherever their processes run. `pool` is the reference pool to
+    build; by default the one the attack's settings need (a searched cell builds the largest
+    its trials need).
 
     Raises:
         ConfigError: an unknown name or a bad setting of the attack, a recommender or the
@@ -97,7 +100,8 @@ def cell_config(
     check_device(device)
     if not 0 <= seed <= cfg.MAX_SEED:
         raise ConfigError(f"seed: must be in [0, 2**63), got {seed}")
-    pool = ATTACKS[attack].pool(attack_config(attack, attack_settings))
+    settings = attack_config(attack, attack_settings)
+    pool = ATTACKS[attack].pool(settings) if pool is None else pool
     for choice in (shadow, target):
         recommender_config(choice.recommender, choice.settings)
     roles: tuple[tuple[Role, SideChoice], ...] = (("shadow", shadow), ("target", target))
@@ -176,8 +180,7 @@ def attack_cell(
     started = time.perf_counter()
     attack = make_attack(attack_name, attack_settings, device=device, seed=seed)
     attack.fit(shadow.vectors, shadow.labels, target.vectors)
-    view = TargetView(target.lists, target.statistics, reference_view(references, target.users))
-    scores = attack.predict_proba(target.vectors, view)
+    scores = attack.predict_proba(target.vectors, side_view(target, references))
     attack_seconds = time.perf_counter() - started
     metrics = attack_metrics(target.labels, scores, seed=seed)  # the only read of target labels
     return CellResult(
@@ -186,6 +189,12 @@ def attack_cell(
         attack_settings=cfg.as_dict(attack.config), attack_seconds=attack_seconds,
         attack=attack.info, shadow_side=shadow.info, target_side=target.info,
     )  # fmt: skip
+
+
+def side_view(side: SideOutput, references: Sequence[SideOutput] = ()) -> TargetView:
+    """What the adversary holds of `side`'s users beyond their vectors, row for row: their lists,
+    their statistics and, with a reference pool, the same statistics under each reference."""
+    return TargetView(side.lists, side.statistics, reference_view(references, side.users))
 
 
 def reference_view(references: Sequence[SideOutput], users: IntArray) -> References | None:

@@ -2,12 +2,12 @@
 
 One side's 668 non-members cannot resolve 0.1% FPR. LiRA and RMIA evaluate instead on M models
 trained on random halves of one population, each in turn the target and the other M - 1 its
-references. Here the population is a dataset's shadow and target parts; model i trains on its
-seeded half and serves every user of the population (members their lists, the others the
-non-member policy's); each user's statistic under model i is scored against the other models
-(online: those that did and did not train on the user; offline: only those that did not), and
-the raw scores of all M targets are pooled into one set of metrics: M x (population) users,
-about half of them non-members.
+references. Here the population is a dataset's shadow and target parts: model i is an online
+reference side (trained on its seeded half, serving every user of the population: members
+their lists, the others the non-member policy's); each user's statistic under model i is
+scored against the other models (online: those that did and did not train on the user;
+offline: only those that did not), and the raw scores of all M targets are pooled into one set
+of metrics: M x (population) users, about half of them non-members.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from dlmia.sides import ReferenceSpec, SideOutput, SideSpec, build_side
 
 
 def pooled_models(config: CellConfig, models: int) -> list[SideSpec]:
-    """The `models` sides of a pooled evaluation of cell `config`: its target's recommender on
-    seeded halves of the shadow and target parts, each serving the whole population."""
+    """The `models` sides of a pooled evaluation of cell `config`: its target's recommender as
+    online reference sides (seeded halves of the shadow and target parts, each serving both)."""
     if config.attack != "reference":
         raise ConfigError(f"a pooled evaluation scores the reference attack, not {config.attack}")
     if models < 3:
@@ -42,10 +42,7 @@ def pooled_models(config: CellConfig, models: int) -> list[SideSpec]:
             f"{target.recommender} differ"
         )
     return [
-        dataclasses.replace(
-            target, role="reference",
-            reference=ReferenceSpec(index, online=True, serves="population"),
-        )  # fmt: skip
+        dataclasses.replace(target, role="reference", reference=ReferenceSpec(index, online=True))
         for index in range(models)
     ]
 

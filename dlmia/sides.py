@@ -6,10 +6,12 @@ members of that role's user part, serves top-k lists to members (the model) and 
 difference vector and per-user list statistics (`dlmia.statistics`). Sides are independent of
 the attack, so the grid runner trains each once and shares it between every cell that uses it.
 
-A *reference* side (method.md section 9) is one model of the adversary's reference pool: the
+A *reference* side (method.md section 7) is one model of the adversary's reference pool: the
 same recommender trained on a seeded random half of a population the adversary holds (the
-shadow part; online, the target part too), serving the users under test (the target part)
-through the same code: users in its half get its lists, the others the non-member policy's.
+shadow part; online, the target part too), serving the users of both the shadow and the target
+part through the same code: users in its half get its lists, the others the non-member
+policy's. The target part's users are the ones under test; the shadow part's are the ones the
+adversary knows the membership of, on which a search validates the attack's settings.
 """
 
 from __future__ import annotations
@@ -102,14 +104,10 @@ class ReferenceSpec:
 
     index: int  # 0, 1, ...: which seeded random half of the population it trains on
     online: bool = False  # the population: the shadow part, and (online) the target part too
-    serves: Literal["target", "population"] = "target"  # whose lists it serves: the users under
-    # test, or (pooled evaluation, online) every user of the population
 
     def __post_init__(self) -> None:
         if not isinstance(self.index, int) or self.index < 0:
             raise ConfigError(f"reference.index: {self.index!r} must be an integer >= 0")
-        if self.serves == "population" and not self.online:
-            raise ConfigError("reference.serves: population needs an online pool")
 
 
 @dataclass(frozen=True)
@@ -350,18 +348,16 @@ def side_users(
     """(the users the side's model trains on, the users it serves, their 0/1 labels).
 
     A shadow or target side serves its part, members first; a reference side trains on its
-    seeded half of the population and serves the target part (or the whole population), sorted,
-    labelled by whether each user was in that half.
+    seeded half of the population (the shadow part; online, the target part too) and serves the
+    shadow and target parts, sorted, labelled by whether each user was in that half.
     """
     if spec.reference is None:
         members, nonmembers = member_halves(parts[spec.role], spec.seed, spec.role)
         users = np.concatenate([members, nonmembers])
         return members, users, (np.arange(len(users)) < len(members)).astype(np.int64)
-    population = parts["shadow"]
-    if spec.reference.online:
-        population = np.sort(np.concatenate([population, parts["target"]]))
+    users = np.sort(np.concatenate([parts["shadow"], parts["target"]]))
+    population = users if spec.reference.online else parts["shadow"]
     members = reference_half(population, spec.seed, spec.reference.index)
-    users = population if spec.reference.serves == "population" else parts["target"]
     return members, users, np.isin(users, members).astype(np.int64)
 
 

@@ -72,7 +72,7 @@ def test_search_blocks_are_validated() -> None:
         parse_grid(raw)
     raw = tiny_grid("bad")
     raw["attacks"]["biased"]["search"] = {"num_samples": 2}
-    with pytest.raises(ConfigError, match=r"attacks\.biased\.search: only dlmia"):
+    with pytest.raises(ConfigError, match=r"attacks\.biased\.search: biased declares no search"):
         parse_grid(raw)
 
 
@@ -211,3 +211,34 @@ def test_a_torn_journal_is_repaired_and_the_search_resumes_from_its_records(
     (trials,) = studies(out).values()  # the journal reads whole again
     assert [t.state.name for t in trials].count("COMPLETE") >= 2
     assert "searched cells:" in summarize(out, echo=False)
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_searched_reference_attack_runs_in_a_grid_and_records_every_trial(
+    tmp_path: Path,
+) -> None:
+    raw = tiny_grid("reference-search", recommenders=("itemcf",))
+    raw["nonmember_lists"] = "model"
+    space = {"statistic": {"choice": ["own-dcg", "own"]}, "references": {"choice": [2, 3]}}
+    raw["attacks"] = {"reference": {"search": {"num_samples": 4, "space": space}}}
+    plan = expand(parse_grid(raw))
+    assert "reference: settings searched per cell, 4 trials" in describe(plan)
+    out = tmp_path / "out"
+    summary = run_grid(plan, out=out, progress=QUIET)
+    assert summary.exit_code == 0 and (summary.ok, summary.sides_trained) == (1, 5)
+    (row,) = load_results(out).to_dict("records")
+    trials = load_trials(out)
+    assert undeclared(pd.read_parquet(next((out / "trials").glob("*.parquet"))).columns,
+                      TRIALS) == []  # fmt: skip
+    assert list(trials["trial"]) == [1, 2, 3, 4] and not trials["used_for_selection"].any()
+    assert {"param.statistic", "param.references"} <= set(trials.columns)
+    first = trials.iloc[0]  # the defaults (own-dcg, R = 16) moved into the space: R 2 or 3
+    assert (first["param.statistic"], first["param.references"]) == ("own-dcg", 2)
+    picked = trials[trials["selected"]].iloc[0]
+    assert (row["trial"], row["n_trials"]) == (picked["trial"], 4)
+    assert row["objective"] == picked["objective"] == trials["objective"].max()
+    assert row["roc_auc"] == pytest.approx(picked["roc_auc"]) and pd.isna(row["epochs"])
+    (study,) = studies(out).values()
+    assert [t.state.name for t in study] == ["COMPLETE"] * 4
+    again = run_grid(plan, out=out, progress=QUIET)
+    assert again.skipped == 1 and not again.tasks

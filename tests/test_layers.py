@@ -20,7 +20,10 @@ FORBIDDEN = {
 #: The command layer: it starts grid runs (tune) and prints their reports (analysis).
 COMMAND_LAYER = {"dlmia/cli.py"}
 #: Modules of `tune` that decide without Ray: tested without it.
-RAY_FREE = ("tune/schedule.py", "tune/plan.py", "tune/grid.py")
+RAY_FREE = (
+    "tune/schedule.py", "tune/plan.py", "tune/grid.py", "tune/space.py", "tune/search.py",
+    "tune/study.py", "tune/search_local.py",
+)  # fmt: skip
 
 
 def imports(path: Path) -> set[str]:

@@ -5,9 +5,11 @@ scheduler pins to the driver's node, where the data files are; the prepared data
 the object store, and every side worker fetches it from there, so no worker node needs the data.
 A side worker is an actor with its recommender's resources; it keeps the prepared datasets it
 has used, so each further side of a dataset skips the fetch. A cell's attack is a plain task
-whose two side outputs Ray resolves from the object store. A cell with a search runs
-`search_task` instead: a Tune driver that holds no CPU itself and runs the cell's trials, each
-with the attack's resources, anywhere on the cluster.
+whose side outputs (shadow, target, and a reference pool's) Ray resolves from the object store.
+A cell with a search runs `search_task` instead, on the driver's node (its trial records and
+Optuna study go to the output folder there): for DL-MIA a Tune driver that holds no CPU itself
+and runs the cell's trials, each with the attack's resources, anywhere on the cluster; for an
+attack that learns nothing from the shadow side, the trials themselves (tune.search).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from dlmia.sides import (
     prepare_dataset,
 )
 from tune.plan import CellJob, SideJob
-from tune.search import SearchOutcome, search_cell
+from tune.search import SearchOutcome, on_tune
 
 MAX_DATASETS = 2  # prepared datasets one worker keeps (least recently used goes first)
 
@@ -114,17 +116,30 @@ def attack_task(
 
 @ray.remote(max_retries=0)
 def search_task(
-    job: CellJob, shadow: SideOutput, target: SideOutput, storage_dir: str, gpus: float,
+    job: CellJob, storage_dir: str, gpus: float, shadow: SideOutput, target: SideOutput,
+    *references: SideOutput,
 ) -> SearchOutcome:
-    """Search cell `job`'s DL-MIA settings (tune.search); resumes the search found in
-    `storage_dir` under the cell's search name. Each trial reserves the attack's CPUs and
-    `gpus`."""
+    """Search cell `job`'s attack settings (tune.search), on Ray Tune (each trial reserving
+    the attack's CPUs and `gpus`) or here; resumes the search found in `storage_dir` under the
+    cell's search name."""
     started = time.time()
     assert job.search is not None
     config = job.config
-    outcome = search_cell(
-        shadow, target, job.search, seed=config.seed, storage_dir=storage_dir,
-        name=job.search_name, fixed=config.attack_settings,
-        resources=(job.resources.num_cpus, gpus), device=config.device,
-    )
+    if on_tune(config.attack):
+        from tune.search_tune import search_on_tune
+
+        outcome = search_on_tune(
+            shadow, target, job.search, seed=config.seed, storage_dir=storage_dir,
+            name=job.search_name, fixed=config.attack_settings, device=config.device,
+            resources=(job.resources.num_cpus, gpus),
+        )  # fmt: skip
+    else:
+        from tune.search_local import search_in_process
+
+        torch.set_num_threads(max(1, int(job.resources.num_cpus)))
+        outcome = search_in_process(
+            config.attack, shadow, target, references, job.search, seed=config.seed,
+            storage_dir=storage_dir, name=job.search_name, fixed=config.attack_settings,
+            device=config.device,
+        )  # fmt: skip
     return replace(outcome, selected=replace(outcome.selected, task=task_record(started)))

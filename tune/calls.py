@@ -5,8 +5,9 @@
 `RayCalls` places them: datasets are prepared on the driver's node (where the data files are),
 with one of its CPUs where it has one (a cluster's head may have none for tasks); a side is
 trained on its worker actor; a cell's attack runs as a task anywhere with the attack's
-resources, and a searched cell's search as a CPU-less task on the driver's node (its trial
-records and Optuna study go to the output folder there).
+resources, and a searched cell's search as a task on the driver's node (its trial records and
+Optuna study go to the output folder there): CPU-less when it only drives Ray Tune, else with
+one of the node's CPUs where it has one.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dlmia.sides import DatasetSpec, ServedLists
 from tune.actors import attack_task, prepare_task, search_task
 from tune.plan import CellJob, SideJob
 from tune.pool import Worker
+from tune.search import on_tune
 
 Ref = Any  # a ray.ObjectRef
 
@@ -65,5 +67,6 @@ class RayCalls:
         if job.search is None:
             task: Any = attack_task.options(num_cpus=job.resources.num_cpus, num_gpus=gpus)
             return task.remote(job, *sides)
-        search: Any = search_task.options(num_cpus=0, scheduling_strategy=self.here)
-        return search.remote(job, *sides[:2], search_dir, gpus)
+        cpus = 0 if on_tune(job.config.attack) else self.cpus_here
+        search: Any = search_task.options(num_cpus=cpus, scheduling_strategy=self.here)
+        return search.remote(job, search_dir, gpus, *sides)

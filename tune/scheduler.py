@@ -126,8 +126,10 @@ class Scheduler:
         self._check_resources(strict)
         self._load_cached()
         try:
-            while not self.schedule.finished:
-                self._submit()
+            while True:
+                self._submit()  # (a failed side's cells leave the schedule here)
+                if self.schedule.finished:
+                    break
                 if not self.flights:
                     raise RuntimeError(f"stalled with {len(self.schedule.pending)} sides unplaced")
                 self._collect()

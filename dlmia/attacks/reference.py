@@ -7,7 +7,8 @@ Under the `model` policy a heavy, mainstream user gets much of their history bac
 trained the model or not; what gives a member away is getting back more than the *same* user
 gets from models that never saw them. So:
 
-- offline (references never trained on the users under test): z(u) = (t(u) - mean_OUT(u)) / sd;
+- offline (only the references that did not train on the user): z(u) = (t(u) - mean_OUT(u)) / sd
+  (the references of an offline pool never trained on a target user);
 - online (each user was in about half of the references' training halves): the log-likelihood
   ratio log N(t(u); mean_IN(u), sd_IN) - log N(t(u); mean_OUT(u), sd_OUT).
 
@@ -15,7 +16,9 @@ gets from models that never saw them. So:
 user's own (`per-user`, floored at a hundredth of the global variance so that a user whose
 statistic never moves cannot divide by zero). Member probabilities are the score's percentile
 ranks among the users scored, as for the training-free baselines. The shadow side's labels are
-not used: the references are the adversary's training; target labels are never seen.
+not used to score: the references are the adversary's training; target labels are never seen.
+A per-cell search ranks settings by the attack's ROC AUC on the shadow side's users, whose labels
+the adversary knows (tune.local_search; method.md section 7).
 
 Defaults (bench/reference.py, ML-1M under the `model` policy, seed 0): 16 online references,
 the rank-discounted `own-dcg` and a global spread, which beat the plain `own` share, its
@@ -26,22 +29,13 @@ in TPR at 1% FPR.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Self, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
 
-from dlmia.attacks.base import (
-    Attack,
-    FloatArray,
-    LabelArray,
-    PoolRequest,
-    References,
-    TargetView,
-    check_labels,
-    check_vectors,
-)
-from dlmia.attacks.baselines import percentile_ranks
+from dlmia.attacks.base import FloatArray, PoolRequest, References, TargetView
+from dlmia.attacks.baselines import TrainingFreeAttack
 from dlmia.errors import ConfigError, DataError
 from dlmia.statistics import STATISTICS
 
@@ -79,45 +73,46 @@ class ReferenceConfig:
                 )
 
 
-class ReferenceAttack(Attack):
-    """Per-user calibration of a list statistic against a reference pool."""
+class ReferenceAttack(TrainingFreeAttack):
+    """Per-user calibration of a list statistic against a reference pool. Nothing is learnt
+    from the shadow side (the references are the adversary's training), so a search ranks its
+    settings by how well it scores the shadow side's users."""
 
     name = "reference"
-    Config = ReferenceConfig
+    Config: ClassVar[type] = ReferenceConfig
     config: ReferenceConfig
 
     @classmethod
     def pool(cls, config: ReferenceConfig) -> PoolRequest:
         return PoolRequest(config.references, online=config.variant == "online")
 
-    def fit(
-        self, shadow_vectors: FloatArray, shadow_labels: LabelArray, target_vectors: FloatArray
-    ) -> Self:
-        """Nothing to learn from the shadow side (the references are the training): check the
-        inputs' shapes only."""
-        shadow = check_vectors(shadow_vectors, "shadow vectors")
-        check_labels(shadow_labels, len(shadow))
-        check_vectors(target_vectors, "target vectors", dim=shadow.shape[1])
-        self.info = {"trained": False, "n_shadow_used": 0}
-        return self
+    @classmethod
+    def search_space(cls, config: ReferenceConfig) -> dict[str, Any]:
+        """The statistic, the spread and R (powers of two up to the pool the cell builds,
+        `config.references`, and that size itself); the variant stays the cell's, since it
+        decides which pool is built."""
+        least = 2 if config.variant == "online" else 1
+        sizes = sorted({*(2**i for i in range(11) if least <= 2**i < config.references),
+                        config.references})  # fmt: skip
+        return {
+            "statistic": {"choice": list(STATISTICS)},
+            "spread": {"choice": list(get_args(Spread))},
+            "references": {"choice": sizes},
+        }
 
-    def predict_proba(
-        self, vectors: FloatArray, view: TargetView | None = None
-    ) -> npt.NDArray[np.float64]:
-        """(n,) percentile ranks of the calibrated score among the users given."""
-        n = len(check_vectors(vectors, "vectors"))
-        statistic, references = self._inputs(view, n)
-        score = calibrated_score(
-            statistic, references.statistics[self.config.statistic], references.inside,
-            self.config.variant, self.config.spread,
-        )  # fmt: skip
+    def score(self, vectors: FloatArray, view: TargetView | None) -> Scores:
+        """(n,) the calibrated score of each user given."""
+        statistic, references = self._inputs(view, len(vectors))
         inside = references.inside
         self.info.update(
             n_references=int(inside.shape[0]),
             mean_in_per_user=float(inside.sum(0).mean()),
             mean_out_per_user=float((~inside).sum(0).mean()),
         )
-        return percentile_ranks(score)
+        return calibrated_score(
+            statistic, references.statistics[self.config.statistic], inside,
+            self.config.variant, self.config.spread,
+        )  # fmt: skip
 
     def _inputs(self, view: TargetView | None, n: int) -> tuple[Scores, References]:
         """The users' statistic (n,) and the references (R, n) this attack reads, checked."""
@@ -134,8 +129,6 @@ class ReferenceAttack(Attack):
                 f"attack reference: {self.config.references} references asked for, "
                 f"{references.inside.shape[0]} given"
             )
-        if self.config.variant == "offline" and references.inside.any():
-            raise DataError("attack reference (offline): a reference trained on a scored user")
         keep = slice(0, self.config.references)
         return np.asarray(view.statistics[name], dtype=np.float64), References(
             {key: value[keep] for key, value in references.statistics.items()},

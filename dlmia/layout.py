@@ -18,7 +18,6 @@ The writers (tune.outputs, dlmia.results) and the readers (analysis) take every 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 RESULTS_DIR = "results"
@@ -34,47 +33,20 @@ CELL_RESULT = "result.parquet"  # in a `dlmia cell --out` folder
 CELL_SCORES = "scores.parquet"
 
 
-@dataclass(frozen=True)
 class GridFolder:
     """The paths of a grid run's output folder `root`."""
 
-    root: Path
-
-    @property
-    def results(self) -> Path:
-        return self.root / RESULTS_DIR
-
-    @property
-    def scores(self) -> Path:
-        return self.root / SCORES_DIR
-
-    @property
-    def trials(self) -> Path:
-        return self.root / TRIALS_DIR
-
-    @property
-    def searches(self) -> Path:
-        return self.root / SEARCHES_DIR
-
-    @property
-    def tune(self) -> Path:
-        return self.root / TUNE_DIR
-
-    @property
-    def study_file(self) -> Path:
-        return self.root / STUDY_FILE
-
-    @property
-    def grid_file(self) -> Path:
-        return self.root / GRID_FILE
-
-    @property
-    def sides(self) -> Path:
-        return self.root / SIDES_DIR
-
-    @property
-    def analysis(self) -> Path:
-        return self.root / ANALYSIS_DIR
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.results = self.root / RESULTS_DIR
+        self.scores = self.root / SCORES_DIR
+        self.trials = self.root / TRIALS_DIR
+        self.searches = self.root / SEARCHES_DIR
+        self.tune = self.root / TUNE_DIR
+        self.study_file = self.root / STUDY_FILE
+        self.grid_file = self.root / GRID_FILE
+        self.sides = self.root / SIDES_DIR
+        self.analysis = self.root / ANALYSIS_DIR
 
     def search(self, name: str) -> Path:
         """Where search `name` keeps its trial records."""

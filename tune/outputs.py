@@ -64,16 +64,12 @@ def output_root(grid_name: str, out: str | Path | None = None) -> Path:
     return (Path("out") / grid_name).absolute()
 
 
-class Outputs:
-    """Paths and writers of one run's output folder."""
+class Outputs(GridFolder):
+    """Paths (dlmia.layout) and writers of one run's output folder."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.folder = GridFolder(self.root)
-        self.results, self.scores, self.trials = (
-            self.folder.results, self.folder.scores, self.folder.trials
-        )
-        self.state = (self.folder.searches, self.folder.tune)  # the searches' own folders
+        super().__init__(root)
+        self.state = (self.searches, self.tune)  # the searches' own folders
 
     def start(self, grid: Grid, data_root: str | Path | None) -> None:
         """Repair the Optuna journal a killed run may have torn (tune.journal), write grid.yaml,
@@ -92,8 +88,8 @@ class Outputs:
             if folder.is_symlink():  # a planted link would carry the run's writes elsewhere
                 raise not_regular(folder)
         try:
-            repair(self.folder.study_file)
-            atomic_write(self.folder.grid_file, lambda tmp: tmp.write_text(text))
+            repair(self.study_file)
+            atomic_write(self.grid_file, lambda tmp: tmp.write_text(text))
             for folder in (self.results, self.scores, self.trials):
                 folder.mkdir(parents=True, exist_ok=True)
                 for stale in folder.glob(".*.tmp"):

@@ -103,7 +103,7 @@ def run_grid(
     outputs = Outputs(output_root(grid.name, out))
     with FolderLock(outputs.root):  # one writer per output folder; a shared --cache needs none
         outputs.start(grid, plan.data_root or None)
-        side_cache = SideCache(cache or outputs.folder.sides)
+        side_cache = SideCache(cache or outputs.sides)
         side_cache.clean()
         todo = [job for job in plan.cells if not outputs.finished(job)]
         skipped = len(plan.cells) - len(todo)

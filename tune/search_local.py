@@ -31,7 +31,7 @@ from dlmia.cell import side_view
 from dlmia.errors import ConfigError
 from dlmia.layout import GridFolder
 from dlmia.sides import SideOutput
-from tune.search import SearchConfig, SearchOutcome, first_point, outcome, trial_store
+from tune.search import SearchConfig, SearchOutcome, outcome, trial_store
 from tune.space import settings_of
 from tune.study import CellStudy
 from tune.trials import TrialRecord
@@ -66,11 +66,7 @@ def search_in_process(
     store = trial_store(folder.root, name)
     remaining = search.num_samples - len(store.load())
     if remaining > 0:
-        space = search.searched_space(fixed)
-        study = CellStudy(
-            folder.study_file, name, store, space, sampler=search.sampler, seed=seed,
-            first=first_point(attack, space, fixed),
-        )  # fmt: skip
+        study = CellStudy.of_search(attack, search, fixed, folder, name, seed)
         views = side_view(shadow, references), side_view(target, references)
         budget = search.time_budget_s if search.time_budget_s is not None else float("inf")
         stop = time.monotonic() + budget  # no new trial after it

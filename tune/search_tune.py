@@ -45,7 +45,6 @@ from tune.search import (
     SearchConfig,
     SearchInterrupted,
     SearchOutcome,
-    first_point,
     outcome,
     trial_store,
 )
@@ -231,11 +230,7 @@ def search_on_tune(
     remaining = search.num_samples - len(store.load())
     started = time.monotonic()
     if remaining > 0:
-        space = search.searched_space(fixed)
-        study = CellStudy(
-            folder.study_file, name, store, space, sampler=search.sampler, seed=seed,
-            first=first_point(ATTACK, space, fixed),
-        )  # fmt: skip
+        study = CellStudy.of_search(ATTACK, search, fixed, folder, name, seed)
         trainable = ray_tune.with_resources(
             ray_tune.with_parameters(
                 _named_trainable(name), shadow=shadow, target_vectors=target.vectors,

@@ -18,7 +18,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from dlmia.layout import GridFolder
 from tune.journal import STATES, open_journal, restore
+from tune.search import SearchConfig, first_point, trial_store
 from tune.space import distributions
 from tune.trials import TrialRecord, TrialStore
 
@@ -53,6 +55,19 @@ class CellStudy:
         waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         if not waiting and all(record.params != first for record in records):
             self.study.enqueue_trial(first)
+
+    @classmethod
+    def of_search(
+        cls, attack: str, search: SearchConfig, fixed: dict[str, Any], folder: GridFolder,
+        name: str, seed: int,
+    ) -> CellStudy:
+        """The study of search `name` of `attack` (its space resolved, `fixed` not searched) in
+        the output folder `folder`: the grid's journal, the search's trial records."""
+        space = search.searched_space(fixed)
+        return cls(
+            folder.study_file, name, trial_store(folder.root, name), space,
+            sampler=search.sampler, seed=seed, first=first_point(attack, space, fixed),
+        )  # fmt: skip
 
     def ask(self) -> tuple[int, dict[str, Any]]:
         """A new trial: its number and the point to try."""

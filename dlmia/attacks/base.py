@@ -29,7 +29,7 @@ Statistics = Mapping[str, npt.NDArray[np.float64]]  # statistic name -> one valu
 
 @dataclass(frozen=True, eq=False)
 class References:
-    """The users' list statistics under R reference recommenders (method.md section 9)."""
+    """The users' list statistics under R reference recommenders (method.md section 7)."""
 
     statistics: Statistics  # name -> (R, n): model r's statistic of user j
     inside: npt.NDArray[np.bool_]  # (R, n) whether user j was in model r's training half

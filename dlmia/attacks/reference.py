@@ -1,4 +1,4 @@
-"""The reference attack (method.md section 9): a user's list statistic under the target, set
+"""The reference attack (method.md section 7): a user's list statistic under the target, set
 against the same statistic under reference recommenders trained without that user (offline)
 or with and without them (online). LiRA's per-example calibration (Carlini et al., S&P 2022),
 per user and on top-k lists alone.

@@ -31,10 +31,10 @@ TRIAL_COLUMNS = ("study_trial", "state", "objective", "shadow_val_loss", "roc_au
 
 
 def demo_like_grid() -> dict[str, Any]:
-    """The demo's attacks (two baselines, Biased, searched DL-MIA) on two tiny cells."""
+    """The demo's attacks (two baselines, Biased, searched DL-MIA) on a tiny LFM -> ItemCF
+    pair."""
     raw = tiny_grid("same-numbers")
-    raw["cells"] = [{"shadow": "syn.lfm", "target": "syn.itemcf"},
-                    {"shadow": "syn.itemcf", "target": "syn.itemcf"}]
+    raw["cells"] = [{"shadow": "syn.lfm", "target": "syn.itemcf"}]
     fixed = {"latent_inv": 4, "latent_spe": 4, "hidden": 16, "epochs_vae": 2, "epochs_heads": 2,
              "epochs_joint": 3, "period": 2, "batch_size": 64, "patience": 0}
     space = {"lambda_align": {"choice": [0.0, 1.0, 10.0]}, "lr": {"loguniform": [1e-4, 1e-2]}}

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from dlmia.errors import OutputError
+from dlmia.layout import ANALYSIS_DIR
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
         if args.html:
             print(f"report: {write_html(args.out_dir)}")
     except OSError as exc:
-        where = exc.filename2 or exc.filename or Path(args.out_dir) / "analysis"
+        where = exc.filename2 or exc.filename or Path(args.out_dir) / ANALYSIS_DIR
         raise OutputError(
             f"cannot write {where} ({exc.strerror or exc}); the results are unchanged: free "
             "space or make the folder writable, then rerun dlmia analyze"

@@ -19,6 +19,7 @@ from analysis.results import load_results, load_trials
 from analysis.roc import select_rows, write_roc
 from analysis.search import ORACLE_NOTE, PICKS, search_table, write_search_plots
 from dlmia.io import atomic_write
+from dlmia.layout import ANALYSIS_DIR
 
 _NOTE = "BA = balanced accuracy at threshold 0.5 (the paper's \"AUC\"), mean ± std over seeds."
 _PAPER_NOTE = " The paper's columns are its balanced accuracies: compare them with BA only."
@@ -43,7 +44,7 @@ def summarize(out_dir: str | Path, *, roc: Sequence[str] = (), echo: bool = True
     frame = load_results(out)
     for selector in roc:
         select_rows(frame, selector)  # a typo fails before anything is written
-    folder = out / "analysis"
+    folder = out / ANALYSIS_DIR
     table = compare_with_paper(frame)
     shown = display_table(table)
     note = _NOTE + (_PAPER_NOTE if any(c.startswith("paper ") for c in shown.columns) else "")

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dlmia.errors import DataError
+from dlmia.layout import CELL_RESULT, CELL_SCORES, RESULTS_DIR, SCORES_DIR, TRIALS_DIR
 from dlmia.schema import REQUIRED, RESULTS, SETTING_COLUMNS, SIDE_COLUMNS, TRIALS, typed
 
 #: Known attacks first, in the paper's order; any other attack sorts after them.
@@ -39,7 +40,7 @@ def result_files(out_dir: str | Path) -> list[Path]:
         raise DataError(
             f"results folder {out} does not exist (pass the --out folder of a grid or cell run)"
         )
-    patterns = ("results/*.parquet", "result.parquet", "*/result.parquet")
+    patterns = (f"{RESULTS_DIR}/*.parquet", CELL_RESULT, f"*/{CELL_RESULT}")
     return sorted({path for pattern in patterns for path in out.glob(pattern)})
 
 
@@ -74,7 +75,7 @@ def load_trials(out_dir: str | Path) -> pd.DataFrame:
     rows = {
         path: [row | {"trials_file": path.relative_to(out).as_posix()}
                for row in _read_table(path, "trials file").to_pylist()]
-        for path in sorted(out.glob("trials/*.parquet"))
+        for path in sorted(out.glob(f"{TRIALS_DIR}/*.parquet"))
     }
     return _sorted(_typed(rows, TRIALS, "trials file"))
 
@@ -82,9 +83,9 @@ def load_trials(out_dir: str | Path) -> pd.DataFrame:
 def scores_file(out_dir: str | Path, result_file: str) -> Path:
     """The per-user scores file beside a row's `result_file` (as held in the frame)."""
     path = Path(out_dir) / result_file
-    if path.name == "result.parquet":
-        return path.with_name("scores.parquet")
-    return path.parent.parent / "scores" / path.name
+    if path.name == CELL_RESULT:
+        return path.with_name(CELL_SCORES)
+    return path.parent.parent / SCORES_DIR / path.name
 
 
 def load_scores(out_dir: str | Path, result_file: str) -> pd.DataFrame:
@@ -147,7 +148,7 @@ def _read_rows(path: Path, out: Path) -> list[dict[str, object]]:
         raise DataError(
             f"result file {path} lacks columns {missing}; every row needs {list(REQUIRED)}"
         )
-    cell_id = path.parent.resolve().name if path.name == "result.parquet" else path.stem
+    cell_id = path.parent.resolve().name if path.name == CELL_RESULT else path.stem
     rows = table.to_pylist()
     for row in rows:
         row["result_file"] = path.relative_to(out).as_posix()

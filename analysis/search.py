@@ -20,7 +20,7 @@ import pandas as pd
 from analysis.figures import pyplot, save_figure
 from analysis.paper import label
 from analysis.results import file_slug
-from tune.journal import STUDY_FILE
+from dlmia.layout import STUDY_FILE
 
 log = logging.getLogger(__name__)
 

@@ -95,7 +95,7 @@ def main() -> None:
             )
             rows.append({"shadow": "/".join(shadow), "target": "/".join(target), "attack": attack,
                          "seed": seed, **result.metrics,
-                         "attack_seconds": result.info["attack_seconds"]})
+                         "attack_seconds": result.attack_seconds})
         if seed == args.seeds[0]:
             timings = stage_timings(datasets, sides, rows)
     print(f"\nStage timings (seed {args.seeds[0]:d})")
@@ -118,11 +118,12 @@ def stage_timings(datasets: dict, sides: dict, rows: list[dict]) -> list[dict[st
             out.append({"stage": f"{name}: {stage.removesuffix('_seconds')}",
                         "seconds": data.stats[stage], "users": data.stats["n_users"]})
     for (role, dataset, recommender), side in sides.items():
-        n = side.info["n_members"] + side.info["n_nonmembers"]
-        for stage in ("fit_seconds", "recommend_seconds", "vector_seconds"):
-            out.append({"stage": f"{dataset}/{role}/{recommender}: "
-                                 f"{stage.removesuffix('_seconds')}",
-                        "seconds": side.info[stage], "users": n})
+        stages = {"fit": side.info.served.fit_seconds,
+                  "recommend": side.info.served.recommend_seconds,
+                  "vector": side.info.vector_seconds}  # fmt: skip
+        for stage, seconds in stages.items():
+            out.append({"stage": f"{dataset}/{role}/{recommender}: {stage}",
+                        "seconds": seconds, "users": side.info.n_users})
     frame = pd.DataFrame(rows)
     for attack, group in frame.groupby("attack"):
         out.append({"stage": f"attack {attack}: fit+predict (mean per cell)",

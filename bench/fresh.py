@@ -24,3 +24,14 @@ def json_in_fresh_process(tree: Path, script: str, *args: str, what: str) -> dic
     if done.returncode:
         raise SystemExit(f"{tree}: {what} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def side_facts(info: Any) -> dict[str, Any]:
+    """A side's info as one flat dict, whichever tree built it: a `dlmia.records.SideInfo`
+    (its served facts merged in), or the plain dict of trees before that record existed."""
+    if isinstance(info, dict):
+        return info
+    import dataclasses
+
+    facts = dataclasses.asdict(info)
+    return {**facts.pop("served"), **facts}

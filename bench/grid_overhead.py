@@ -65,7 +65,7 @@ def subset(
     }
 
 
-def run_on_ray(plan: Plan, data_root: str, cpus: int, out: Path) -> tuple[RunSummary, float]:
+def run_on_ray(plan: Plan, cpus: int, out: Path) -> tuple[RunSummary, float]:
     """Run the grid on a fresh local Ray with `cpus` CPUs; returns the summary, Ray's start-up."""
     import ray
 
@@ -73,7 +73,7 @@ def run_on_ray(plan: Plan, data_root: str, cpus: int, out: Path) -> tuple[RunSum
     start_local_ray(num_cpus=cpus)
     startup = time.perf_counter() - started
     try:
-        summary = run_grid(plan.grid, out=out, data_root=data_root, progress=Progress())
+        summary = run_grid(plan, out=out, progress=Progress())
     finally:
         ray.shutdown()
     return summary, startup
@@ -163,7 +163,7 @@ def main() -> None:
     print(f"grid {name}: {n_sides} sides, {n_cells} cells, {args.cpus} CPUs")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp) / "ray"
-        summary, startup = run_on_ray(plan, args.data_root, args.cpus, out)
+        summary, startup = run_on_ray(plan, args.cpus, out)
     print(f"\n{table(summary, startup, args.cpus, {})}\n\n{summary.line()}", flush=True)
     if not args.no_in_process:
         print("\nthe same work in one process, without Ray ...", flush=True)

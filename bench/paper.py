@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dlmia.layout import RESULTS_DIR, SIDES_DIR  # noqa: E402
 from dlmia.vectors import VECTOR_FIT_ON  # noqa: E402
 from tune.grid import Grid, load_grid, override  # noqa: E402
 
@@ -89,19 +90,20 @@ def main() -> None:
     if args.command == "run":
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        from tune.plan import expand
         from tune.progress import Progress
         from tune.runner import run_grid
 
         grid = part_grid(args.part, args.fit_on, tuple(args.seeds))
         summary = run_grid(
-            grid, out=args.out / grid.name, data_root=args.data_root,
-            cache=args.out / "sides", progress=Progress.auto(),
+            expand(grid, args.data_root), out=args.out / grid.name, cache=args.out / SIDES_DIR,
+            progress=Progress.auto(),
         )
         print(summary.line())
         sys.exit(summary.exit_code)
     from analysis.paper_report import write_paper_report
 
-    folders = sorted(p for p in args.out.iterdir() if (p / "results").is_dir())
+    folders = sorted(p for p in args.out.iterdir() if (p / RESULTS_DIR).is_dir())
     for path in write_paper_report(folders, args.to):
         print(path)
 

@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dlmia.layout import RESULTS_DIR, SIDES_DIR  # noqa: E402
 from tune.grid import Grid, load_grid  # noqa: E402
 
 GENERAL, SEQUENTIAL = {"itemcf", "lfm", "ncf"}, {"gru4rec", "caser", "bert4rec"}
@@ -75,17 +76,18 @@ def main() -> None:
     if args.command == "run":
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        from tune.plan import expand
         from tune.progress import Progress
         from tune.runner import run_grid
 
         grid = part_grid(args.grid, args.part)
-        summary = run_grid(grid, out=args.out / grid.name, data_root=args.data_root,
-                           cache=args.out / "sides", progress=Progress.auto())  # fmt: skip
+        summary = run_grid(expand(grid, args.data_root), out=args.out / grid.name,
+                           cache=args.out / SIDES_DIR, progress=Progress.auto())  # fmt: skip
         print(summary.line())
         sys.exit(summary.exit_code)
     from analysis.realistic_report import write_realistic_report
 
-    folders = sorted(p for p in args.out.iterdir() if any(p.glob("results/*.parquet")))
+    folders = sorted(p for p in args.out.iterdir() if any(p.glob(f"{RESULTS_DIR}/*.parquet")))
     for path in write_realistic_report(folders, args.to, args.pool_sizes):
         print(path)
 

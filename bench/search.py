@@ -3,20 +3,20 @@ shadow-only pick and the oracle, and the calibration of the objective's weights.
 
 Cells: two same-dataset ML-1M cells, a Digital Music cell and two cross-dataset cells (ML-1M ->
 Digital Music and back, LFM), each under both item-vector settings (`vectorization`,
-`all-histories`): 10 cells. Each cell's sides are built once (through `dlmia.cell.cell_config`,
-as every run builds them); then each sampler searches DL-MIA's settings on it with
-`tune.search.search_cell` (the default space, ASHA, `--trials` trials, 2 at a time, on a local
-Ray with `--cpus` CPUs). Prints, per cell and sampler: trials per minute, the best label-free
-objective found, and the target ROC AUC / balanced accuracy of the trial the objective selects,
-of DL-MIA's defaults (the first trial), of the shadow-only pick and of the oracle (the best
-target ROC AUC: selected on test labels, not an attack result). Then the calibration table: for
-candidate objective weights, the target ROC AUC of the trial each weighting would pick (all
-finished trials of all samplers), per cell and on average; the leave-one-cell-out choice (the
-weighting best on the other cells, scored on the held-out one); the shadow-only pick; and on
-how many cells the default weights' pick and the leave-one-cell-out pick are at or above the
-shadow-only pick. Rerunning with the same `--out` restores finished searches and resumes an
-interrupted one (times reported are the first run's). Writes `search_curves.png` (best
-objective after n trials), the trial table and the tables under `--out`.
+`all-histories`): 10 cells. Each cell's sides are built once (through `dlmia.cell.cell_config`, as
+every run builds them); then each sampler searches DL-MIA's settings on it with
+`tune.search_tune.search_on_tune` (the default space, ASHA, `--trials` trials, 2 at a time, on a
+local Ray with `--cpus` CPUs). Prints, per cell and sampler: trials per minute, the best label-free
+objective found, and the target ROC AUC / balanced accuracy of the trial the objective selects, of
+DL-MIA's defaults (the first trial), of the shadow-only pick and of the oracle (the best target ROC
+AUC: selected on test labels, not an attack result). Then the calibration table: for candidate
+objective weights, the target ROC AUC of the trial each weighting would pick (all finished trials
+of all samplers), per cell and on average; the leave-one-cell-out choice (the weighting best on the
+other cells, scored on the held-out one); the shadow-only pick; and on how many cells the default
+weights' pick and the leave-one-cell-out pick are at or above the shadow-only pick. Rerunning with
+the same `--out` restores finished searches and resumes an interrupted one (times reported are the
+first run's). Writes `search_curves.png` (best objective after n trials), the trial table and the
+tables under `--out`.
 
     .venv/bin/python bench/search.py                         # 10 cells x {tpe, random} x 16 trials
     .venv/bin/python bench/search.py --trials 8 --samplers tpe
@@ -45,7 +45,8 @@ from dlmia.selection import SelectionConfig, objective  # noqa: E402
 from dlmia.sides import DatasetSpec, SideOutput, build_side  # noqa: E402
 from dlmia.vectors import VECTOR_FIT_ON, ItemVectorConfig  # noqa: E402
 from tune.cluster import start_local_ray  # noqa: E402
-from tune.search import SearchConfig, search_cell  # noqa: E402
+from tune.search import SearchConfig  # noqa: E402
+from tune.search_tune import search_on_tune  # noqa: E402
 
 ML, DM = "ml-1m", "amazon-digital-music"
 PAIRS = [
@@ -91,7 +92,7 @@ def main() -> None:
                 num_samples=args.trials, max_concurrent=args.cpus, sampler=sampler
             )
             started = time.perf_counter()
-            outcome = search_cell(
+            outcome = search_on_tune(
                 sides["shadow", fit_on, shadow], sides["target", fit_on, target], search,
                 seed=args.seed,
                 storage_dir=args.out / sampler, name=slug(cell), device="cpu",

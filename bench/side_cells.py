@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from fresh import json_in_fresh_process
+from fresh import json_in_fresh_process, side_facts
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTACKS = ("norm", "biased", "dlmia")
@@ -43,9 +43,10 @@ def measure(dataset: str, recommender: str, seed: int, data_root: str,
     shadow, target = build_side(data, config.shadow), build_side(data, config.target)
     row: dict[str, Any] = {}
     for role, side in (("shadow", shadow), ("target", target)):
-        row[f"{role}_epoch"] = side.info.get("best_epoch", float("nan"))
-        row[f"{role}_hr10"] = side.info["recommender_hr_at_10"]
-        row[f"{role}_fit_s"] = side.info["fit_seconds"]
+        facts = side_facts(side.info)
+        row[f"{role}_epoch"] = facts.get("best_epoch", float("nan"))
+        row[f"{role}_hr10"] = facts["recommender_hr_at_10"]
+        row[f"{role}_fit_s"] = facts["fit_seconds"]
     for attack in ATTACKS:
         result = attack_cell(shadow, target, attack, {}, seed, "cpu")
         row[attack] = result.metrics["roc_auc"]

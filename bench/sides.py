@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fresh import json_in_fresh_process
+from fresh import json_in_fresh_process, side_facts
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDES = (
@@ -45,7 +45,7 @@ def measure(dataset: str, recommender: str, data_root: str) -> dict[str, Any]:
     started = time.perf_counter()
     data = prepare_dataset(config.shadow.dataset)
     prepared = time.perf_counter()
-    info = build_side(data, config.shadow).info
+    info = side_facts(build_side(data, config.shadow).info)
     return {
         "prepare_s": prepared - started,
         "fit_s": info["fit_seconds"],

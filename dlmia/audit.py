@@ -18,6 +18,7 @@ audit gives scores and rankings only.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,6 @@ import pandas as pd
 from dlmia import config as cfg
 from dlmia.cell import (
     CellConfig,
-    CellResult,
     ListOptions,
     SideChoice,
     cached_dataset,
@@ -44,6 +44,7 @@ from dlmia.errors import ConfigError, DataError
 from dlmia.io import json_safe, write_json, write_parquet
 from dlmia.metrics import attack_metrics
 from dlmia.nonmember import Policy
+from dlmia.records import CellResult, ServedInfo, SideInfo
 from dlmia.results import result_row
 from dlmia.sides import (
     DatasetSpec,
@@ -128,12 +129,12 @@ def run_audit(config: AuditConfig, done: Sequence[str] = ()) -> AuditResult:
         key = tuple(spec.reference for spec in cell.references)  # the shadow's kind, same data
         if key not in pools:
             pools[key] = [build_side(audited, spec) for spec in cell.references]
-        scores, info = score_target(shadow, target, attack, cell.attack_settings, config.seed,
-                                    config.device, pools[key])  # fmt: skip
-        metrics = (attack_metrics(served.labels, scores, seed=config.seed)
-                   if served.labels is not None else {})  # fmt: skip
-        labels = served.labels if served.labels is not None else np.zeros(len(scores), np.int64)
-        cells[attack] = CellResult(metrics, scores, labels, served.users, info)
+        result = score_target(shadow, target, attack, cell.attack_settings, config.seed,
+                              config.device, pools[key])  # fmt: skip
+        if served.labels is not None:  # the target side's labels are the members file's
+            metrics = attack_metrics(served.labels, result.scores, seed=config.seed)
+            result = dataclasses.replace(result, metrics=metrics)
+        cells[attack] = result
     return AuditResult(
         scores_frame(cells, data.user_ids),
         cells,
@@ -259,11 +260,17 @@ def audited_side(data: PreparedDataset, served: ServedLists, center: Center) -> 
     statistics = list_statistics(ListView(served.lists, visible, nothing, vectors))
     labels = served.labels if served.labels is not None else np.zeros(len(served.users), np.int64)
     has_vector = data.item_vectors.has_vector
-    info = {
-        "n_zero_vectors": int(n_zero),
-        "history_coverage": float(has_vector[visible.items].mean()),
-        "list_coverage": float(has_vector[served.lists].mean()),
-    }
+    members = int(labels.sum())
+    system = ServedInfo(  # served elsewhere: nothing of its training or timing is known here
+        n_members=members, n_nonmembers=len(labels) - members, recommender_hr_at_10=math.nan,
+        fit_seconds=0.0, recommend_seconds=0.0, recommender_settings={},
+        recommender_items=len(np.unique(served.lists)),
+    )  # fmt: skip
+    info = SideInfo(
+        system, n_zero_vectors=int(n_zero),
+        history_coverage=float(has_vector[visible.items].mean()),
+        list_coverage=float(has_vector[served.lists].mean()), vector_seconds=0.0,
+    )  # fmt: skip
     return SideOutput(vectors, labels, served.users, served.lists, info, statistics)
 
 
@@ -299,7 +306,7 @@ def summary(
         "nonmember_lists": config.nonmember_lists, "seed": config.seed,
         "dataset_spec": cfg.as_dict(data.spec),
         "attacks": list(config.attacks), "seconds": seconds,
-        "shadow_hr_at_10": shadow.info.get("recommender_hr_at_10"),
+        "shadow_hr_at_10": shadow.info.served.recommender_hr_at_10,
     }  # fmt: skip
 
 

@@ -8,6 +8,7 @@ made its predictions.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,17 +16,17 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from dlmia import config as cfg
 from dlmia.attacks import ATTACKS, attack_config, make_attack
-from dlmia.attacks.base import References, TargetView
+from dlmia.attacks.base import PoolRequest, References, TargetView
 from dlmia.data.histories import IntArray
 from dlmia.device import check_device
 from dlmia.errors import ConfigError, DataError
 from dlmia.metrics import attack_metrics
 from dlmia.nonmember import Policy
 from dlmia.recommenders import recommender_config
+from dlmia.records import CellResult
 from dlmia.sides import (
     DatasetSpec,
     PreparedDataset,
@@ -81,13 +82,16 @@ def cell_config(
     options: ListOptions,
     seed: int,
     device: str = "auto",
+    pool: PoolRequest | None = None,
 ) -> CellConfig:
     """The one way a run seed becomes a cell: the CLI, the grid planner and the benches call it.
 
     `seed` re-samples everything random: the user split and the item vectors (unless the
     dataset pins their seeds), the member halves, the recommenders, the lists and the attack.
     A dataset's file path becomes the absolute path it resolves to (`located`), so the CLI and a
-    grid read the same file wherever their processes run.
+    grid read the same file wherever their processes run. `pool` is the reference pool to
+    build; by default the one the attack's settings need (a searched cell builds the largest
+    its trials need).
 
     Raises:
         ConfigError: an unknown name or a bad setting of the attack, a recommender or the
@@ -96,7 +100,8 @@ def cell_config(
     check_device(device)
     if not 0 <= seed <= cfg.MAX_SEED:
         raise ConfigError(f"seed: must be in [0, 2**63), got {seed}")
-    pool = ATTACKS[attack].pool(attack_config(attack, attack_settings))
+    settings = attack_config(attack, attack_settings)
+    pool = ATTACKS[attack].pool(settings) if pool is None else pool
     for choice in (shadow, target):
         recommender_config(choice.recommender, choice.settings)
     roles: tuple[tuple[Role, SideChoice], ...] = (("shadow", shadow), ("target", target))
@@ -141,17 +146,6 @@ def side_spec(
     )
 
 
-@dataclass(frozen=True, eq=False)
-class CellResult:
-    """Metrics of one cell, the per-user member scores behind them, and provenance."""
-
-    metrics: dict[str, Any]  # attack_metrics() of the target users
-    scores: npt.NDArray[np.float64]  # (n_target,) member probability of each target user
-    labels: npt.NDArray[np.int64]  # (n_target,) true membership (for ROC plots)
-    users: npt.NDArray[np.int64]  # (n_target,) dataset user index of each target row
-    info: dict[str, Any]  # attack info, side info, timings
-
-
 @lru_cache(maxsize=4)
 def cached_dataset(spec: DatasetSpec) -> PreparedDataset:
     """`prepare_dataset`, memoised per process: a same-dataset cell prepares its data once."""
@@ -169,11 +163,7 @@ def run_cell(config: CellConfig) -> CellResult:
         shadow, target, config.attack, config.attack_settings, config.seed, config.device,
         references,
     )  # fmt: skip
-    result.info["seconds"] = time.perf_counter() - started
-    for role, side, spec in (("shadow", shadow, config.shadow), ("target", target, config.target)):
-        result.info[f"{role}_side"] = side.info
-        result.info[f"{role}_dataset"] = cached_dataset(spec.dataset).stats
-    return result
+    return dataclasses.replace(result, seconds=time.perf_counter() - started)
 
 
 def attack_cell(
@@ -187,11 +177,9 @@ def attack_cell(
 ) -> CellResult:
     """Fit the attack on the labelled shadow side and the unlabelled target vectors; score the
     target (with its reference pool's lists, for an attack that has one); measure."""
-    scores, info = score_target(
-        shadow, target, attack_name, attack_settings, seed, device, references
-    )
-    metrics = attack_metrics(target.labels, scores, seed=seed)  # the only read of target labels
-    return CellResult(metrics, scores, target.labels, target.users, info)
+    result = score_target(shadow, target, attack_name, attack_settings, seed, device, references)
+    metrics = attack_metrics(target.labels, result.scores, seed=seed)  # the one read of labels
+    return dataclasses.replace(result, metrics=metrics)
 
 
 def score_target(
@@ -202,22 +190,26 @@ def score_target(
     seed: int,
     device: str = "auto",
     references: Sequence[SideOutput] = (),
-) -> tuple[npt.NDArray[np.float64], dict[str, Any]]:
-    """The target users' member probabilities (n_target,) and what the attack reported: no
-    target label is read here (an audit without labels stops here)."""
+) -> CellResult:
+    """The target users' member probabilities and what the attack reported, without metrics:
+    no target label is read here (an audit without labels stops here)."""
     started = time.perf_counter()
     attack = make_attack(attack_name, attack_settings, device=device, seed=seed)
     attack.fit(shadow.vectors, shadow.labels, target.vectors)
-    view = TargetView(target.lists, target.statistics, reference_view(references, target.users))
-    scores = attack.predict_proba(target.vectors, view)
-    info = {
-        "attack": attack.info,
-        "attack_settings": cfg.as_dict(attack.config),
-        "attack_seconds": time.perf_counter() - started,
-        "n_shadow": len(shadow.labels),
-        "n_target": len(target.users),
-    }
-    return scores, info
+    scores = attack.predict_proba(target.vectors, side_view(target, references))
+    return CellResult(
+        {}, scores, target.labels, target.users,
+        n_shadow=len(shadow.labels), n_target=len(target.users),
+        attack_settings=cfg.as_dict(attack.config),
+        attack_seconds=time.perf_counter() - started,
+        attack=attack.info, shadow_side=shadow.info, target_side=target.info,
+    )  # fmt: skip
+
+
+def side_view(side: SideOutput, references: Sequence[SideOutput] = ()) -> TargetView:
+    """What the adversary holds of `side`'s users beyond their vectors, row for row: their lists,
+    their statistics and, with a reference pool, the same statistics under each reference."""
+    return TargetView(side.lists, side.statistics, reference_view(references, side.users))
 
 
 def reference_view(references: Sequence[SideOutput], users: IntArray) -> References | None:

@@ -169,7 +169,7 @@ def command_cell(args: argparse.Namespace) -> int:
         **{k: v for k, v in row.items() if k not in ("config", "details", "attack_settings")},
         "attack_settings": json.loads(row["attack_settings"]),
         "stage_seconds": {
-            key: value for key, value in result.info["attack"].items() if key.endswith("seconds")
+            key: value for key, value in result.attack.items() if key.endswith("seconds")
         },
     }
     print(json.dumps(summary, default=str))
@@ -254,10 +254,11 @@ def command_analyze(args: argparse.Namespace) -> int:
 
 
 def command_grid_run(args: argparse.Namespace) -> int:
-    """Run a grid file on Ray (tune.cli; imported here so `import dlmia.cli` never imports Ray)."""
+    """Run a grid file on Ray (tune.cli; imported here so `import dlmia.cli` never imports Ray),
+    then print its report."""
     from tune.cli import grid_run
 
-    return grid_run(
+    summary = grid_run(
         args.file,
         address=args.address,
         data_root=data_root_option(args.data_root) or None,
@@ -269,6 +270,20 @@ def command_grid_run(args: argparse.Namespace) -> int:
         no_search=args.no_search,
         yes=args.yes,
     )
+    report(summary.out)
+    return summary.exit_code
+
+
+def report(out: Path) -> None:
+    """Print the analysis report of a finished grid run (its table, the searched cells' picks,
+    the files written). A report that fails only warns: the results are on disk, and
+    `dlmia analyze OUT` draws it again."""
+    from analysis.report import summarize
+
+    try:
+        summarize(out)
+    except Exception as exc:  # noqa: BLE001 (a report problem must not hide the grid's results)
+        log.warning("the analysis report failed (%s); `dlmia analyze %s` retries it", exc, out)
 
 
 def command_grid_validate(args: argparse.Namespace) -> int:

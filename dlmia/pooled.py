@@ -2,12 +2,12 @@
 
 One side's 668 non-members cannot resolve 0.1% FPR. LiRA and RMIA evaluate instead on M models
 trained on random halves of one population, each in turn the target and the other M - 1 its
-references. Here the population is a dataset's shadow and target parts; model i trains on its
-seeded half and serves every user of the population (members their lists, the others the
-non-member policy's); each user's statistic under model i is scored against the other models
-(online: those that did and did not train on the user; offline: only those that did not), and
-the raw scores of all M targets are pooled into one set of metrics: M x (population) users,
-about half of them non-members.
+references. Here the population is a dataset's shadow and target parts: model i is an online
+reference side (trained on its seeded half, serving every user of the population: members
+their lists, the others the non-member policy's); each user's statistic under model i is
+scored against the other models (online: those that did and did not train on the user;
+offline: only those that did not), and the raw scores of all M targets are pooled into one set
+of metrics: M x (population) users, about half of them non-members.
 """
 
 from __future__ import annotations
@@ -20,15 +20,16 @@ import numpy as np
 from dlmia.attacks import attack_config
 from dlmia.attacks.baselines import percentile_ranks
 from dlmia.attacks.reference import ReferenceConfig, calibrated_score
-from dlmia.cell import CellConfig, CellResult, cached_dataset, reference_view
+from dlmia.cell import CellConfig, cached_dataset, reference_view
 from dlmia.errors import ConfigError
 from dlmia.metrics import attack_metrics
+from dlmia.records import CellResult
 from dlmia.sides import ReferenceSpec, SideOutput, SideSpec, build_side
 
 
 def pooled_models(config: CellConfig, models: int) -> list[SideSpec]:
-    """The `models` sides of a pooled evaluation of cell `config`: its target's recommender on
-    seeded halves of the shadow and target parts, each serving the whole population."""
+    """The `models` sides of a pooled evaluation of cell `config`: its target's recommender as
+    online reference sides (seeded halves of the shadow and target parts, each serving both)."""
     if config.attack != "reference":
         raise ConfigError(f"a pooled evaluation scores the reference attack, not {config.attack}")
     if models < 3:
@@ -41,10 +42,7 @@ def pooled_models(config: CellConfig, models: int) -> list[SideSpec]:
             f"{target.recommender} differ"
         )
     return [
-        dataclasses.replace(
-            target, role="reference",
-            reference=ReferenceSpec(index, online=True, serves="population"),
-        )  # fmt: skip
+        dataclasses.replace(target, role="reference", reference=ReferenceSpec(index, online=True))
         for index in range(models)
     ]
 
@@ -56,8 +54,7 @@ def pooled_evaluation(config: CellConfig, models: int) -> CellResult:
     sides = [build_side(data, spec) for spec in pooled_models(config, models)]
     settings = attack_config(config.attack, config.attack_settings)
     result = pooled_scores(sides, settings, seed=config.seed)
-    result.info["seconds"] = time.perf_counter() - started
-    return result
+    return dataclasses.replace(result, seconds=time.perf_counter() - started)
 
 
 def pooled_scores(sides: list[SideOutput], settings: ReferenceConfig, seed: int) -> CellResult:
@@ -82,15 +79,13 @@ def pooled_scores(sides: list[SideOutput], settings: ReferenceConfig, seed: int)
     pooled = percentile_ranks(np.concatenate(scores))
     truth = np.concatenate(labels)
     metrics = attack_metrics(truth, pooled, seed=seed)
-    info = {
-        "evaluation": "pooled",
-        "n_models": len(sides),
-        "n_references": min(len(sides) - 1, settings.references),
-        "n_population": len(users),
-        "n_shadow": 0,  # no shadow side: the models are each other's references
-        "n_target": len(truth),
-        "attack": {"trained": False},
-        "attack_settings": dataclasses.asdict(settings),
-        "attack_seconds": time.perf_counter() - started,
-    }
-    return CellResult(metrics, pooled, truth, np.tile(users, len(sides)), info)
+    evaluation = {
+        "trained": False, "evaluation": "pooled", "n_models": len(sides),
+        "n_references": min(len(sides) - 1, settings.references), "n_population": len(users),
+    }  # fmt: skip
+    return CellResult(
+        metrics, pooled, truth, np.tile(users, len(sides)),
+        n_shadow=0,  # no shadow side: the models are each other's references
+        n_target=len(truth), attack_settings=dataclasses.asdict(settings),
+        attack_seconds=time.perf_counter() - started, attack=evaluation,
+    )  # fmt: skip

@@ -21,8 +21,10 @@ import pandas as pd
 import torch
 
 import dlmia
-from dlmia.cell import CellConfig, CellResult
+from dlmia.cell import CellConfig
 from dlmia.io import write_parquet
+from dlmia.layout import CELL_RESULT, CELL_SCORES
+from dlmia.records import CellResult, SearchSummary, SideInfo
 from dlmia.schema import ATTACK_METRICS, CRITERIA
 
 
@@ -52,7 +54,6 @@ def versions() -> dict[str, str]:
 def result_row(config: CellConfig, result: CellResult, status: str = "ok") -> dict[str, Any]:
     """One flat record of a finished cell: identity, metrics, settings (JSON), timings,
     provenance."""
-    info = result.info
     row: dict[str, Any] = {
         "shadow_dataset": config.shadow.dataset.label,
         "shadow_recommender": config.shadow.recommender,
@@ -64,28 +65,29 @@ def result_row(config: CellConfig, result: CellResult, status: str = "ok") -> di
         "vectors_fit_on": vectors_fit_on(config),
         "status": status,
         **{key: result.metrics[key] for key in ATTACK_METRICS},  # in the declared order
-        "n_shadow": info["n_shadow"],
-        "n_target": info["n_target"],
-        "seconds": info.get("seconds", info["attack_seconds"]),
-        "attack_seconds": info["attack_seconds"],
-        **search_columns(info),
-        **side_columns(info),
+        "n_shadow": result.n_shadow,
+        "n_target": result.n_target,
+        "seconds": result.attack_seconds if result.seconds is None else result.seconds,
+        "attack_seconds": result.attack_seconds,
+        **search_columns(result.search),
+        **side_columns(result.shadow_side, result.target_side),
         "config": json.dumps(dataclasses.asdict(config), default=str, sort_keys=True),
-        "attack_settings": json.dumps(info["attack_settings"], default=str, sort_keys=True),
-        "details": json.dumps(details(info), default=str),
+        "attack_settings": json.dumps(result.attack_settings, default=str, sort_keys=True),
+        "details": json.dumps(details(result), default=str),
         "host": platform.node(),
         **versions(),
     }
     return row
 
 
-def search_columns(info: dict[str, Any]) -> dict[str, Any]:
+def search_columns(search: SearchSummary | None) -> dict[str, Any]:
     """A searched cell's search, the trial it selected and that trial's criteria ({} when the
     cell was not searched)."""
-    if "search" not in info:
+    if search is None:
         return {}
-    picked = {key: info[key] for key in ("search", "trial", "n_trials", "epochs")}
-    return picked | {name: info["criteria"][name] for name in CRITERIA}
+    picked = {"search": search.search, "trial": search.trial, "n_trials": search.n_trials,
+              "epochs": search.epochs}  # fmt: skip
+    return picked | {name: search.criteria.get(name, float("nan")) for name in CRITERIA}
 
 
 def vectors_fit_on(config: CellConfig) -> str:
@@ -94,27 +96,25 @@ def vectors_fit_on(config: CellConfig) -> str:
     return shadow if shadow == target else f"{shadow}|{target}"
 
 
-#: Per-side facts every result row records, as (column suffix, key of the side's info).
-SIDE_FACTS: tuple[tuple[str, str], ...] = (
-    ("zero_vectors", "n_zero_vectors"),
-    ("history_coverage", "history_coverage"),  # share of history items that have a vector
-    ("list_coverage", "list_coverage"),  # share of list entries that have a vector
-)
+def side_columns(shadow: SideInfo | None, target: SideInfo | None) -> dict[str, Any]:
+    """Each side's zero vectors and item-vector coverage (None where a side has no info)."""
+    columns: dict[str, Any] = {}
+    for role, side in (("shadow", shadow), ("target", target)):
+        columns |= {
+            f"{role}_zero_vectors": side.n_zero_vectors if side else None,
+            f"{role}_history_coverage": side.history_coverage if side else None,
+            f"{role}_list_coverage": side.list_coverage if side else None,
+        }
+    return columns
 
 
-def side_columns(info: dict[str, Any]) -> dict[str, Any]:
-    """`shadow_<fact>` and `target_<fact>` of each of SIDE_FACTS (None where a side has no
-    info)."""
-    return {
-        f"{role}_{column}": info.get(f"{role}_side", {}).get(key)
-        for role in ("shadow", "target")
-        for column, key in SIDE_FACTS
-    }
-
-
-def details(info: dict[str, Any]) -> dict[str, Any]:
-    """What else the cell reported, for the `details` JSON column (settings have their own)."""
-    return {k: v for k, v in info.items() if k not in ("attack_settings", "criteria")}
+def details(result: CellResult) -> dict[str, Any]:
+    """What else the cell reported, for the `details` JSON column: the attack's own details,
+    both sides' info and where the cell ran (the rest has columns of its own)."""
+    records = {"shadow_side": result.shadow_side, "target_side": result.target_side,
+               "task": result.task}  # fmt: skip
+    plain = {k: dataclasses.asdict(v) if v is not None else None for k, v in records.items()}
+    return {"attack": result.attack, **plain}
 
 
 def scores_frame(result: CellResult) -> pd.DataFrame:
@@ -126,6 +126,6 @@ def write_cell(out_dir: str | Path, row: dict[str, Any], result: CellResult) -> 
     """Write `result.parquet` (the row) and `scores.parquet` under `out_dir`, each atomically."""
     out = Path(out_dir)
     return [
-        write_parquet(scores_frame(result), out / "scores.parquet"),
-        write_parquet(pd.DataFrame([row]), out / "result.parquet"),
+        write_parquet(scores_frame(result), out / CELL_SCORES),
+        write_parquet(pd.DataFrame([row]), out / CELL_RESULT),
     ]

@@ -6,10 +6,12 @@ members of that role's user part, serves top-k lists to members (the model) and 
 difference vector and per-user list statistics (`dlmia.statistics`). Sides are independent of
 the attack, so the grid runner trains each once and shares it between every cell that uses it.
 
-A *reference* side (method.md section 9) is one model of the adversary's reference pool: the
+A *reference* side (method.md section 7) is one model of the adversary's reference pool: the
 same recommender trained on a seeded random half of a population the adversary holds (the
-shadow part; online, the target part too), serving the users under test (the target part)
-through the same code: users in its half get its lists, the others the non-member policy's.
+shadow part; online, the target part too), serving the users of both the shadow and the target
+part through the same code: users in its half get its lists, the others the non-member
+policy's. The target part's users are the ones under test; the shadow part's are the ones the
+adversary knows the membership of, on which a search validates the attack's settings.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from dlmia.errors import ConfigError, DataError
 from dlmia.nonmember import Policy, nonmember_lists
 from dlmia.recommenders import make_recommender, recommender_class
 from dlmia.recommenders.known import KnownItems
+from dlmia.records import ServedInfo, SideInfo
 from dlmia.seeding import derive_seed
 from dlmia.statistics import ListView, list_statistics
 from dlmia.vectors import (
@@ -101,14 +104,10 @@ class ReferenceSpec:
 
     index: int  # 0, 1, ...: which seeded random half of the population it trains on
     online: bool = False  # the population: the shadow part, and (online) the target part too
-    serves: Literal["target", "population"] = "target"  # whose lists it serves: the users under
-    # test, or (pooled evaluation, online) every user of the population
 
     def __post_init__(self) -> None:
         if not isinstance(self.index, int) or self.index < 0:
             raise ConfigError(f"reference.index: {self.index!r} must be an integer >= 0")
-        if self.serves == "population" and not self.online:
-            raise ConfigError("reference.serves: population needs an online pool")
 
 
 @dataclass(frozen=True)
@@ -155,7 +154,7 @@ class SideOutput:
     labels: npt.NDArray[np.int64]  # (n_users,) 1 = member, 0 = non-member
     users: npt.NDArray[np.int64]  # (n_users,) dataset user index of each row
     lists: npt.NDArray[np.int32]  # (n_users, k) each user's top-k list (dataset item ids)
-    info: dict[str, Any]  # counts, coverage, timings, recommender utility
+    info: SideInfo  # counts, coverage, timings, recommender utility
     statistics: dict[str, npt.NDArray[np.float64]] = field(default_factory=dict)  # name -> (n,)
 
 
@@ -252,20 +251,12 @@ class ServedLists:
     users: npt.NDArray[np.int64]  # (n_users,) dataset user index, members first
     labels: npt.NDArray[np.int64]  # (n_users,) 1 = member, 0 = non-member
     lists: npt.NDArray[np.int32]  # (n_users, k)
-    info: dict[str, Any]  # the recommender's settings, utility and timings
+    info: ServedInfo  # the recommender's settings, utility and timings
 
     @classmethod
     def of(cls, side: SideOutput) -> ServedLists:
         """The lists part of a built side (e.g. one loaded from the side cache)."""
-        info = {key: side.info[key] for key in SERVED_INFO if key in side.info}
-        return cls(side.users, side.labels, side.lists, info)
-
-
-#: The side facts that belong to the served lists (reused with them), not to the vectors.
-SERVED_INFO = (
-    "n_members", "n_nonmembers", "recommender_hr_at_10", "fit_seconds", "recommend_seconds",
-    "recommender_settings", "recommender_items", "validation_seconds", "epochs_run", "best_epoch",
-)  # fmt: skip
+        return cls(side.users, side.labels, side.lists, side.info.served)
 
 
 def build_side(
@@ -291,14 +282,16 @@ def build_side(
     held_out = histories.without_first(visible.lengths)
     statistics = list_statistics(ListView(served.lists, visible, held_out, vectors))
     has_vector = data.item_vectors.has_vector
-    info = {
-        **served.info,
-        "lists_reused": reused,
-        "n_zero_vectors": int(n_zero),
-        "history_coverage": float(has_vector[visible.items].mean()),  # share of history items
-        "list_coverage": float(has_vector[served.lists].mean()),  # share of list entries
-        "vector_seconds": time.perf_counter() - started,
-    }
+    info = SideInfo(
+        served=served.info,
+        n_zero_vectors=int(n_zero),
+        history_coverage=float(has_vector[visible.items].mean()),
+        list_coverage=float(has_vector[served.lists].mean()),
+        vector_seconds=time.perf_counter() - started,
+        lists_reused=reused,
+        dataset=data.stats,
+        fingerprint=data.fingerprint,
+    )
     log.info("side %s/%s/%s: %s", spec.dataset.label, spec.role, spec.recommender, info)
     return SideOutput(vectors, served.labels, served.users, served.lists, info, statistics)
 
@@ -331,20 +324,18 @@ def serve_lists(data: PreparedDataset, spec: SideSpec) -> ServedLists:
             exclude_seen=spec.exclude_seen,
         ).numpy()
     listed = time.perf_counter()
-    info = {
-        "n_members": int(inside.sum()),
-        "n_nonmembers": int((~inside).sum()),
-        "recommender_hr_at_10": holdout_hit_rate(
-            recommender, data.histories.rows(users[~inside])
-        ),
-        "fit_seconds": fitted - started,
-        "recommend_seconds": listed - fitted,
-        "recommender_settings": dataclasses.asdict(recommender.config),
-        "recommender_items": len(recommender.catalogue),  # the items it trained on and ranks
-        "validation_seconds": sum(epoch.eval_s for epoch in getattr(model, "log", [])),
-        "epochs_run": len(getattr(model, "log", [])),  # neural models: early stopping's
-        "best_epoch": getattr(model, "best_epoch", 0),  # ... and the epoch whose weights serve
-    }
+    info = ServedInfo(
+        n_members=int(inside.sum()),
+        n_nonmembers=int((~inside).sum()),
+        recommender_hr_at_10=holdout_hit_rate(recommender, data.histories.rows(users[~inside])),
+        fit_seconds=fitted - started,
+        recommend_seconds=listed - fitted,
+        recommender_settings=dataclasses.asdict(recommender.config),
+        recommender_items=len(recommender.catalogue),
+        validation_seconds=sum(epoch.eval_s for epoch in getattr(model, "log", [])),
+        epochs_run=len(getattr(model, "log", [])),
+        best_epoch=getattr(model, "best_epoch", 0),
+    )
     return ServedLists(users, labels, lists, info)
 
 
@@ -362,18 +353,16 @@ def side_users(
     """(the users the side's model trains on, the users it serves, their 0/1 labels).
 
     A shadow or target side serves its part, members first; a reference side trains on its
-    seeded half of the population and serves the target part (or the whole population), sorted,
-    labelled by whether each user was in that half.
+    seeded half of the population (the shadow part; online, the target part too) and serves the
+    shadow and target parts, sorted, labelled by whether each user was in that half.
     """
     if spec.reference is None:
         members, nonmembers = member_halves(parts[spec.role], spec.seed, spec.role)
         users = np.concatenate([members, nonmembers])
         return members, users, (np.arange(len(users)) < len(members)).astype(np.int64)
-    population = parts["shadow"]
-    if spec.reference.online:
-        population = np.sort(np.concatenate([population, parts["target"]]))
+    users = np.sort(np.concatenate([parts["shadow"], parts["target"]]))
+    population = users if spec.reference.online else parts["shadow"]
     members = reference_half(population, spec.seed, spec.reference.index)
-    users = population if spec.reference.serves == "population" else parts["target"]
     return members, users, np.isin(users, members).astype(np.int64)
 
 

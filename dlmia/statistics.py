@@ -1,6 +1,6 @@
 """Per-user list statistics: one number per user from that user's top-k list and history.
 
-The reference attack (method.md section 9) compares a user's statistic under the target with
+The reference attack (method.md section 7) compares a user's statistic under the target with
 the same statistic under reference recommenders, so each statistic must be computed the same
 way from any list. Every side computes all of them for the users it serves (`build_side`), and
 caches them with its lists; higher always means "the list looks more like a member's".

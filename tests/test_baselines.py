@@ -116,7 +116,7 @@ def test_all_histories_vectors_cover_every_listed_item() -> None:
         )
         info = build_side(data, config.target).info
         coverage[fit_on] = (
-            info["history_coverage"], info["list_coverage"], data.stats["n_items_with_vector"]
+            info.history_coverage, info.list_coverage, data.stats["n_items_with_vector"]
         )
     assert coverage["all-histories"][:2] == (1.0, 1.0)
     assert coverage["all-histories"][2] >= coverage["vectorization"][2]
@@ -162,7 +162,7 @@ def test_served_lists_are_reused_across_vector_settings() -> None:
     data = prepare_dataset(specs[1])
     fresh = build_side(data, sides[1])
     reused = build_side(data, sides[1], ServedLists.of(first))
-    assert reused.info["lists_reused"] and not fresh.info["lists_reused"]
+    assert reused.info.lists_reused and not fresh.info.lists_reused
     assert np.array_equal(reused.lists, fresh.lists) and np.array_equal(reused.users, fresh.users)
     assert np.array_equal(reused.vectors, fresh.vectors)
     assert not np.array_equal(first.vectors, fresh.vectors)  # the vectors did change

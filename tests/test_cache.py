@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from dlmia.sides import DatasetSpec, SideOutput, SideSpec
+from tests.records import side_info
 from tune.cache import SideCache
 
 SPEC = SideSpec(DatasetSpec(name="synthetic"), "target", "lfm")
@@ -21,7 +22,8 @@ KEYS = ("a1" * 32, "b2" * 32)
 def side(value: float) -> SideOutput:
     """A small side whose arrays all hold `value`."""
     return SideOutput(np.full((3, 2), value, np.float32), np.array([1, 0, 0]),
-                      np.arange(3), np.full((3, 4), int(value), np.int32), {"value": value})
+                      np.arange(3), np.full((3, 4), int(value), np.int32),
+                      side_info(fingerprint=str(value)))
 
 
 def filled(tmp_path: Path) -> SideCache:
@@ -74,6 +76,6 @@ def test_an_entry_reads_back_as_stored(tmp_path: Path) -> None:
     cache = filled(tmp_path)
     loaded = cache.get(KEYS[1])
     served = cache.lists(KEYS[1][::-1])
-    assert loaded is not None and loaded.info == {"value": 2.0}
+    assert loaded is not None and loaded.info == side(2.0).info
     assert served is not None and np.array_equal(served.lists, side(2.0).lists)
     np.testing.assert_array_equal(loaded.vectors, side(2.0).vectors)

@@ -1,6 +1,6 @@
 """A failed call is recorded whole: its cause in one line (`error`), its traceback beside it.
 
-Real Ray task errors go through `Failure.of` (what the scheduler records), a Tune error that
+Real Ray task errors go through `failure_of` (what the scheduler records), a Tune error that
 wraps a trial's traceback included; then a grid cell failed by DLMIA_GRID_FAULTS is written
 with both columns, and its ok neighbour with both empty.
 """
@@ -22,8 +22,10 @@ from dlmia.schema import RESULTS, undeclared
 from tests.test_grid_runner import QUIET, results, tiny_grid
 from tune.faults import FAULTS_ENV
 from tune.grid import parse_grid
+from tune.plan import expand
 from tune.runner import run_grid
-from tune.scheduler import Failure
+from tune.schedule import Failure
+from tune.scheduler import failure_of as recorded
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("local_ray")]
 
@@ -32,7 +34,7 @@ def failure_of(task: Callable[[], None]) -> Failure:
     """What the scheduler records of `task` run as a Ray task (that raises)."""
     with pytest.raises(RayError) as raised:
         ray.get(ray.remote(max_retries=0)(task).remote())
-    return Failure.of(raised.value)
+    return recorded(raised.value)
 
 
 def test_a_task_error_is_its_cause_in_one_line_and_the_whole_traceback() -> None:
@@ -76,7 +78,7 @@ def test_a_failed_cell_row_holds_the_cause_and_the_traceback(
     broken = "syn.popularity__syn.popularity__biased__s0"
     monkeypatch.setenv(FAULTS_ENV, f"cell:{broken}:always")
     out = tmp_path / "out"
-    summary = run_grid(parse_grid(raw), out=out, max_retries=0, progress=QUIET)
+    summary = run_grid(expand(parse_grid(raw)), out=out, max_retries=0, progress=QUIET)
     assert (summary.ok, summary.failed) == (1, 1)
     frame = results(out).set_index("attack")
     failed, ok = frame.loc["biased"], frame.loc["norm"]

@@ -20,6 +20,7 @@ from dlmia.cli import main
 from dlmia.data.loaders import Columns
 from dlmia.errors import ConfigError
 from dlmia.sides import DatasetSpec, SideOutput, SideSpec
+from tests.records import side_info
 from tune.cache import SideCache
 from tune.faults import Faults
 from tune.grid import grid_dict, load_grid, locate_grid, packaged_grids, parse_grid
@@ -310,14 +311,14 @@ def test_side_cache_round_trip(tmp_path: Path) -> None:
         labels=np.array([1, 0, 0]),
         users=np.array([5, 7, 9]),
         lists=np.array([[1, 2], [2, 3], [4, 1]], dtype=np.int32),
-        info={"n": np.int64(3)},
+        info=side_info(n_zero_vectors=np.int64(3)),
         statistics={"own": np.array([0.5, 0.0, 1.0]), "norm": np.array([-1.0, -2.0, -3.0])},
     )
     spec = SideSpec(DatasetSpec(name="synthetic"), "shadow", "lfm")
     assert "ab" * 32 not in cache
     cache.store("ab" * 32, spec, side)
     loaded = cache.load("ab" * 32)
-    assert "ab" * 32 in cache and loaded.info == {"n": 3}
+    assert "ab" * 32 in cache and loaded.info == side_info(n_zero_vectors=3)
     np.testing.assert_array_equal(loaded.vectors, side.vectors)
     np.testing.assert_array_equal(loaded.users, side.users)
     np.testing.assert_array_equal(loaded.lists, side.lists)

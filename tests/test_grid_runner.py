@@ -90,7 +90,7 @@ def test_end_to_end_writes_every_cell_once_and_resumes_from_disk(tmp_path: Path)
     grid = parse_grid(raw)
     plan = expand(grid)
     out = tmp_path / "out"
-    summary = run_grid(grid, out=out, progress=QUIET)
+    summary = run_grid(expand(grid), out=out, progress=QUIET)
     assert summary.exit_code == 0 and summary.ok == len(plan.cells) == summary.cells
     assert (summary.sides_trained, summary.sides_cached) == (4, 0)
     frame = results(out)
@@ -109,17 +109,17 @@ def test_end_to_end_writes_every_cell_once_and_resumes_from_disk(tmp_path: Path)
     assert all(t["task_end"] >= t["task_start"] for t in summary.tasks)
 
     before = mtimes(out)
-    again = run_grid(grid, out=out, progress=QUIET)  # all done: nothing runs or is rewritten
+    again = run_grid(expand(grid), out=out, progress=QUIET)  # all done: nothing runs again
     assert again.skipped == again.cells and again.ok == 0 and not again.tasks
     assert mtimes(out) == before
 
     scores = out / "scores" / f"{plan.cells[0].id}.parquet"
     scores.unlink()  # a cell is done only when all of its files are: it runs again
-    redone = run_grid(grid, out=out, progress=QUIET)
+    redone = run_grid(expand(grid), out=out, progress=QUIET)
     assert (redone.skipped, redone.ok, redone.sides_trained) == (len(plan.cells) - 1, 1, 0)
     assert scores.is_file()
 
-    other = run_grid(grid, out=tmp_path / "other", cache=out / "sides", progress=QUIET)
+    other = run_grid(expand(grid), out=tmp_path / "other", cache=out / "sides", progress=QUIET)
     assert (other.sides_cached, other.sides_trained, other.ok) == (4, 0, len(plan.cells))
 
 
@@ -130,7 +130,7 @@ def test_a_reference_pool_trains_on_ray_and_gives_dlmia_cells_numbers(tmp_path: 
     raw["nonmember_lists"] = "model"
     grid = parse_grid(raw)
     plan = expand(grid)
-    summary = run_grid(grid, out=tmp_path / "out", progress=QUIET)
+    summary = run_grid(expand(grid), out=tmp_path / "out", progress=QUIET)
     assert summary.exit_code == 0 and (summary.sides_trained, summary.ok) == (5, 1)
     (cell,) = plan.cells
     scores = pd.read_parquet(tmp_path / "out" / "scores" / f"{cell.id}.parquet")
@@ -159,7 +159,7 @@ def test_injected_failures_are_retried_then_recorded(
     broken = "syn.itemcf__syn.lfm__biased__s0"
     monkeypatch.setenv(FAULTS_ENV, f"cell:{broken}:always,side:syn.lfm.target.s0:1")
     out = tmp_path / "out"
-    summary = run_grid(grid, out=out, progress=QUIET)
+    summary = run_grid(expand(grid), out=out, progress=QUIET)
     assert summary.exit_code == 1 and (summary.ok, summary.failed) == (3, 1)
     frame = results(out).set_index("cell_id")
     failed = frame.loc[broken]
@@ -172,14 +172,14 @@ def test_injected_failures_are_retried_then_recorded(
     assert frame.loc["syn.lfm__syn.lfm__biased__s0", "status"] == "ok"  # its side failed once
 
     monkeypatch.setenv(FAULTS_ENV, "side:syn.itemcf.shadow.s0:always")  # a side that never works
-    bad = run_grid(grid, out=tmp_path / "bad", max_retries=0, progress=QUIET)
+    bad = run_grid(expand(grid), out=tmp_path / "bad", max_retries=0, progress=QUIET)
     assert (bad.failed, bad.sides_failed, bad.exit_code) == (2, 1, 1)
     errors = results(tmp_path / "bad").set_index("cell_id")["error"]
     expected = "side syn.itemcf.shadow.s0 failed: InjectedFailure"
     assert errors["syn.itemcf__syn.itemcf__biased__s0"].startswith(expected)
 
     monkeypatch.delenv(FAULTS_ENV)
-    rerun = run_grid(grid, out=out, progress=QUIET)  # only the failed cell runs again
+    rerun = run_grid(expand(grid), out=out, progress=QUIET)  # only the failed cell runs again
     assert (rerun.skipped, rerun.ok, rerun.sides_trained, rerun.exit_code) == (3, 1, 0, 0)
 
 
@@ -190,7 +190,7 @@ def test_grid_seed_and_cli_seed_are_the_same_experiment(tmp_path: Path) -> None:
     raw["cells"] = [{"shadow": "syn.lfm", "target": "syn.itemcf"}]
     raw["seeds"] = [1]
     raw["attacks"]["norm"] = {}
-    run_grid(parse_grid(raw), out=tmp_path / "grid", progress=QUIET)
+    run_grid(expand(parse_grid(raw)), out=tmp_path / "grid", progress=QUIET)
     grid_rows = results(tmp_path / "grid").set_index("attack")
     dataset = raw["datasets"]["syn"]
     for attack, settings in (("biased", ["--set", "epochs=3"]), ("norm", [])):
@@ -228,7 +228,7 @@ def test_each_nonmember_policy_is_its_own_set_of_sides_and_cells(tmp_path: Path)
         "syn.lfm.shadow.model.s0", "syn.lfm.shadow.popular.s0",
         "syn.lfm.target.model.s0", "syn.lfm.target.popular.s0",
     ]
-    summary = run_grid(parse_grid(raw), out=tmp_path / "out", progress=QUIET)
+    summary = run_grid(expand(parse_grid(raw)), out=tmp_path / "out", progress=QUIET)
     assert summary.exit_code == 0 and summary.ok == 2
     frame = results(tmp_path / "out").set_index("nonmember_lists")
     assert frame.loc["popular", "cell_id"] == "syn.lfm__syn.lfm__list-frequency__popular__s0"
@@ -267,7 +267,7 @@ def test_killed_driver_resumes_without_recomputing(tmp_path: Path) -> None:
     finished = mtimes(out)
     assert 1 <= len(finished) < 9, (tmp_path / "driver.log").read_text()[-3000:]
 
-    summary = run_grid(load_grid(path), out=out, progress=QUIET)
+    summary = run_grid(expand(load_grid(path)), out=out, progress=QUIET)
     assert summary.exit_code == 0 and summary.skipped == len(finished)
     assert summary.ok == 9 - len(finished)
     assert summary.sides_cached >= 2  # the killed run's sides are reused, not trained again
@@ -288,11 +288,11 @@ def test_two_node_cluster_places_sides_on_both_nodes(tmp_path: Path) -> None:
         cluster.wait_for_nodes()
         grid = parse_grid(tiny_grid("two-nodes"))
         out = tmp_path / "out"
-        summary = run_grid(grid, out=out, address=cluster.address, progress=QUIET)
+        summary = run_grid(expand(grid), out=out, address=cluster.address, progress=QUIET)
         assert summary.exit_code == 0 and summary.ok == 4 and summary.cpus == 2
         assert not ray.is_initialized()  # the runner disconnected what it connected
         infos = [json.loads(p.read_text())["info"] for p in (out / "sides").glob("??/*.json")]
-        assert len(infos) == 4 and len({info["node_id"] for info in infos}) == 2
+        assert len(infos) == 4 and len({info["task"]["node_id"] for info in infos}) == 2
         prepared = {t["node_id"] for t in summary.tasks if t["kind"] == "prepare"}
         assert prepared == {cluster.head_node.node_id}  # the data is read on the driver's node
     finally:
@@ -318,4 +318,4 @@ def test_side_workers_train_from_the_object_store_without_the_data_file(tmp_path
     path.parent.rmdir()  # the data root is gone
     worker = SideWorkerActor.remote(1)
     side = ray.get(worker.build.remote(job, [prepared]))
-    assert len(side.labels) == side.info["n_members"] + side.info["n_nonmembers"]
+    assert len(side.labels) == side.info.served.n_members + side.info.served.n_nonmembers

@@ -19,7 +19,7 @@ from analysis.search import param_importances
 from dlmia.errors import ConfigError
 from dlmia.schema import TRIALS, undeclared
 from tests.test_grid_runner import QUIET, run_and_kill, tiny_grid
-from tune.cli import describe, results_table
+from tune.cli import describe
 from tune.grid import load_grid, parse_grid
 from tune.plan import expand
 from tune.progress import Progress
@@ -72,7 +72,7 @@ def test_search_blocks_are_validated() -> None:
         parse_grid(raw)
     raw = tiny_grid("bad")
     raw["attacks"]["biased"]["search"] = {"num_samples": 2}
-    with pytest.raises(ConfigError, match=r"attacks\.biased\.search: only dlmia"):
+    with pytest.raises(ConfigError, match=r"attacks\.biased\.search: biased declares no search"):
         parse_grid(raw)
 
 
@@ -93,7 +93,7 @@ def test_searched_cells_write_every_trial_and_mark_the_selected_one(tmp_path: Pa
     grid = parse_grid(raw)
     out = tmp_path / "out"
     progress = Progress(stream=None)
-    summary = run_grid(grid, out=out, progress=progress)
+    summary = run_grid(expand(grid), out=out, progress=progress)
     assert summary.exit_code == 0 and summary.ok == 2
     assert (progress.trials_done, progress.trials_total) == (6, 6)
     results, frame = load_results(out), load_trials(out)
@@ -134,15 +134,13 @@ def test_searched_cells_write_every_trial_and_mark_the_selected_one(tmp_path: Pa
     assert len(list((out / "analysis").glob("search_*.pdf"))) == 2
     importances = param_importances(out / "optuna.log", sorted(found)[0])
     assert set(importances) == {"lambda_align", "lr", "period"}
-    plain = results_table(out, [cell.id for cell in expand(grid).cells])  # `grid run`'s fallback
-    assert sorted(plain["roc_auc"]) == pytest.approx(sorted(chosen["roc_auc"]))
     assert "searched per cell, 3 trials" in describe(expand(grid))
-    again = run_grid(grid, out=out, progress=QUIET)  # finished: nothing runs
+    again = run_grid(expand(grid), out=out, progress=QUIET)  # finished: nothing runs
     assert again.skipped == 2 and not again.tasks
     records = recorded_trials(out)
     lost = next((out / "trials").glob("*.parquet"))
     lost.unlink()  # the cell runs again: its search is rebuilt from its records, none redone
-    redone = run_grid(grid, out=out, progress=QUIET)
+    redone = run_grid(expand(grid), out=out, progress=QUIET)
     assert (redone.skipped, redone.ok) == (1, 1) and lost.is_file()
     assert recorded_trials(out) == records and len(load_trials(out)) == 6
 
@@ -180,7 +178,7 @@ def test_killed_search_resumes_without_redoing_finished_trials(tmp_path: Path) -
     marker = tmp_path / "pwned"
     assert plant_pickles(out, marker) >= 1  # Tune's own state files are pickles
 
-    summary = run_grid(load_grid(path), out=out, progress=QUIET)
+    summary = run_grid(expand(load_grid(path)), out=out, progress=QUIET)
     assert summary.exit_code == 0 and summary.ok == 1
     assert not marker.exists()  # nothing from the output folder was unpickled
     frame = load_trials(out)
@@ -199,7 +197,7 @@ def test_a_torn_journal_is_repaired_and_the_search_resumes_from_its_records(
     tmp_path: Path,
 ) -> None:
     grid, out = parse_grid(search_grid("torn", 2, grace_epochs=4)), tmp_path / "out"
-    assert run_grid(grid, out=out, progress=QUIET).ok == 1
+    assert run_grid(expand(grid), out=out, progress=QUIET).ok == 1
     # as a driver killed mid-search leaves it: the cell unfinished, its last trial unrecorded,
     # the journal's last record cut short
     for path in [*out.glob("results/*"), *out.glob("searches/*/trial-0001.*")]:
@@ -207,9 +205,40 @@ def test_a_torn_journal_is_repaired_and_the_search_resumes_from_its_records(
     journal = out / "optuna.log"
     journal.write_bytes(journal.read_bytes()[:-37])
 
-    summary = run_grid(grid, out=out, progress=QUIET)
+    summary = run_grid(expand(grid), out=out, progress=QUIET)
     assert summary.exit_code == 0 and summary.ok == 1
     assert sorted(load_trials(out)["trial"]) == [1, 2] and len(recorded_trials(out)) == 2
     (trials,) = studies(out).values()  # the journal reads whole again
     assert [t.state.name for t in trials].count("COMPLETE") >= 2
     assert "searched cells:" in summarize(out, echo=False)
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_searched_reference_attack_runs_in_a_grid_and_records_every_trial(
+    tmp_path: Path,
+) -> None:
+    raw = tiny_grid("reference-search", recommenders=("itemcf",))
+    raw["nonmember_lists"] = "model"
+    space = {"statistic": {"choice": ["own-dcg", "own"]}, "references": {"choice": [2, 3]}}
+    raw["attacks"] = {"reference": {"search": {"num_samples": 4, "space": space}}}
+    plan = expand(parse_grid(raw))
+    assert "reference: settings searched per cell, 4 trials" in describe(plan)
+    out = tmp_path / "out"
+    summary = run_grid(plan, out=out, progress=QUIET)
+    assert summary.exit_code == 0 and (summary.ok, summary.sides_trained) == (1, 5)
+    (row,) = load_results(out).to_dict("records")
+    trials = load_trials(out)
+    assert undeclared(pd.read_parquet(next((out / "trials").glob("*.parquet"))).columns,
+                      TRIALS) == []  # fmt: skip
+    assert list(trials["trial"]) == [1, 2, 3, 4] and not trials["used_for_selection"].any()
+    assert {"param.statistic", "param.references"} <= set(trials.columns)
+    first = trials.iloc[0]  # the defaults (own-dcg, R = 16) moved into the space: R 2 or 3
+    assert (first["param.statistic"], first["param.references"]) == ("own-dcg", 2)
+    picked = trials[trials["selected"]].iloc[0]
+    assert (row["trial"], row["n_trials"]) == (picked["trial"], 4)
+    assert row["objective"] == picked["objective"] == trials["objective"].max()
+    assert row["roc_auc"] == pytest.approx(picked["roc_auc"]) and pd.isna(row["epochs"])
+    (study,) = studies(out).values()
+    assert [t.state.name for t in study] == ["COMPLETE"] * 4
+    again = run_grid(plan, out=out, progress=QUIET)
+    assert again.skipped == 1 and not again.tasks

@@ -28,6 +28,7 @@ from dlmia.errors import LockedError, OutputError
 from dlmia.lock import LOCK_NAME, FolderLock, describe
 from tests.test_grid_runner import QUIET, results, tiny_grid
 from tune.grid import load_grid
+from tune.plan import expand
 from tune.runner import run_grid
 
 HOLD = (
@@ -159,7 +160,7 @@ def test_a_second_grid_driver_fails_and_the_first_ends_resumably_on_sigterm(
     assert text.strip().splitlines()[-1] == "dlmia: terminated; rerun to resume"
     assert "Traceback" not in text and not (out / LOCK_NAME).exists()
     finished = files(out / "results")
-    rerun = run_grid(load_grid(grid), out=out, progress=QUIET)  # the lock was released
+    rerun = run_grid(expand(load_grid(grid)), out=out, progress=QUIET)  # the lock was released
     assert rerun.skipped == len(finished) and rerun.ok == 4 - len(finished)
     assert {path: files(out / "results")[path] for path in finished} == finished  # untouched
     frame = results(out)

@@ -30,7 +30,7 @@ def test_a_cell_missing_any_of_its_files_is_not_finished(tmp_path: Path, searche
     if searched:  # a searched cell's trials table, written before its row (Outputs.write)
         outputs.trials.mkdir(parents=True)
         pd.DataFrame({"trial": [1]}).to_parquet(outputs.trials / f"{job.id}.parquet")
-    outputs.write(job, failed_result(job, "", {}), "faults", {}, attempts=1)
+    outputs.write(job, failed_result(job, {}), "faults", attempts=1)
     files = outputs.files(job)
     assert len(files) == 1 + searched and all(path.is_file() for path in files)
     assert outputs.finished(job)

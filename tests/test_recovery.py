@@ -12,6 +12,7 @@ import pytest
 
 from dlmia.errors import OutputError
 from dlmia.sides import SideOutput
+from tests.records import side_info
 from tests.test_grid_runner import QUIET, tiny_grid
 from tune.cache import SideCache
 from tune.grid import parse_grid
@@ -36,7 +37,7 @@ def test_corrupt_cache_entries_are_reported_and_trained_again(
 ) -> None:
     grid = parse_grid(one_cell_grid("cache"))
     out = tmp_path / "out"
-    assert run_grid(grid, out=out, progress=QUIET).ok == 1
+    assert run_grid(expand(grid), out=out, progress=QUIET).ok == 1
     cache = SideCache(out / "sides")
     side = next(iter(expand(grid).sides.values()))
     arrays, info = cache.paths(side.key)
@@ -50,7 +51,7 @@ def test_corrupt_cache_entries_are_reported_and_trained_again(
         result.unlink()  # the cell runs again, so its sides are needed again
 
     with caplog.at_level(logging.WARNING, logger="tune.cache"):
-        summary = run_grid(grid, out=out, progress=QUIET)
+        summary = run_grid(expand(grid), out=out, progress=QUIET)
     assert summary.exit_code == 0 and summary.ok == 1
     assert (summary.sides_trained, summary.sides_cached) == (1, 1)
     assert "cannot be used" in caplog.text
@@ -94,9 +95,9 @@ def test_an_output_folder_that_stops_taking_writes_ends_the_run_resumably(
 
     monkeypatch.setattr(Outputs, "write", write_then_fail)
     with pytest.raises(OutputError, match="No space left on device.*rerun to resume"):
-        run_grid(grid, out=out, progress=QUIET)
+        run_grid(expand(grid), out=out, progress=QUIET)
     monkeypatch.undo()
-    summary = run_grid(grid, out=out, progress=QUIET)
+    summary = run_grid(expand(grid), out=out, progress=QUIET)
     assert summary.exit_code == 0 and summary.skipped == 1
     assert summary.ok == len(expand(grid).cells) - 1
 
@@ -105,7 +106,7 @@ def test_side_output_arrays_round_trip_without_pickle(tmp_path: Path) -> None:
     grid = parse_grid(one_cell_grid("plain"))
     spec = next(iter(expand(grid).sides.values()))
     side = SideOutput(np.ones((3, 2), np.float32), np.array([0, 1, 1]), np.arange(3),
-                      np.zeros((3, 4), np.int32), {"n_members": 2})
+                      np.zeros((3, 4), np.int32), side_info(n_members=2, n_nonmembers=1))
     cache = SideCache(tmp_path)
     cache.store(spec.key, spec.spec, side)
     loaded = cache.get(spec.key)

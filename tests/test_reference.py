@@ -119,7 +119,7 @@ def test_calibration_finds_members_a_raw_statistic_misses() -> None:
     assert raw < 0.65 < 0.8 < calibrated
 
 
-def test_reference_sides_train_on_seeded_halves_and_serve_the_target_part() -> None:
+def test_reference_sides_train_on_seeded_halves_and_serve_the_shadow_and_target_parts() -> None:
     parts = {"vectorization": np.arange(0, 10), "shadow": np.arange(10, 30),
              "target": np.arange(30, 50)}  # fmt: skip
     def spec(index: int, online: bool) -> SideSpec:
@@ -127,14 +127,16 @@ def test_reference_sides_train_on_seeded_halves_and_serve_the_target_part() -> N
 
     members, users, labels = side_users(parts, spec(0, False))
     assert set(members) <= set(parts["shadow"]) and len(members) == 10
-    np.testing.assert_array_equal(users, parts["target"])
-    assert not labels.any()  # offline: no scored user was ever trained on
+    np.testing.assert_array_equal(users, np.arange(10, 50))  # shadow and target users, sorted
+    assert not labels[users >= 30].any()  # offline: no target user was ever trained on
+    np.testing.assert_array_equal(labels, np.isin(users, members))
     other, _, _ = side_users(parts, spec(1, False))
     assert not np.array_equal(members, other)  # each model of the pool has its own half
     members, users, labels = side_users(parts, spec(0, True))
     assert len(members) == 20 and set(members) <= set(range(10, 50))
-    np.testing.assert_array_equal(labels, np.isin(parts["target"], members))
-    assert 0 < labels.sum() < 20
+    np.testing.assert_array_equal(users, np.arange(10, 50))
+    np.testing.assert_array_equal(labels, np.isin(users, members))
+    assert 0 < labels[users >= 30].sum() < 20  # online: a target user is in about half
     with pytest.raises(ConfigError, match="spec exactly when its role is reference"):
         SideSpec(SMALL, "target", "itemcf", reference=ReferenceSpec(0))
     with pytest.raises(ConfigError, match="spec exactly when its role is reference"):
@@ -176,8 +178,8 @@ def test_the_reference_attack_finds_members_under_the_model_policy(synthetic_cel
                          references)  # fmt: skip
     raw = attack_cell(shadow, target, "norm", {}, 0, "cpu").metrics["roc_auc"]
     assert result.metrics["roc_auc"] > max(0.7, raw + 0.1)
-    assert result.info["attack"]["n_references"] == 8
-    assert 2 < result.info["attack"]["mean_in_per_user"] < 6  # about half of 8
+    assert result.attack["n_references"] == 8
+    assert 2 < result.attack["mean_in_per_user"] < 6  # about half of 8
 
 
 def test_no_target_label_reaches_the_reference_attack(synthetic_cell: tuple) -> None:
@@ -225,7 +227,7 @@ def test_pooled_evaluation_scores_every_model_against_the_others() -> None:
     config = cell_config(choice, choice, "reference", settings, MODEL, seed=0, device="cpu")
     specs = pooled_models(config, 5)
     assert [spec.reference for spec in specs] == [
-        ReferenceSpec(i, online=True, serves="population") for i in range(5)
+        ReferenceSpec(i, online=True) for i in range(5)
     ]
     result = pooled_evaluation(config, 5)
     data = cached_dataset(config.target.dataset)
@@ -233,7 +235,7 @@ def test_pooled_evaluation_scores_every_model_against_the_others() -> None:
     assert result.metrics["n_members"] + result.metrics["n_nonmembers"] == 5 * population
     assert abs(result.metrics["n_nonmembers"] - 5 * population / 2) < 5
     assert result.metrics["roc_auc"] > 0.7
-    assert result.info["n_references"] == 4 and result.info["evaluation"] == "pooled"
+    assert result.attack["n_references"] == 4 and result.attack["evaluation"] == "pooled"
     with pytest.raises(ConfigError, match="one kind of recommender"):
         pooled_models(cell_config(choice, SideChoice(SMALL, "lfm"), "reference", settings,
                                   MODEL, seed=0), 5)  # fmt: skip

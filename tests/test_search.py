@@ -15,8 +15,10 @@ import pytest
 
 from dlmia.errors import ConfigError
 from dlmia.sides import SideOutput
-from tune.search import SearchConfig, SearchInterrupted, SearchOutcome, search_cell
-from tune.space import start_point
+from tests.records import side_info
+from tune.search import SearchConfig, SearchInterrupted, SearchOutcome
+from tune.search_tune import search_on_tune
+from tune.space import check_space, start_point
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +32,7 @@ def side(offset: float, rng: np.random.Generator, n: int = 160, dim: int = 8) ->
     scale = np.where(labels[:, None] == 1, 0.6, 1.4)
     vectors = (rng.normal(size=(n, dim)) * scale + offset).astype(np.float32)
     lists = rng.integers(0, 50, (n, 5)).astype(np.int32)
-    return SideOutput(vectors, labels, np.arange(n), lists, {})
+    return SideOutput(vectors, labels, np.arange(n), lists, side_info())
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,7 @@ def outcome(local_ray: Any, sides: tuple[SideOutput, SideOutput], tmp_path_facto
             ) -> tuple[SearchOutcome, Path]:
     shadow, target = sides
     folder = tmp_path_factory.mktemp("search")
-    return search_cell(
+    return search_on_tune(
         shadow, target, config(4), seed=0, storage_dir=folder, name="cell", fixed=FIXED
     ), folder
 
@@ -106,7 +108,7 @@ def test_target_labels_do_not_change_the_selection(
     shadow, target = sides
     labels = np.random.default_rng(1).permutation(target.labels)
     permuted = dataclasses.replace(target, labels=labels)
-    again = search_cell(shadow, permuted, config(4), seed=0, storage_dir=folder, name="cell",
+    again = search_on_tune(shadow, permuted, config(4), seed=0, storage_dir=folder, name="cell",
                         fixed=FIXED)
     columns = ["trial", "study_trial", "objective", "selected", "shadow_pick"]
     assert again.trials[columns].equals(result.trials[columns])
@@ -142,11 +144,11 @@ def test_interrupted_search_resumes(
     shadow, target = sides
     search = config(3, max_concurrent=1)
     with pytest.raises(SearchInterrupted):
-        search_cell(shadow, target, search, seed=0, storage_dir=tmp_path, name="resume",
+        search_on_tune(shadow, target, search, seed=0, storage_dir=tmp_path, name="resume",
                     fixed=FIXED, callbacks=[Interrupt(tmp_path / "fired")])
     dead = list((tmp_path / "tune").glob("resume-*"))
     assert len(dead) == 1  # the interrupted run's Tune folder
-    resumed = search_cell(shadow, target, search, seed=0, storage_dir=tmp_path, name="resume",
+    resumed = search_on_tune(shadow, target, search, seed=0, storage_dir=tmp_path, name="resume",
                           fixed=FIXED)
     assert len(resumed.trials) == 3 and resumed.trials["finished"].all()
     assert resumed.trials["selected"].sum() == 1
@@ -155,10 +157,10 @@ def test_interrupted_search_resumes(
 
 
 def test_bad_space_raises() -> None:
-    with pytest.raises(ConfigError, match="space.lambda_alig"):
-        SearchConfig(space={"lambda_alig": {"choice": [0, 1]}})
+    with pytest.raises(ConfigError, match="space.lambda_alig: not a setting of dlmia"):
+        check_space({"lambda_alig": {"choice": [0, 1]}}, "dlmia", {})
     with pytest.raises(ConfigError, match="loguniform"):
-        SearchConfig(space={"lr": {"loguniform": [0, 1]}})
+        SearchConfig(space={"lr": {"loguniform": [0, 1]}}).for_attack("dlmia", {})
 
 
 def test_start_point_is_the_defaults_moved_into_the_space() -> None:

@@ -5,9 +5,11 @@ scheduler pins to the driver's node, where the data files are; the prepared data
 the object store, and every side worker fetches it from there, so no worker node needs the data.
 A side worker is an actor with its recommender's resources; it keeps the prepared datasets it
 has used, so each further side of a dataset skips the fetch. A cell's attack is a plain task
-whose two side outputs Ray resolves from the object store. A cell with a search runs
-`search_task` instead: a Tune driver that holds no CPU itself and runs the cell's trials, each
-with the attack's resources, anywhere on the cluster.
+whose side outputs (shadow, target, and a reference pool's) Ray resolves from the object store.
+A cell with a search runs `search_task` instead, on the driver's node (its trial records and
+Optuna study go to the output folder there): for DL-MIA a Tune driver that holds no CPU itself
+and runs the cell's trials, each with the attack's resources, anywhere on the cluster; for an
+attack that learns nothing from the shadow side, the trials themselves (tune.search).
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
-from typing import Any
+from dataclasses import replace
 
 import ray
 import torch
 
-from dlmia.cell import CellResult, attack_cell
+from dlmia.cell import attack_cell
+from dlmia.records import CellResult, TaskRecord
 from dlmia.sides import (
     DatasetSpec,
     PreparedDataset,
@@ -30,7 +33,7 @@ from dlmia.sides import (
     prepare_dataset,
 )
 from tune.plan import CellJob, SideJob
-from tune.search import SearchOutcome, search_cell
+from tune.search import SearchOutcome, on_tune
 
 MAX_DATASETS = 2  # prepared datasets one worker keeps (least recently used goes first)
 
@@ -45,23 +48,20 @@ def injected_failure(kind: str, name: str) -> None:
     raise InjectedFailure(f"injected failure in {kind} {name} (DLMIA_GRID_FAULTS)")
 
 
-def task_record(started: float) -> dict[str, Any]:
-    """Where and when a task ran: wall-clock start and end, node and process."""
-    return {
-        "task_start": started,
-        "task_end": time.time(),
-        "node_id": ray.get_runtime_context().get_node_id(),
-        "pid": os.getpid(),
-    }
+def task_record(started: float) -> TaskRecord:
+    """Where and when this task ran, from `started` (wall clock) to now."""
+    node = ray.get_runtime_context().get_node_id()
+    return TaskRecord(started, time.time(), node, os.getpid())
 
 
 @ray.remote(num_returns=2, max_retries=0)
-def prepare_task(spec: DatasetSpec, threads: int) -> tuple[dict[str, Any], PreparedDataset]:
-    """Prepare dataset `spec`: (stats for the driver, the dataset for the object store)."""
+def prepare_task(spec: DatasetSpec, threads: int) -> tuple[TaskRecord, PreparedDataset]:
+    """Prepare dataset `spec`: (where it ran, for the driver; the dataset, for the object
+    store)."""
     started = time.time()
     torch.set_num_threads(threads)
     data = prepare_dataset(spec)
-    return {**data.stats, "fingerprint": data.fingerprint, **task_record(started)}, data
+    return task_record(started), data
 
 
 class SideWorker:
@@ -86,8 +86,7 @@ class SideWorker:
             data = ray.get(dataset[0])
         self._keep(job.dataset_key, data)
         side = build_side(data, job.spec, served)
-        side.info.update(dataset=data.stats, fingerprint=data.fingerprint, **task_record(started))
-        return side
+        return replace(side, info=replace(side.info, task=task_record(started)))
 
     def _keep(self, key: str, data: PreparedDataset) -> None:
         self.datasets[key] = data
@@ -112,24 +111,35 @@ def attack_task(
         shadow, target, config.attack, config.attack_settings, config.seed, config.device,
         references,
     )  # fmt: skip
-    result.info.update(task_record(started))
-    return result
+    return replace(result, task=task_record(started))
 
 
 @ray.remote(max_retries=0)
 def search_task(
-    job: CellJob, shadow: SideOutput, target: SideOutput, storage_dir: str, gpus: float,
+    job: CellJob, storage_dir: str, gpus: float, shadow: SideOutput, target: SideOutput,
+    *references: SideOutput,
 ) -> SearchOutcome:
-    """Search cell `job`'s DL-MIA settings (tune.search); resumes the search found in
-    `storage_dir` under the cell's search name. Each trial reserves the attack's CPUs and
-    `gpus`."""
+    """Search cell `job`'s attack settings (tune.search), on Ray Tune (each trial reserving
+    the attack's CPUs and `gpus`) or here; resumes the search found in `storage_dir` under the
+    cell's search name."""
     started = time.time()
     assert job.search is not None
     config = job.config
-    outcome = search_cell(
-        shadow, target, job.search, seed=config.seed, storage_dir=storage_dir,
-        name=job.search_name, fixed=config.attack_settings,
-        resources=(job.resources.num_cpus, gpus), device=config.device,
-    )
-    outcome.selected.info.update(task_record(started))
-    return outcome
+    if on_tune(config.attack):
+        from tune.search_tune import search_on_tune
+
+        outcome = search_on_tune(
+            shadow, target, job.search, seed=config.seed, storage_dir=storage_dir,
+            name=job.search_name, fixed=config.attack_settings, device=config.device,
+            resources=(job.resources.num_cpus, gpus),
+        )  # fmt: skip
+    else:
+        from tune.search_local import search_in_process
+
+        torch.set_num_threads(max(1, int(job.resources.num_cpus)))
+        outcome = search_in_process(
+            config.attack, shadow, target, references, job.search, seed=config.seed,
+            storage_dir=storage_dir, name=job.search_name, fixed=config.attack_settings,
+            device=config.device,
+        )  # fmt: skip
+    return replace(outcome, selected=replace(outcome.selected, task=task_record(started)))

@@ -29,6 +29,7 @@ import numpy as np
 
 from dlmia import config as cfg
 from dlmia.io import atomic_write, json_safe, write_json
+from dlmia.records import SideInfo
 from dlmia.sides import ServedLists, SideOutput, SideSpec
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class SideCache:
             }  # fmt: skip
             return SideOutput(
                 arrays["vectors"], arrays["labels"], arrays["users"], arrays["lists"],
-                entry["info"], statistics,
+                SideInfo.of(entry["info"]), statistics,
             )
 
     def get(self, key: str, lists_key: str | None = None) -> SideOutput | None:
@@ -118,7 +119,7 @@ class SideCache:
         atomic_write(arrays_path, write_arrays)
         entry = {
             "key": key, "lists_key": lists_key, "arrays_sha256": file_digest(arrays_path),
-            "spec": cfg.as_dict(spec), "info": plain(side.info),
+            "spec": cfg.as_dict(spec), "info": plain(cfg.as_dict(side.info)),
         }  # fmt: skip
         write_json(entry, info_path)
         if lists_key:

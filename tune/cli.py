@@ -1,15 +1,15 @@
 """`dlmia grid validate FILE` and `dlmia grid run FILE`: the functions behind the commands.
 
 dlmia.cli parses the options and imports this module inside its handlers, so `import dlmia.cli`
-never imports Ray. Bad input raises a DlmiaError, which dlmia.cli turns into exit code 2.
+never imports Ray; it also prints the report of a finished run (the analysis package), so this
+layer never imports analysis. Bad input raises a DlmiaError, which dlmia.cli turns into exit
+code 2.
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from dlmia.errors import ConfigError
 from dlmia.io import check_writable
@@ -18,14 +18,10 @@ from tune.outputs import output_root
 from tune.plan import Plan, cell_count, expand
 from tune.progress import Progress
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from tune.runner import RunSummary
 
 LARGE_GRID = 10_000  # cells above which `grid run` asks for --yes
-
-TABLE_COLUMNS = (
-    "shadow", "target", "attack", "seed", "roc_auc", "balanced_accuracy", "tpr_at_1pct_fpr",
-    "status",
-)  # fmt: skip
 
 
 def grid_validate(
@@ -55,11 +51,11 @@ def grid_run(
     vectors_fit_on: str | None = None,
     no_search: bool = False,
     yes: bool = False,
-) -> int:
-    """Run grid `file`, then print the results table and the heatmaps' paths.
+) -> RunSummary:
+    """Run grid `file`, expanded once into its plan; print where results go and the summary line.
 
     Returns:
-        The exit code: 0 when every cell finished, 1 when any failed.
+        What the run did (`RunSummary.exit_code`: 0 when every cell finished, 1 when any failed).
 
     Raises:
         ConfigError: bad options, or a grid of more than `LARGE_GRID` cells without `yes`.
@@ -82,19 +78,15 @@ def grid_run(
         check_writable(cache, "--cache")
     progress = Progress(stream=None) if quiet else Progress.auto()
     summary = run_grid(
-        grid,
+        expand(grid, data_root),
         out=out,
-        data_root=data_root,
         cache=cache,
         address=address,
         max_retries=max_retries,
         progress=progress,
     )
     print(summary.line())
-    if not report(summary.out):
-        table = results_table(summary.out, [job.id for job in expand(grid, data_root).cells])
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    return summary.exit_code
+    return summary
 
 
 def describe(plan: Plan) -> str:
@@ -114,30 +106,3 @@ def describe(plan: Plan) -> str:
             for name, entry in grid.attacks.items() if entry.search is not None
         )
     )
-
-
-def results_table(out: str | Path, cell_ids: list[str]) -> pd.DataFrame:
-    """The main columns of the grid's results, one row per cell (a search's selected trial), in
-    grid order."""
-    paths = [Path(out) / "results" / f"{cell_id}.parquet" for cell_id in cell_ids]
-    rows = [pd.read_parquet(p) for p in paths if p.is_file()]
-    if not rows:
-        return pd.DataFrame()
-    frame = pd.concat(rows, ignore_index=True)
-    parts = frame["cell_id"].str.split("__", expand=True)
-    frame["shadow"], frame["target"] = parts[0], parts[1]
-    return frame[[c for c in TABLE_COLUMNS if c in frame]]
-
-
-def report(out: Path) -> bool:
-    """Print the analysis report (table, heatmap paths) when the analysis package is there."""
-    try:
-        from analysis.report import summarize
-    except ImportError:
-        return False
-    try:
-        summarize(out)
-    except Exception as exc:  # noqa: BLE001 (a report problem must not hide the grid's results)
-        log.warning("the analysis report failed (%s); the plain table follows", exc)
-        return False
-    return True

@@ -30,7 +30,6 @@ from tune.search import SearchConfig
 
 ALIAS = re.compile(r"[A-Za-z0-9_-]+")  # (whole names) aliases become parts of file names and ids
 REQUIRED = ("name", "datasets", "recommenders", "cells", "attacks")
-SEARCHABLE = ("dlmia",)  # attacks whose settings a `search:` block may search
 PRODUCT = "{product: {shadow: [dataset.recommender, ...], target: [...]}}"
 MAX_GRID_BYTES = 1 << 20  # a grid file of more is refused unread (the paper grids: ~5 KB)
 
@@ -58,11 +57,12 @@ class RecommenderEntry:
 
 @dataclass(frozen=True)
 class AttackEntry:
-    """One attack every cell runs: fixed settings, and for DL-MIA optionally a per-cell search."""
+    """One attack every cell runs: fixed settings, and for a searchable attack (one that
+    declares a search space: dlmia, reference) optionally a per-cell search."""
 
     settings: dict[str, Any] = field(default_factory=dict)  # keys of that attack's Config
     resources: Resources = field(default_factory=Resources)  # per attack task (per search trial)
-    search: SearchConfig | None = None  # search the settings `settings` leaves free (dlmia only)
+    search: SearchConfig | None = None  # search the settings `settings` leaves free
 
 
 @dataclass(frozen=True)
@@ -241,9 +241,12 @@ def _attack(name: str, value: Any) -> AttackEntry:
         raise ConfigError(f"{where}: unknown attack; known attacks are {known}")
     entry = _build(AttackEntry, {} if value is None else value, where)
     _build(ATTACKS[name].Config, entry.settings, f"{where}.settings")
-    if entry.search is not None and name not in SEARCHABLE:
-        raise ConfigError(f"{where}.search: only {', '.join(SEARCHABLE)} settings are searched")
-    return entry
+    if entry.search is None:
+        return entry
+    try:  # the attack's own space when the block names none, checked against its settings
+        return replace(entry, search=entry.search.for_attack(name, entry.settings))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.search: {exc}") from None
 
 
 def _cells(value: Any, datasets: dict[str, Any], recommenders: dict[str, Any]) -> list[CellPair]:

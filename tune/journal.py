@@ -32,7 +32,6 @@ from tune.trials import TrialRecord
 
 log = logging.getLogger(__name__)
 
-STUDY_FILE = "optuna.log"  # under an output folder: every search's study, one journal per grid
 STATES = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL}
 
 

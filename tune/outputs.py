@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,14 @@ from pyarrow import ArrowException
 
 from dlmia import config as cfg
 from dlmia.attacks import ATTACKS
-from dlmia.cell import CellResult
 from dlmia.errors import OutputError
 from dlmia.io import atomic_write, not_regular, write_parquet
+from dlmia.layout import GridFolder
+from dlmia.records import CellResult, SideInfo
 from dlmia.results import result_row, scores_frame
 from dlmia.schema import ATTACK_METRICS, IDENTITY, METRICS, TRIALS
 from tune.grid import Grid, grid_dict
-from tune.journal import STUDY_FILE, repair
+from tune.journal import repair
 from tune.plan import CellJob
 
 log = logging.getLogger(__name__)
@@ -62,15 +64,12 @@ def output_root(grid_name: str, out: str | Path | None = None) -> Path:
     return (Path("out") / grid_name).absolute()
 
 
-class Outputs:
-    """Paths and writers of one run's output folder."""
+class Outputs(GridFolder):
+    """Paths (dlmia.layout) and writers of one run's output folder."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.results = self.root / "results"
-        self.scores = self.root / "scores"
-        self.trials = self.root / "trials"
-        self.state = (self.root / "searches", self.root / "tune")  # the searches' own folders
+        super().__init__(root)
+        self.state = (self.searches, self.tune)  # the searches' own folders
 
     def start(self, grid: Grid, data_root: str | Path | None) -> None:
         """Repair the Optuna journal a killed run may have torn (tune.journal), write grid.yaml,
@@ -89,8 +88,8 @@ class Outputs:
             if folder.is_symlink():  # a planted link would carry the run's writes elsewhere
                 raise not_regular(folder)
         try:
-            repair(self.root / STUDY_FILE)
-            atomic_write(self.root / "grid.yaml", lambda tmp: tmp.write_text(text))
+            repair(self.study_file)
+            atomic_write(self.grid_file, lambda tmp: tmp.write_text(text))
             for folder in (self.results, self.scores, self.trials):
                 folder.mkdir(parents=True, exist_ok=True)
                 for stale in folder.glob(".*.tmp"):
@@ -132,14 +131,11 @@ class Outputs:
         job: CellJob,
         result: CellResult,
         grid: str,
-        sides: dict[str, Any],
         attempts: int,
         trials: pd.DataFrame | None = None,
     ) -> Path:
         """Write an ok cell: its scores, a searched cell's `trials` (tune.search.trials_frame) as
-        its trials table, then its result row (with both sides' info)."""
-        result.info.setdefault("shadow_side", sides.get(job.shadow, {}))
-        result.info.setdefault("target_side", sides.get(job.target, {}))
+        its trials table, then its result row."""
         row = result_row(job.config, result) | self._extra(job, grid, attempts, "", "ok")
         write_parquet(scores_frame(result), self.scores / f"{job.id}.parquet")
         if trials is not None:
@@ -151,7 +147,7 @@ class Outputs:
         job: CellJob,
         error: str,
         grid: str,
-        sides: dict[str, Any],
+        sides: Mapping[str, SideInfo],
         attempts: int,
         traceback: str = "",
     ) -> Path:
@@ -159,7 +155,7 @@ class Outputs:
         and its traceback (the whole text)."""
         for stale in (self.scores, self.trials):
             (stale / f"{job.id}.parquet").unlink(missing_ok=True)
-        result = failed_result(job, error, sides)
+        result = failed_result(job, sides)
         row = result_row(job.config, result, status="failed")
         row |= self._extra(job, grid, attempts, error, "failed", traceback)
         return write_parquet(pd.DataFrame([row]), self.results / f"{job.id}.parquet")
@@ -199,25 +195,15 @@ def trials_table(cell_row: dict[str, Any], trials: pd.DataFrame) -> pd.DataFrame
     return pd.concat([frame, trials[params].reset_index(drop=True)], axis=1)
 
 
-def failed_result(job: CellJob, error: str, sides: dict[str, Any]) -> CellResult:
-    """A CellResult with NaN metrics, so a failed row has exactly an ok row's columns."""
-    shadow, target = sides.get(job.shadow, {}), sides.get(job.target, {})
+def failed_result(job: CellJob, sides: Mapping[str, SideInfo]) -> CellResult:
+    """A CellResult with NaN metrics, so a failed row has exactly an ok row's columns (with
+    the counts and coverage of whichever of its sides exist, `sides` by side id)."""
+    shadow, target = sides.get(job.shadow), sides.get(job.target)
     config: Any = cfg.build(ATTACKS[job.config.attack].Config, job.config.attack_settings)
-    info = {
-        "n_shadow": _count(shadow),
-        "n_target": _count(target),
-        "attack_seconds": math.nan,
-        "attack_settings": cfg.as_dict(config),
-        "attack": {},
-        "error": error,
-        "shadow_side": shadow,
-        "target_side": target,
-    }
     empty = np.empty(0, dtype=np.int64)
-    return CellResult(dict.fromkeys(ATTACK_METRICS, math.nan), np.empty(0), empty, empty, info)
-
-
-def _count(side_info: dict[str, Any]) -> float:
-    if "n_members" not in side_info:
-        return math.nan
-    return side_info["n_members"] + side_info["n_nonmembers"]
+    return CellResult(
+        dict.fromkeys(ATTACK_METRICS, math.nan), np.empty(0), empty, empty,
+        n_shadow=shadow.n_users if shadow else None, n_target=target.n_users if target else None,
+        attack_settings=cfg.as_dict(config), attack_seconds=math.nan, shadow_side=shadow,
+        target_side=target,
+    )  # fmt: skip

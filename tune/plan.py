@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import dlmia
+from dlmia.attacks.base import PoolRequest
 from dlmia.cell import CellConfig, ListOptions, SideChoice, cell_config
 from dlmia.errors import ConfigError, DlmiaError
 from dlmia.sides import DatasetSpec, SideSpec
 from tune.grid import AttackEntry, Grid, Resources
 from tune.search import SearchConfig
+from tune.space import largest_pool
 
 ROLES = ("shadow", "target")
 
@@ -79,6 +81,7 @@ class Plan:
     sides: dict[str, SideJob]  # side id -> job
     cells: tuple[CellJob, ...]
     datasets: dict[str, DatasetSpec]  # dataset key -> spec
+    data_root: str = ""  # where dataset names and relative paths resolved ("" = the default)
 
 
 def expand(grid: Grid, data_root: str | Path | None = None) -> Plan:
@@ -111,6 +114,7 @@ def expand(grid: Grid, data_root: str | Path | None = None) -> Plan:
                     options,
                     seed,
                     grid.runtime.device,
+                    search_pool(attack, entry),
                 )
             except ConfigError as exc:
                 where = f"{grid.source + ': ' if grid.source else ''}cell {pair.shadow} -> "
@@ -133,7 +137,15 @@ def expand(grid: Grid, data_root: str | Path | None = None) -> Plan:
             cell_id = f"{pair.shadow}__{pair.target}__{attack}{tag.replace('.', '__')}__s{seed}"
             cells.append(cell_job(cell_id, config, entry, sides, ids))
     datasets = {job.dataset_key: job.spec.dataset for job in sides.values()}
-    return Plan(grid, sides, tuple(cells), datasets)
+    return Plan(grid, sides, tuple(cells), datasets, root)
+
+
+def search_pool(attack: str, entry: AttackEntry) -> PoolRequest | None:
+    """The reference pool a searched cell of `attack` builds (the largest its trials need);
+    None for an unsearched one (the pool its settings need)."""
+    if entry.search is None:
+        return None
+    return largest_pool(attack, entry.search.searched_space(entry.settings), entry.settings)
 
 
 def cell_count(grid: Grid) -> int:

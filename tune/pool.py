@@ -14,8 +14,7 @@ from typing import Any
 import ray
 
 from tune.actors import MAX_DATASETS, SideWorkerActor
-
-Shape = tuple[float, float]  # (num_cpus, num_gpus) a worker reserves
+from tune.schedule import Shape
 
 
 @dataclass(eq=False)

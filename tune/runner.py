@@ -1,12 +1,13 @@
 """The grid runner: sides on a pool of Ray actors, cells as Ray tasks, results on disk, resume.
 
-`run_grid` expands a grid, skips the cells already finished in the output folder, loads the
-sides already in the cache, and schedules the rest (tune.scheduler): each side once, on a worker
-actor with its recommender's resources, and each cell's attack as a task as soon as both its
-sides exist. Everything (side cache, result rows, scores) is written by this driver, atomically,
-so the output folder lives on the driver's machine whatever the cluster, and a driver killed at
-any moment loses only the work in flight. The folder has one writer: a run holds its lock
-(dlmia.lock) from before its first write to its end, and a second run on it fails at once.
+`run_grid` takes a grid's plan (tune.plan.expand), skips the cells already finished in the
+output folder, loads the sides already in the cache, and schedules the rest (tune.scheduler):
+each side once, on a worker actor with its recommender's resources, and each cell's attack as a
+task as soon as its sides exist. Everything (side cache, result rows, scores) is written by
+this driver, atomically, so the output folder lives on the driver's machine whatever the
+cluster, and a driver killed at any moment loses only the work in flight. The folder has one
+writer: a run holds its lock (dlmia.lock) from before its first write to its end, and a second
+run on it fails at once.
 """
 
 from __future__ import annotations
@@ -19,16 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlmia.cell import CellResult
 from dlmia.data.sources import check_file
 from dlmia.errors import DlmiaError, OutputError
 from dlmia.lock import FolderLock
-from tune.cache import SideCache, plain
+from dlmia.records import CellResult, SideInfo
+from tune.cache import SideCache
 from tune.cluster import check_local_cpus, ray_session, resolve_address
-from tune.faults import Faults
-from tune.grid import Grid
+from tune.faults import Faults, FaultyCalls
 from tune.outputs import Outputs, output_root
-from tune.plan import CellJob, Plan, expand
+from tune.plan import CellJob, Plan
 from tune.progress import Progress
 from tune.search import SearchOutcome
 
@@ -68,21 +68,19 @@ class RunSummary:
 
 
 def run_grid(
-    grid: Grid,
+    plan: Plan,
     *,
     out: str | Path | None = None,
-    data_root: str | Path | None = None,
     cache: str | Path | None = None,
     address: str | None = None,
     max_retries: int | None = None,
     progress: Progress | None = None,
 ) -> RunSummary:
-    """Run every unfinished cell of `grid`; write results under `out` (default out/<name>).
+    """Run every unfinished cell of `plan`; write results under `out` (default out/<grid name>).
 
     Args:
-        grid: a validated grid (tune.grid.load_grid).
+        plan: a grid expanded with its data root (`tune.plan.expand(load_grid(...), root)`).
         out: the output folder; rerunning into the same folder resumes.
-        data_root: the folder dataset names and relative paths resolve under.
         cache: the side cache folder (default OUT/sides); grids may share one.
         address: a Ray cluster (`auto`, `ray://host:10001`); None: $RAY_ADDRESS (set for a
             submitted Ray job's entrypoint) or, without it, a local Ray in-process.
@@ -96,7 +94,7 @@ def run_grid(
         LockedError: another run holds the output folder (dlmia.lock), before anything is written.
     """
     started = time.perf_counter()
-    plan = expand(grid, data_root)
+    grid = plan.grid
     check_data(plan)
     address = resolve_address(address)
     if address is None and not ray_running():
@@ -104,8 +102,8 @@ def run_grid(
     faults = Faults()
     outputs = Outputs(output_root(grid.name, out))
     with FolderLock(outputs.root):  # one writer per output folder; a shared --cache needs none
-        outputs.start(grid, data_root)
-        side_cache = SideCache(cache or outputs.root / "sides")
+        outputs.start(grid, plan.data_root or None)
+        side_cache = SideCache(cache or outputs.sides)
         side_cache.clean()
         todo = [job for job in plan.cells if not outputs.finished(job)]
         skipped = len(plan.cells) - len(todo)
@@ -133,15 +131,24 @@ def schedule(
     """Run the cells of `todo` on Ray, recording each as it ends; fill in `summary`'s CPUs,
     tasks and side counts."""
     with ray_session(address) as cpus:
+        import ray
+
+        from tune.calls import RayCalls
         from tune.scheduler import Scheduler
 
         summary.cpus = cpus
         progress = progress or Progress.auto()
-        searches = str(outputs.root.resolve())
-        scheduler = Scheduler(plan, todo, side_cache, retries, faults, progress, searches)
-        scheduler.on_cell = lambda job, value, attempts: record_cell(
-            outputs, plan, scheduler.side_info, job, value, attempts
-        )
+        calls = RayCalls(has_gpu=ray.cluster_resources().get("GPU", 0) > 0)
+        sides: dict[str, SideInfo] = {}  # filled by the scheduler; failed cells' rows read it
+
+        def on_cell(job: CellJob, value: Any, attempts: int) -> None:
+            record_cell(outputs, plan, sides, job, value, attempts)
+
+        scheduler = Scheduler(
+            plan, todo, side_cache, FaultyCalls(calls, faults) if faults.rules else calls,
+            on_cell, max_retries=retries, progress=progress,
+            search_dir=str(outputs.root.resolve()), side_info=sides,
+        )  # fmt: skip
         with progress:
             try:
                 scheduler.run(strict=address is None)
@@ -156,7 +163,8 @@ def schedule(
 
 
 def record_cell(
-    outputs: Outputs, plan: Plan, sides: dict[str, Any], job: CellJob, value: Any, attempts: int
+    outputs: Outputs, plan: Plan, sides: dict[str, SideInfo], job: CellJob, value: Any,
+    attempts: int,
 ) -> None:
     """Write a finished cell (a CellResult, or a SearchOutcome: its selected trial and every trial)
     or a failed one (a scheduler Failure)."""
@@ -166,10 +174,9 @@ def record_cell(
     result, trials = (value.selected, value.trials) if isinstance(value, SearchOutcome) else (
         value, None
     )
-    info = plain(result.info)
-    info["seconds"] = info["task_end"] - info["task_start"]
-    result = dataclasses.replace(result, info=info)
-    outputs.write(job, result, plan.grid.name, sides, attempts, trials)
+    if result.task is not None:  # the whole cell: its task, from start to end
+        result = dataclasses.replace(result, seconds=result.task.task_end - result.task.task_start)
+    outputs.write(job, result, plan.grid.name, attempts, trials)
 
 
 def ray_running() -> bool:

@@ -29,7 +29,7 @@ Statistics = Mapping[str, npt.NDArray[np.float64]]  # statistic name -> one valu
 
 @dataclass(frozen=True, eq=False)
 class References:
-    """The users' list statistics under R reference recommenders (method.md section 9)."""
+    """The users' list statistics under R reference recommenders (method.md section 7)."""
 
     statistics: Statistics  # name -> (R, n): model r's statistic of user j
     inside: npt.NDArray[np.bool_]  # (R, n) whether user j was in model r's training half
@@ -65,10 +65,17 @@ class Attack(ABC):
 
     After `fit`, `info` holds what a result row should record beyond the metrics (stage timings,
     training losses, counts); it must be JSON-serialisable.
+
+    An attack is searchable per cell when `search_space` declares the settings a search may
+    vary. How the search ranks settings without target labels depends on `learns_from_shadow`:
+    an attack that fits on the shadow side's labels (DL-MIA) is ranked by held-out criteria
+    (dlmia.selection), one that does not (the reference attack) by how well it scores the
+    shadow side's users, whose labels the adversary knows.
     """
 
     name: ClassVar[str]
     Config: ClassVar[type]
+    learns_from_shadow: ClassVar[bool] = True  # fit trains on the shadow side's labels
 
     def __init__(self, config: Any = None, *, device: str = "auto", seed: int = 0) -> None:
         self.config = config if config is not None else self.Config()
@@ -87,6 +94,19 @@ class Attack(ABC):
     def pool(cls, config: Any) -> PoolRequest:
         """The reference pool an attack with settings `config` needs (most need none)."""
         return PoolRequest()
+
+    @classmethod
+    def search_space(cls, config: Any) -> dict[str, Any] | None:
+        """The settings a per-cell search varies around the cell's settings `config`, as
+        `{setting: {kind: args}}` (kinds: choice, uniform, loguniform, randint; tune.space);
+        None: the attack is not searchable."""
+        return None
+
+    @classmethod
+    def searched_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        """`settings` (a search's sampled point over the fixed settings) made valid: an attack
+        whose space holds combinations it cannot run maps them to ones it can."""
+        return settings
 
     @abstractmethod
     def predict_proba(

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Self
+from typing import ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -50,7 +50,8 @@ class BaselineConfig:
 class TrainingFreeAttack(Attack):
     """A fixed membership score, turned into member probabilities by its percentile rank."""
 
-    Config = BaselineConfig
+    Config: ClassVar[type] = BaselineConfig
+    learns_from_shadow = False
 
     def fit(
         self, shadow_vectors: FloatArray, shadow_labels: LabelArray, target_vectors: FloatArray

@@ -1,4 +1,4 @@
-"""The reference attack (method.md section 9): a user's list statistic under the target, set
+"""The reference attack (method.md section 7): a user's list statistic under the target, set
 against the same statistic under reference recommenders trained without that user (offline)
 or with and without them (online). LiRA's per-example calibration (Carlini et al., S&P 2022),
 per user and on top-k lists alone.
@@ -7,7 +7,8 @@ Under the `model` policy a heavy, mainstream user gets much of their history bac
 trained the model or not; what gives a member away is getting back more than the *same* user
 gets from models that never saw them. So:
 
-- offline (references never trained on the users under test): z(u) = (t(u) - mean_OUT(u)) / sd;
+- offline (only the references that did not train on the user): z(u) = (t(u) - mean_OUT(u)) / sd
+  (the references of an offline pool never trained on a target user);
 - online (each user was in about half of the references' training halves): the log-likelihood
   ratio log N(t(u); mean_IN(u), sd_IN) - log N(t(u); mean_OUT(u), sd_OUT).
 
@@ -15,7 +16,9 @@ gets from models that never saw them. So:
 user's own (`per-user`, floored at a hundredth of the global variance so that a user whose
 statistic never moves cannot divide by zero). Member probabilities are the score's percentile
 ranks among the users scored, as for the training-free baselines. The shadow side's labels are
-not used: the references are the adversary's training; target labels are never seen.
+not used to score: the references are the adversary's training; target labels are never seen.
+A per-cell search ranks settings by the attack's ROC AUC on the shadow side's users, whose labels
+the adversary knows (tune.local_search; method.md section 7).
 
 Defaults (bench/reference.py, ML-1M under the `model` policy, seed 0): 16 online references,
 the rank-discounted `own-dcg` and a global spread, which beat the plain `own` share, its
@@ -26,7 +29,7 @@ in TPR at 1% FPR.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -71,20 +74,34 @@ class ReferenceConfig:
 
 
 class ReferenceAttack(TrainingFreeAttack):
-    """Per-user calibration of a list statistic against a reference pool: nothing is learnt
-    from the shadow side (the references are the adversary's training), and the member
-    probabilities are the calibrated score's percentile ranks."""
+    """Per-user calibration of a list statistic against a reference pool. Nothing is learnt
+    from the shadow side (the references are the adversary's training), so a search ranks its
+    settings by how well it scores the shadow side's users."""
 
     name = "reference"
-    Config = ReferenceConfig  # type: ignore[assignment]
+    Config: ClassVar[type] = ReferenceConfig
     config: ReferenceConfig
 
     @classmethod
     def pool(cls, config: ReferenceConfig) -> PoolRequest:
         return PoolRequest(config.references, online=config.variant == "online")
 
+    @classmethod
+    def search_space(cls, config: ReferenceConfig) -> dict[str, Any]:
+        """The statistic, the spread and R (powers of two up to the pool the cell builds,
+        `config.references`, and that size itself); the variant stays the cell's, since it
+        decides which pool is built."""
+        least = 2 if config.variant == "online" else 1
+        sizes = sorted({*(2**i for i in range(11) if least <= 2**i < config.references),
+                        config.references})  # fmt: skip
+        return {
+            "statistic": {"choice": list(STATISTICS)},
+            "spread": {"choice": list(get_args(Spread))},
+            "references": {"choice": sizes},
+        }
+
     def score(self, vectors: FloatArray, view: TargetView | None) -> Scores:
-        """(n,) the calibrated score: offline z-score or online likelihood ratio."""
+        """(n,) the calibrated score of each user given."""
         statistic, references = self._inputs(view, len(vectors))
         inside = references.inside
         self.info.update(
@@ -112,8 +129,6 @@ class ReferenceAttack(TrainingFreeAttack):
                 f"attack reference: {self.config.references} references asked for, "
                 f"{references.inside.shape[0]} given"
             )
-        if self.config.variant == "offline" and references.inside.any():
-            raise DataError("attack reference (offline): a reference trained on a scored user")
         keep = slice(0, self.config.references)
         return np.asarray(view.statistics[name], dtype=np.float64), References(
             {key: value[keep] for key, value in references.statistics.items()},

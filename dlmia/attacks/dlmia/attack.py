@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -125,6 +125,35 @@ class DLMIAAttack(Attack):
         self.scaler: Scaler | None = None
         self.held_out: npt.NDArray[np.bool_] | None = None  # (n_s,) held-out shadow users of fit
         self.on_epoch: Callable[[int], None] | None = None  # called after each joint epoch
+
+    @classmethod
+    def search_space(cls, config: DLMIAConfig) -> dict[str, Any]:
+        """Latent sizes, KL weights (log), alignment weight (with 0), estimator settings (tau,
+        period, lambda_w), the per-side norm feature, head mixing and learning rate; the
+        defaults lie inside every range. The head mixing is searched as `alpha` and `beta`
+        independently (`searched_settings` keeps their sum at most 1)."""
+        return {
+            "latent_inv": {"choice": [8, 16, 32]},
+            "latent_spe": {"choice": [8, 16, 32]},
+            "kl_inv": {"loguniform": [1e-4, 1e-1]},
+            "kl_spe": {"loguniform": [1e-4, 1e-1]},
+            "lambda_align": {"choice": [0.0, 0.1, 1.0, 3.0, 10.0]},
+            "tau": {"uniform": [0.6, 0.99]},
+            "period": {"choice": [2, 5, 10]},
+            "lambda_w": {"loguniform": [0.1, 10.0]},
+            "norm_feature": {"choice": ["off", "pooled", "side"]},
+            "alpha": {"uniform": [0.0, 0.5]},
+            "beta": {"uniform": [0.0, 0.8]},
+            "lr": {"loguniform": [1e-4, 1e-2]},
+        }
+
+    @classmethod
+    def searched_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        """A point whose alpha + beta exceeds 1 gets beta = 1 - alpha (a fixed, documented map,
+        so every sampled point is a valid setting)."""
+        alpha = settings.get("alpha", DLMIAConfig.alpha)
+        beta = settings.get("beta", DLMIAConfig.beta)
+        return {**settings, "beta": 1.0 - alpha} if alpha + beta > 1 else settings
 
     def fit(
         self, shadow_vectors: FloatArray, shadow_labels: LabelArray, target_vectors: FloatArray

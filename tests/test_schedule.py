@@ -1,0 +1,207 @@
+"""Every decision of a grid run's schedule (tune.schedule), with fakes and without Ray (not even
+imported): which dataset is prepared and when it is let go, which side an idle worker gets, when
+a cell is ready (its reference pool included), retries and their limits, and what a failure
+takes down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tune.grid import Resources, parse_grid
+from tune.plan import CellJob, SideJob, expand
+from tune.schedule import Failure, Schedule, Shape
+
+ONE_CPU: Shape = (1.0, 0.0)
+OOPS = Failure("RuntimeError: oops")
+BAD_INPUT = Failure("ConfigError: bad", retryable=False)
+
+
+@dataclass
+class FakeWorker:
+    """An idle side worker as the schedule sees it."""
+
+    shape: Shape = ONE_CPU
+    holds: list[str] = field(default_factory=list)
+
+
+def side(side_id: str, dataset: str, cpus: float = 1.0) -> SideJob:
+    """A side of `dataset` (only its id, dataset and resources matter to the schedule)."""
+    return SideJob(side_id, None, side_id, dataset, Resources(num_cpus=cpus))  # type: ignore[arg-type]
+
+
+def cell(cell_id: str, *side_ids: str) -> CellJob:
+    """A cell needing `side_ids` (shadow, target, then any reference sides)."""
+    shadow, target, *references = side_ids
+    return CellJob(cell_id, None, shadow, target, cell_id, Resources(),  # type: ignore[arg-type]
+                   references=tuple(references))  # fmt: skip
+
+
+def schedule(sides: list[SideJob], cells: list[CellJob], *, retries: int = 1, cap: int = 10,
+             prepare_cap: int = 2) -> Schedule:  # fmt: skip
+    return Schedule(
+        {job.id: job for job in sides}, cells, shape=lambda job: (job.resources.num_cpus, 0.0),
+        max_retries=retries, cell_cap=cap, prepare_cap=prepare_cap,
+    )  # fmt: skip
+
+
+def build_all(plan: Schedule, worker: FakeWorker | None = None) -> list[str]:
+    """Prepare every dataset and build every side, one at a time; the order they were built."""
+    order = []
+    while plan.pending:
+        for key in plan.datasets_to_prepare():
+            plan.on_prepared(key)
+        job = plan.next_for(worker or FakeWorker())
+        assert job is not None
+        plan.on_side_built(job.id)
+        order.append(job.id)
+    return order
+
+
+def test_datasets_are_prepared_in_the_order_sides_need_them_at_most_cap_at_once() -> None:
+    sides = [side("a1", "A"), side("b1", "B"), side("c1", "C"), side("a2", "A")]
+    plan = schedule(sides, [cell("x", "a1", "b1"), cell("y", "c1", "a2")], prepare_cap=2)
+    assert plan.datasets_to_prepare() == ["A", "B"]
+    assert plan.datasets_to_prepare() == []  # both still being prepared
+    plan.on_prepared("A")
+    assert plan.datasets_to_prepare() == ["C"]
+    assert plan.attempts["A"] == 1 and plan.waiting_shapes() == {ONE_CPU: 2}  # a1 and a2
+
+
+def test_a_dataset_is_let_go_only_after_its_last_side() -> None:
+    sides = [side("a1", "A"), side("a2", "A"), side("b1", "B")]
+    plan = schedule(sides, [cell("x", "a1", "a2"), cell("y", "b1", "b1")])
+    for key in plan.datasets_to_prepare():
+        plan.on_prepared(key)
+    first = plan.next_for(FakeWorker())
+    second = plan.next_for(FakeWorker())
+    assert first is not None and second is not None and (first.id, second.id) == ("a1", "a2")
+    plan.on_side_built("a1")
+    assert plan.datasets_to_release() == []  # a2 still runs on A
+    plan.on_side_built("a2")
+    assert plan.datasets_to_release() == ["A"]
+    assert plan.datasets_to_release() == []  # let go once
+    assert plan.datasets_to_prepare() == []  # B is still held for b1
+
+
+def test_a_worker_gets_a_side_of_its_shape_and_of_a_dataset_it_holds_first() -> None:
+    sides = [side("a1", "A"), side("big", "A", cpus=2.0), side("b1", "B")]
+    plan = schedule(sides, [cell("x", "a1", "big"), cell("y", "b1", "b1")])
+    assert plan.next_for(FakeWorker()) is None  # nothing prepared yet
+    for key in plan.datasets_to_prepare():
+        plan.on_prepared(key)
+    assert plan.waiting_shapes() == {ONE_CPU: 2, (2.0, 0.0): 1}
+    job = plan.next_for(FakeWorker(holds=["B"]))
+    assert job is not None and job.id == "b1"  # skips a1: it holds B's data already
+    job = plan.next_for(FakeWorker(shape=(2.0, 0.0)))
+    assert job is not None and job.id == "big"
+    assert plan.next_for(FakeWorker(shape=(4.0, 0.0))) is None  # no side of that shape
+
+
+def test_sides_are_built_in_the_order_cells_need_them() -> None:
+    sides = [side(name, "A") for name in ("s1", "t1", "s2", "t2")]
+    plan = schedule(sides, [cell("x", "s1", "t1"), cell("y", "s2", "t2"), cell("z", "s1", "t2")])
+    assert build_all(plan) == ["s1", "t1", "s2", "t2"]
+
+
+def test_a_cell_is_ready_when_every_side_it_needs_exists_its_reference_pool_included() -> None:
+    plan = expand(parse_grid({
+        "name": "pool", "datasets": {"syn": {"name": "synthetic"}},
+        "recommenders": {"itemcf": {"name": "itemcf"}},
+        "cells": [{"shadow": "syn.itemcf", "target": "syn.itemcf"}],
+        "attacks": {"reference": {"settings": {"references": 3}}, "norm": {}},
+    }))  # fmt: skip
+    pooled = next(job for job in plan.cells if job.config.attack == "reference")
+    assert len(pooled.side_ids) == 5  # shadow, target and three references
+    state = Schedule(plan.sides, plan.cells, shape=lambda job: ONE_CPU, max_retries=1,
+                     cell_cap=10)  # fmt: skip
+    for key in state.datasets_to_prepare():
+        state.on_prepared(key)
+    built = []
+    while (job := state.next_for(FakeWorker())) is not None:
+        state.on_side_built(job.id)
+        built.append(job.id)
+        ready = [c.id for c in state.ready_cells()]
+        if len(built) == 2:  # shadow and target: the norm cell runs, the reference cell waits
+            assert ready == [c.id for c in plan.cells if c.config.attack == "norm"]
+        elif len(built) < 5:
+            assert ready == []
+    assert built[:2] == [pooled.shadow, pooled.target] and len(built) == 5
+    assert [c.id for c in state.ready_cells()] == []  # the pool's cell went with the last side
+    assert pooled.id in state.running["cell"]
+
+
+def test_cells_run_in_plan_order_at_most_cap_at_once() -> None:
+    cells = [cell(f"c{i}", "s", "t") for i in range(5)]
+    plan = schedule([side("s", "A"), side("t", "A")], cells, cap=2)
+    build_all(plan)
+    assert [job.id for job in plan.ready_cells()] == ["c0", "c1"]
+    assert plan.ready_cells() == []
+    plan.on_cell_done("c0")
+    assert [job.id for job in plan.ready_cells()] == ["c2"]
+
+
+def test_a_failed_side_is_retried_first_then_fails_its_cells_without_running_them() -> None:
+    sides = [side("s", "A"), side("t", "A"), side("u", "A")]
+    plan = schedule(sides, [cell("x", "s", "t"), cell("y", "u", "u")], retries=1)
+    for key in plan.datasets_to_prepare():
+        plan.on_prepared(key)
+    job = plan.next_for(FakeWorker())
+    assert job is not None and job.id == "s"
+    assert plan.on_side_failed("s", OOPS)  # one retry, ahead of the other waiting sides
+    assert plan.pending[0] == "s"
+    again = plan.next_for(FakeWorker())
+    assert again is not None and again.id == "s" and plan.attempts["s"] == 2
+    assert not plan.on_side_failed("s", OOPS)  # out of tries
+    blocked = [(job.id, why) for job, why in plan.blocked_cells()]
+    assert blocked == [("x", "side s failed: RuntimeError: oops")]
+    assert [c.id for c in plan.waiting] == ["y"]
+
+
+def test_bad_input_is_never_retried() -> None:
+    plan = schedule([side("s", "A"), side("t", "A")], [cell("x", "s", "t")], retries=3)
+    for key in plan.datasets_to_prepare():
+        plan.on_prepared(key)
+    job = plan.next_for(FakeWorker())
+    assert job is not None
+    assert not plan.on_side_failed(job.id, BAD_INPUT)
+    assert plan.failed == {"s": "ConfigError: bad"}
+
+
+def test_a_failed_cell_runs_again_at_once_up_to_the_limit() -> None:
+    job = cell("x", "s", "t")
+    plan = schedule([side("s", "A"), side("t", "A")], [job, cell("y", "s", "t")], retries=2,
+                    cap=1)  # fmt: skip
+    build_all(plan)
+    assert [c.id for c in plan.ready_cells()] == ["x"]
+    for attempt in (1, 2):
+        assert plan.on_cell_failed(job, OOPS)
+        assert [c.id for c in plan.ready_cells()] == ["x"]  # before y: it was waiting first
+        assert plan.attempts["x"] == attempt + 1
+    assert not plan.on_cell_failed(job, OOPS)  # the first try and two retries
+    assert [c.id for c in plan.ready_cells()] == ["y"]
+    plan.on_cell_done("y")
+    assert plan.finished
+
+
+def test_a_dataset_that_cannot_be_prepared_fails_its_sides_after_its_retries() -> None:
+    plan = schedule([side("a1", "A"), side("a2", "A")], [cell("x", "a1", "a2")], retries=1)
+    assert plan.datasets_to_prepare() == ["A"]
+    assert plan.on_prepare_failed("A", OOPS) == []  # prepared again on the next round
+    assert plan.datasets_to_prepare() == ["A"]
+    assert plan.on_prepare_failed("A", OOPS) == ["a1", "a2"]
+    assert plan.failed["a1"] == "preparing its dataset failed: RuntimeError: oops"
+    assert [job.id for job, _ in plan.blocked_cells()] == ["x"]
+    assert plan.finished
+
+
+def test_a_side_found_in_the_cache_counts_as_built_before_anything_runs() -> None:
+    plan = schedule([side("s", "A"), side("t", "B")], [cell("x", "s", "t")])
+    plan.on_side_built("s")
+    assert plan.datasets_to_prepare() == ["B"]  # A is not needed any more
+    plan.on_prepared("B")
+    job = plan.next_for(FakeWorker())
+    assert job is not None and job.id == "t"
+    plan.on_side_built("t")
+    assert [c.id for c in plan.ready_cells()] == ["x"] and not plan.finished
+    plan.on_cell_done("x")
+    assert plan.finished and plan.datasets_to_release() == ["B"]

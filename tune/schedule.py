@@ -1,0 +1,193 @@
+"""What a grid run does next: the scheduler's decisions, kept apart from Ray (which only does).
+
+`Schedule` holds the bookkeeping of one run: the sides still to train (in the order the cells
+need them), the datasets being prepared or held in the object store, what is running, how
+often each side, dataset and cell was tried, what failed. The Ray loop (tune.scheduler) asks it
+what to submit (`datasets_to_prepare`, `next_for(worker)`, `ready_cells`) and tells it how each
+call ended (`on_*`); it answers with plain values and never touches Ray, so every decision is
+tested with fakes (tests/test_schedule.py):
+
+- a dataset is prepared while a waiting side needs it, at most `prepare_cap` at once, and let
+  go (`datasets_to_release`) once no waiting or running side needs it;
+- an idle worker gets the first waiting side of its shape whose dataset is prepared, one of a
+  dataset it holds first; sides wait in the order the cells need them, a retried side first;
+- a cell is ready when every side it needs exists (shadow, target and, for the reference
+  attack, its pool), at most `cell_cap` run at once, in the plan's order; a cell one of whose
+  sides failed is failed without running;
+- a call that raised is tried again up to `max_retries` times, unless it failed on bad input.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from tune.plan import CellJob, SideJob
+
+Kind = Literal["prepare", "side", "cell"]
+Shape = tuple[float, float]  # (num_cpus, num_gpus) a side worker reserves
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A call that raised."""
+
+    error: str  # one line: the cause's exception type and message
+    retryable: bool = True  # False for bad input (a DlmiaError), which would only fail again
+    traceback: str = ""  # the whole remote traceback
+
+
+class Holder(Protocol):
+    """What the schedule knows of an idle side worker."""
+
+    @property
+    def shape(self) -> Shape: ...
+
+    @property
+    def holds(self) -> list[str]: ...  # dataset keys it keeps
+
+
+class Schedule:
+    """The bookkeeping of one run's sides and cells (see the module docstring)."""
+
+    def __init__(
+        self,
+        sides: Mapping[str, SideJob],
+        cells: Sequence[CellJob],
+        *,
+        shape: Callable[[SideJob], Shape],
+        max_retries: int,
+        cell_cap: int,
+        prepare_cap: int = 2,
+    ) -> None:
+        self.sides, self.shape = sides, shape
+        self.max_retries, self.cell_cap, self.prepare_cap = max_retries, cell_cap, prepare_cap
+        self.waiting = list(cells)  # cells not running yet, in the plan's order
+        self.pending = list(dict.fromkeys(s for job in cells for s in job.side_ids))
+        self.built: set[str] = set()  # sides that exist (trained or from the cache)
+        self.failed: dict[str, str] = {}  # side id -> why it failed
+        self.running: dict[Kind, set[str]] = {"prepare": set(), "side": set(), "cell": set()}
+        self.prepared: set[str] = set()  # dataset keys held in the object store
+        self.attempts: Counter[str] = Counter()  # dataset key, side id or cell id -> tries
+
+    @property
+    def finished(self) -> bool:
+        """Whether nothing waits and nothing runs."""
+        return not (self.pending or self.waiting or any(self.running.values()))
+
+    # --- datasets -----------------------------------------------------------------------------
+
+    def datasets_to_prepare(self) -> list[str]:
+        """The datasets to prepare now: needed by waiting sides, neither prepared nor being
+        prepared, at most `prepare_cap` at once."""
+        needed = dict.fromkeys(self.sides[s].dataset_key for s in self.pending)
+        fresh = [k for k in needed if k not in self.prepared and k not in self.running["prepare"]]
+        chosen = fresh[: self.prepare_cap - len(self.running["prepare"])]
+        self._start("prepare", chosen)
+        return chosen
+
+    def on_prepared(self, key: str) -> None:
+        self.running["prepare"].discard(key)
+        self.prepared.add(key)
+
+    def on_prepare_failed(self, key: str, failure: Failure) -> list[str]:
+        """Prepare `key` again on the next round, or, out of tries, fail every waiting side of
+        it; the sides failed."""
+        self.running["prepare"].discard(key)
+        if self._retry(key, failure):
+            return []
+        lost = [s for s in self.pending if self.sides[s].dataset_key == key]
+        for side_id in lost:
+            self.pending.remove(side_id)
+            self.failed[side_id] = f"preparing its dataset failed: {failure.error}"
+        return lost
+
+    def datasets_to_release(self) -> list[str]:
+        """Prepared datasets no waiting or running side needs any more (forgotten here)."""
+        needed = {self.sides[s].dataset_key for s in (*self.pending, *self.running["side"])}
+        gone = sorted(self.prepared - needed)
+        self.prepared -= set(gone)
+        return gone
+
+    # --- sides --------------------------------------------------------------------------------
+
+    def waiting_shapes(self) -> Counter[Shape]:
+        """How many waiting sides of prepared datasets want a worker of each shape."""
+        ready = [self.sides[s] for s in self.pending]
+        return Counter(self.shape(job) for job in ready if job.dataset_key in self.prepared)
+
+    def next_for(self, worker: Holder) -> SideJob | None:
+        """The side idle `worker` trains next (now running), or None: the first waiting side of
+        its shape whose dataset is prepared, one of a dataset it holds first."""
+        ready = [
+            job for job in (self.sides[s] for s in self.pending)
+            if self.shape(job) == worker.shape and job.dataset_key in self.prepared
+        ]  # fmt: skip
+        held = [job for job in ready if job.dataset_key in worker.holds]
+        if not ready:
+            return None
+        job = (held or ready)[0]
+        self.pending.remove(job.id)
+        self._start("side", [job.id])
+        return job
+
+    def on_side_built(self, side_id: str) -> None:
+        """Side `side_id` exists (trained now, or found in the cache before it ran)."""
+        self.running["side"].discard(side_id)
+        if side_id in self.pending:
+            self.pending.remove(side_id)
+        self.built.add(side_id)
+
+    def on_side_failed(self, side_id: str, failure: Failure) -> bool:
+        """Whether `side_id` is tried again (first among the waiting sides); else it failed."""
+        self.running["side"].discard(side_id)
+        if self._retry(side_id, failure):
+            self.pending.insert(0, side_id)
+            return True
+        self.failed[side_id] = failure.error
+        return False
+
+    # --- cells --------------------------------------------------------------------------------
+
+    def blocked_cells(self) -> list[tuple[CellJob, str]]:
+        """Waiting cells that cannot run because a side of theirs failed, with why (they leave
+        the schedule: each is failed without running)."""
+        blocked = []
+        for job in list(self.waiting):
+            lost = [s for s in job.side_ids if s in self.failed]
+            if lost:
+                self.waiting.remove(job)
+                blocked.append((job, f"side {lost[0]} failed: {self.failed[lost[0]]}"))
+        return blocked
+
+    def ready_cells(self) -> list[CellJob]:
+        """The cells to submit now (now running): waiting ones whose every side exists, in the
+        plan's order, while fewer than `cell_cap` run."""
+        room = self.cell_cap - len(self.running["cell"])
+        ready = [job for job in self.waiting if set(job.side_ids) <= self.built][: max(room, 0)]
+        for job in ready:
+            self.waiting.remove(job)
+        self._start("cell", [job.id for job in ready])
+        return ready
+
+    def on_cell_done(self, cell_id: str) -> None:
+        self.running["cell"].discard(cell_id)
+
+    def on_cell_failed(self, job: CellJob, failure: Failure) -> bool:
+        """Whether cell `job` runs again (it is ready again at once); else it failed."""
+        self.running["cell"].discard(job.id)
+        if self._retry(job.id, failure):
+            self.waiting.insert(0, job)
+            return True
+        return False
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _start(self, kind: Kind, names: list[str]) -> None:
+        self.running[kind].update(names)
+        self.attempts.update(names)
+
+    def _retry(self, name: str, failure: Failure) -> bool:
+        return failure.retryable and self.attempts[name] <= self.max_retries

@@ -28,6 +28,7 @@ from analysis.results import load_results, result_files
 from analysis.roc import roc_figure
 from dlmia.errors import DlmiaError
 from dlmia.io import atomic_write
+from dlmia.layout import AUDIT_FILE, RESULTS_DIR, SCORES_DIR
 
 BASELINES = ("norm", "list-frequency", "own-hits")
 LOW_FPR = (("1pct", "1%"), ("0.1pct", "0.1%"), ("0pct", "0%"))
@@ -71,7 +72,7 @@ def write_html(out_dir: str | Path) -> Path:
 
 def audit_summary(out: Path) -> dict[str, Any] | None:
     """The audit's `audit.json` (None for a grid or cell folder)."""
-    path = out / "audit.json"
+    path = out / AUDIT_FILE
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -81,7 +82,7 @@ def audit_table(out_dir: str | Path) -> str:
     if result_files(out):
         return attack_table(load_results(out)).to_string(index=False)
     scores = pd.concat([pd.read_parquet(path).assign(attack=path.stem)
-                        for path in sorted((out / "scores").glob("*.parquet"))])  # fmt: skip
+                        for path in sorted((out / SCORES_DIR).glob("*.parquet"))])  # fmt: skip
     top = scores[scores["rank"] <= 5].sort_values(["attack", "rank"])
     return ("no membership labels were given: scores and rankings only\n"
             + top[["attack", "rank", "user", "score"]].to_string(index=False))  # fmt: skip
@@ -196,7 +197,7 @@ def exposure_section(frame: pd.DataFrame, out: Path, summary: dict[str, Any] | N
     if summary is None:
         return ""
     parts = []
-    for path in sorted((out / "scores").glob("*.parquet")):
+    for path in sorted((out / SCORES_DIR).glob("*.parquet")):
         scores = dataset_users(pd.read_parquet(path))
         table = ranking_table(scores, target_histories(json.dumps({"target": {
             "dataset": (summary or {})["dataset_spec"]}})))
@@ -212,7 +213,7 @@ def unlabelled_section(out: Path, summary: dict[str, Any] | None) -> str:
             "has scores and rankings only, no measure of how well any attack separates members "
             "from non-members.</p>")  # fmt: skip
     tops = []
-    for path in sorted((out / "scores").glob("*.parquet")):
+    for path in sorted((out / SCORES_DIR).glob("*.parquet")):
         scores = pd.read_parquet(path).sort_values("rank").head(10)
         tops.append(f"<h3>{escape(label(path.stem))}: the 10 users ranked first</h3>"
                     f"{table_html(scores[['rank', 'user', 'score']])}")  # fmt: skip
@@ -243,7 +244,7 @@ def dataset_users(scores: pd.DataFrame) -> pd.DataFrame:
 def scores_path(out: Path, result_file: str) -> Path:
     """The scores file beside result file `result_file` (relative to `out`)."""
     result = out / result_file
-    return result.parent.parent / "scores" / result.name if result.parent.name == "results" \
+    return result.parent.parent / SCORES_DIR / result.name if result.parent.name == RESULTS_DIR \
         else result.with_name("scores.parquet")
 
 

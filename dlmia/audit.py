@@ -42,6 +42,7 @@ from dlmia.data.histories import Histories
 from dlmia.data.loaders import read_columns
 from dlmia.errors import ConfigError, DataError
 from dlmia.io import json_safe, write_json, write_parquet
+from dlmia.layout import AUDIT_FILE, RESULTS_DIR, SCORES_DIR
 from dlmia.metrics import attack_metrics
 from dlmia.nonmember import Policy
 from dlmia.records import CellResult, ServedInfo, SideInfo
@@ -316,19 +317,19 @@ def write_audit(out: str | Path, result: AuditResult) -> list[Path]:
     labels) and `audit.json` (the data summary and settings). Each file atomically, the result
     rows last, so an attack is done exactly when its files are."""
     folder = Path(out)
-    paths = [write_json(json_safe(result.summary), folder / "audit.json")]
+    paths = [write_json(json_safe(result.summary), folder / AUDIT_FILE)]
     for attack, cell in result.cells.items():
         scores = result.scores[result.scores["attack"] == attack].drop(columns="attack")
         if result.labelled:
             scores = scores.assign(label=cell.labels)
-        scores_file = folder / "scores" / f"{attack}.parquet"
+        scores_file = folder / SCORES_DIR / f"{attack}.parquet"
         paths.append(write_parquet(scores.reset_index(drop=True), scores_file))
         if result.labelled:
             config = result.configs[attack]
             target = dataclasses.replace(config.target, recommender=AUDITED)
             row = result_row(dataclasses.replace(config, target=target), cell)
             row["cell_id"] = attack
-            result_file = folder / "results" / f"{attack}.parquet"
+            result_file = folder / RESULTS_DIR / f"{attack}.parquet"
             paths.append(write_parquet(pd.DataFrame([row]), result_file))
     return paths
 
@@ -338,7 +339,7 @@ def done_attacks(out: str | Path, config: AuditConfig) -> list[str]:
     folder = Path(out)
     return [
         attack for attack in config.attacks
-        if (folder / "scores" / f"{attack}.parquet").is_file()
-        and (not config.members or (folder / "results" / f"{attack}.parquet").is_file())
+        if (folder / SCORES_DIR / f"{attack}.parquet").is_file()
+        and (not config.members or (folder / RESULTS_DIR / f"{attack}.parquet").is_file())
     ]  # fmt: skip
 

@@ -13,6 +13,8 @@ A grid run's folder, `dlmia grid run --out OUT` (`GridFolder`):
     OUT/analysis/                   what `dlmia analyze` writes
 
 A cell run's folder, `dlmia cell --out DIR`: `DIR/result.parquet` and `DIR/scores.parquet`.
+An audit's folder, `dlmia audit --out DIR`: `DIR/scores/<attack>.parquet`,
+`DIR/results/<attack>.parquet` (with members given) and `DIR/audit.json`.
 The writers (tune.outputs, dlmia.results) and the readers (analysis) take every name from here.
 """
 
@@ -31,6 +33,7 @@ SIDES_DIR = "sides"
 ANALYSIS_DIR = "analysis"
 CELL_RESULT = "result.parquet"  # in a `dlmia cell --out` folder
 CELL_SCORES = "scores.parquet"
+AUDIT_FILE = "audit.json"  # in a `dlmia audit --out` folder
 
 
 class GridFolder:

@@ -145,7 +145,7 @@ def test_a_recommender_class_of_your_own_trains_on_the_workers(tmp_path: Path) -
     raw["recommenders"] = {"als": {"name": "examples.als:ALS", "settings": {"factors": 8}}}
     raw["cells"] = [{"shadow": "syn.als", "target": "syn.als"}]
     raw["attacks"] = {"norm": None, "reference": {"settings": {"references": 2}}}
-    summary = run_grid(parse_grid(raw), out=tmp_path / "out", progress=QUIET)
+    summary = run_grid(expand(parse_grid(raw)), out=tmp_path / "out", progress=QUIET)
     assert summary.exit_code == 0 and (summary.sides_trained, summary.ok) == (4, 2)
     frame = results(tmp_path / "out")
     assert set(frame["target_recommender"]) == {"examples.als:ALS"}

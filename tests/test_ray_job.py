@@ -39,9 +39,33 @@ def cluster() -> Iterator[Any]:
     try:
         nodes.add_node(num_cpus=1, dashboard_agent_listen_port=free_port())
         nodes.wait_for_nodes()
+        unpack_the_checkout_on_every_node(nodes)
         yield nodes
     finally:
         nodes.shutdown()
+
+
+# a task on each node, from a driver that imports nothing of the checkout once Ray is up
+WARM_UP = (
+    "python -c \"import ray; ray.init(); "
+    "from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as On; "
+    "f = ray.remote(lambda: 0); "
+    "ray.get([f.options(scheduling_strategy=On(n['NodeID'], soft=False)).remote() "
+    "for n in ray.nodes() if n['Alive']])\""
+)
+
+
+def unpack_the_checkout_on_every_node(nodes: Any) -> None:
+    """Have every node's runtime-env agent unpack the job's working directory once.
+
+    The test's two nodes share one session folder (one machine), and an agent that has not yet
+    unpacked a package removes the folder and unpacks it anew, under the feet of a job driver
+    importing from it on the other node (a FileNotFoundError for a module imported late). On
+    a real cluster each node unpacks into its own disk. Once both agents hold the package, a
+    later job with the same checkout is never unpacked again.
+    """
+    client = client_of(nodes)
+    assert wait_for(client, submit(client, WARM_UP), {"SUCCEEDED", "FAILED"}) == "SUCCEEDED"
 
 
 def free_port() -> int:

@@ -4,9 +4,11 @@ For every DL-MIA cell of a grid (default `paper-general`, seed 0) both sides com
 cache (a grid run's `OUT/sides`; a side not there is trained and cached), and DL-MIA is fitted
 at its defaults with attack seeds 0..S-1 (the sides stay the grid's) and scored by the
 label-free criteria (dlmia.selection). Prints, per cell, the objective's mean and standard
-deviation over the seeds, then the pooled standard deviation (the root of the mean per-cell
-variance) and the margin it implies: 2 x sqrt(2) x sd, two standard deviations of the
-difference of two fits' objectives (`DLMIAAttack.search_margin`). No target label is read.
+deviation over the seeds; then how the spread grows with the objective's size (its slope
+through the origin, `relative sd`, and their correlation) and the margin a pick must beat the
+defaults by, as a share of their objective's size: 2 x sqrt(2) x the relative sd, two standard
+deviations of the difference of two fits (`DLMIAAttack.search_margin`). No target label is
+read.
 
     .venv/bin/python bench/objective_noise.py --data-root ../shared/data \
         --cache out/paper-general/sides --seeds 3 --out bench/results/search/objective_noise.csv
@@ -93,9 +95,14 @@ def main() -> None:
     pd.set_option("display.width", 160)
     print(table.to_string())
     pooled = math.sqrt(float((table["std"] ** 2).mean()))
-    print(f"\n{len(table)} cells x {args.seeds} seeds: pooled sd of the objective {pooled:.4f}, "
-          f"median per-cell sd {table['std'].median():.4f}; margin 2*sqrt(2)*sd = "
-          f"{2 * math.sqrt(2) * pooled:.4f}")  # fmt: skip
+    size = table["mean"].abs()
+    relative = float((table["std"] * size).sum() / (size**2).sum())  # sd ~ relative x size
+    print(
+        f"\n{len(table)} cells x {args.seeds} seeds: pooled sd of the objective {pooled:.4f} "
+          f"(median per cell {table['std'].median():.4f}); relative sd {relative:.3f} "
+          f"(correlation of sd and size {table['std'].corr(size):.2f}); margin "
+          f"2*sqrt(2)*relative = {2 * math.sqrt(2) * relative:.3f} x |defaults' objective|"
+    )
 
 
 if __name__ == "__main__":

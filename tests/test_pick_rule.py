@@ -30,8 +30,9 @@ def picked(frame: pd.DataFrame, rule: PickRule) -> int:
 
 def test_the_defaults_stand_unless_beaten_by_more_than_the_margin() -> None:
     frame = finished([-0.50, -0.46, -0.48])
-    assert picked(frame, PickRule(margin=0.05)) == 1  # 0.04 better: within the noise
-    assert picked(frame, PickRule(margin=0.03)) == 2  # 0.04 better: beyond it
+    assert picked(frame, PickRule(margin=0.1)) == 1  # 0.04 better, the noise 0.1 x 0.5
+    assert picked(frame, PickRule(margin=0.05)) == 2  # 0.04 better, the noise 0.05 x 0.5
+    assert picked(finished([-2.0, -1.5]), PickRule(margin=0.2)) == 2  # 0.5 beyond 0.2 x 2
     assert picked(finished([-0.5, -0.5]), PickRule(margin=0.0)) == 1  # a tie keeps the defaults
 
 
@@ -48,8 +49,8 @@ def side(labels: np.ndarray) -> SideOutput:
     served = ServedInfo(int(labels.sum()), int((1 - labels).sum()), 0.0, 0.0, 0.0, {}, 1)
     info = SideInfo(served, 0, 1.0, 1.0, 0.0)
     n = len(labels)
-    return SideOutput(np.zeros((n, 2), np.float32), labels, np.arange(n), np.zeros((n, 1), np.int32),
-                      info)  # fmt: skip
+    lists = np.zeros((n, 1), np.int32)
+    return SideOutput(np.zeros((n, 2), np.float32), labels, np.arange(n), lists, info)
 
 
 def test_the_trials_table_flags_a_constant_prediction_as_degenerate() -> None:

@@ -65,8 +65,8 @@ class SearchConfig:
     grace_epochs: int = 4  # (Tune) ASHA: joint epochs every trial gets before it may be stopped
     reduction_factor: int = 3  # (Tune) ASHA: keep the best 1/reduction_factor at each rung
     storage_path: str | None = None  # (Tune) its storage (abs path or s3://...); None: the out
-    margin: float | None = None  # objective gain over the defaults a pick needs (None: the
-    #                              attack's `search_margin`, its objective's noise over seeds)
+    margin: float | None = None  # gain over the defaults' objective a pick needs, as a share
+    #                              of its size (None: the attack's measured `search_margin`)
     max_share_gap: float = 0.35  # a trial whose target member share at 0.5 is further than this
     #                              from the shadow side's is degenerate, never picked
 
@@ -118,7 +118,8 @@ class SearchConfig:
 @dataclass(frozen=True)
 class PickRule:
     """How a search picks its result without target labels: the defaults stand unless a trial
-    beats their objective by more than the objective's own noise (`margin`), and a degenerate
+    beats their objective by more than the objective's own noise, `margin` x |the defaults'
+    objective| (its spread over seeds grows with its size), and a degenerate
     trial (target predictions that put a member share at 0.5 further than `max_share_gap` from
     the shadow side's, e.g. every user one class) is never picked while another trial is not."""
 
@@ -247,13 +248,15 @@ def trials_frame(
 def selected_trial(done: pd.DataFrame, rule: PickRule) -> Any:
     """The index of the trial `rule` picks among the finished trials `done`: the best objective
     among the trials that are not degenerate (all of them if every one is), unless the
-    defaults are among those and the best does not beat them by more than the margin."""
+    defaults are among those and the best does not beat them by more than the margin (a share
+    of the defaults' objective's size)."""
     fair = done[~done["degenerate"].astype(bool)]
     candidates = fair if len(fair) else done
     best = candidates.sort_values("objective", ascending=False, kind="stable")  # ties: earlier
     defaults = candidates[candidates["defaults"]]
     if len(defaults):
         default = defaults.iloc[0]
-        if not best.iloc[0]["objective"] > default["objective"] + rule.margin:
+        threshold = default["objective"] + rule.margin * abs(default["objective"])
+        if not best.iloc[0]["objective"] > threshold:
             return defaults.index[0]
     return best.index[0]

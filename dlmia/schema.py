@@ -10,7 +10,8 @@
   metrics recorded after the search (`used_for_selection` is False: no target metric ranked
   anything) and three flags: `selected` (the cell's result), `shadow_pick` (what shadow
   validation alone would pick) and `oracle_pick` (the best target ROC AUC: chosen on test
-  labels, for the record only).
+  labels, for the record only), beside `defaults`, `predicted_share` and `degenerate` (the
+  label-free checks of tune.search.PickRule).
 
 The writers (`dlmia.results`, `tune.outputs`) produce only declared columns, `typed` gives a
 loaded table every declared column with its dtype (NA where a file lacks it), and the tests
@@ -121,6 +122,9 @@ TRIALS: dict[str, str] = {
     "finished": BOOL,
     "epochs": INT,
     **dict.fromkeys(CRITERIA, FLOAT),
+    "defaults": BOOL,  # the attack's default settings (the search's first point)
+    "predicted_share": FLOAT,  # target users predicted members at 0.5 (no label read)
+    "degenerate": BOOL,  # that share too far from the shadow's: never the pick
     "selected": BOOL,
     "shadow_pick": BOOL,
     "oracle_pick": BOOL,

@@ -65,11 +65,19 @@ class SearchConfig:
     grace_epochs: int = 4  # (Tune) ASHA: joint epochs every trial gets before it may be stopped
     reduction_factor: int = 3  # (Tune) ASHA: keep the best 1/reduction_factor at each rung
     storage_path: str | None = None  # (Tune) its storage (abs path or s3://...); None: the out
+    margin: float | None = None  # gain over the defaults' objective a pick needs, as a share
+    #                              of its size (None: the attack's measured `search_margin`)
+    max_share_gap: float = 0.35  # a trial whose target member share at 0.5 is further than this
+    #                              from the shadow side's is degenerate, never picked
 
     def __post_init__(self) -> None:
         for key in ("num_samples", "max_concurrent", "grace_epochs"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}: must be >= 1, got {getattr(self, key)}")
+        if self.margin is not None and not 0 <= self.margin < math.inf:
+            raise ConfigError(f"margin: must be >= 0 (or null), got {self.margin}")
+        if not 0 < self.max_share_gap <= 1:
+            raise ConfigError(f"max_share_gap: must be in (0, 1], got {self.max_share_gap}")
         if self.reduction_factor < 2:
             raise ConfigError(f"reduction_factor: must be >= 2, got {self.reduction_factor}")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
@@ -96,10 +104,27 @@ class SearchConfig:
         check_space(space, attack, fixed)
         return replace(self, space=space)
 
+    def pick_rule(self, attack: str) -> PickRule:
+        """How this search of `attack` chooses its result among the finished trials."""
+        margin = self.margin if self.margin is not None else ATTACKS[attack].search_margin
+        return PickRule(margin, self.max_share_gap)
+
     def searched_space(self, fixed: dict[str, Any]) -> dict[str, Any]:
         """The space without the settings `fixed` pins (the space resolved: `for_attack`)."""
         assert self.space is not None, "a search's space is resolved by for_attack"
         return {key: spec for key, spec in self.space.items() if key not in fixed}
+
+
+@dataclass(frozen=True)
+class PickRule:
+    """How a search picks its result without target labels: the defaults stand unless a trial
+    beats their objective by more than the objective's own noise, `margin` x |the defaults'
+    objective| (its spread over seeds grows with its size), and a degenerate
+    trial (target predictions that put a member share at 0.5 further than `max_share_gap` from
+    the shadow side's, e.g. every user one class) is never picked while another trial is not."""
+
+    margin: float = 0.0
+    max_share_gap: float = 0.35
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,6 +161,7 @@ def outcome(
     fixed: dict[str, Any],
     name: str,
     seed: int,
+    rule: PickRule,
 ) -> SearchOutcome:
     """The search's result from its trial records: the selected trial as the cell's result
     (its target metrics, with their intervals) and the trials table.
@@ -143,7 +169,7 @@ def outcome(
     Raises:
         DlmiaError: no trial finished.
     """
-    frame = trials_frame(records, target, attack, fixed)
+    frame = trials_frame(records, target, attack, fixed, rule, float(shadow.labels.mean()))
     if not frame["finished"].any():
         raise DlmiaError(f"search {name}: no trial finished")
     best = frame.loc[frame["selected"]].iloc[0]
@@ -164,33 +190,46 @@ def outcome(
 
 
 def trials_frame(
-    records: list[TrialRecord], target: SideOutput, attack: str, fixed: dict[str, Any]
+    records: list[TrialRecord],
+    target: SideOutput,
+    attack: str,
+    fixed: dict[str, Any],
+    rule: PickRule,
+    shadow_share: float,
 ) -> pd.DataFrame:
     """One row per trial (`trial` 1, 2, ... in study order; `study_trial` is Optuna's number):
-    `param.*`, label-free criteria (NaN where the attack's objective has none of them),
-    `target.*` metrics (finished trials; recorded after the search, `used_for_selection` False;
-    no bootstrap interval: the selected trial's result has one) and the three picks."""
+    `param.*`, label-free criteria (NaN where the attack's objective has none of them), the
+    target member share it predicts at 0.5 and whether that makes it `degenerate` (`rule`,
+    against the shadow side's member share), `target.*` metrics (finished trials; recorded
+    after the search, `used_for_selection` False; no bootstrap interval: the selected trial's
+    result has one) and the three picks."""
+    defaults = json.dumps(cfg.as_dict(settings_of(attack, {}, fixed)), sort_keys=True)
     rows = []
     for position, record in enumerate(sorted(records, key=lambda r: r.number), start=1):
-        settings = cfg.as_dict(settings_of(attack, record.params, fixed))
+        settings = json.dumps(cfg.as_dict(settings_of(attack, record.params, fixed)),
+                              sort_keys=True)  # fmt: skip
         row: dict[str, Any] = {
             "trial": position, "study_trial": record.number, "state": record.state,
-            "finished": record.state == "complete",
+            "finished": record.state == "complete", "defaults": settings == defaults,
             "epochs": record.metrics.get("epoch", math.nan),
             **{f"param.{k}": v for k, v in record.params.items()},
             **{k: record.metrics.get(k, math.nan) for k in (*CRITERIA, "fit_seconds")},
-            "settings": json.dumps(settings, sort_keys=True),
+            "settings": settings, "predicted_share": math.nan, "degenerate": False,
             "used_for_selection": False,
         }  # fmt: skip
         if record.scores is not None:
+            share = float((record.scores >= 0.5).mean())
+            row["predicted_share"] = share
+            row["degenerate"] = abs(share - shadow_share) > rule.max_share_gap
             target_metrics = attack_metrics(target.labels, record.scores, interval=False)
             row.update({f"target.{k}": v for k, v in target_metrics.items() if np.isscalar(v)})
         rows.append(row)
     frame = pd.DataFrame(rows)
+    if len(frame) and not frame["defaults"].any():  # defaults outside the space: trial 1
+        frame.loc[frame["trial"] == 1, "defaults"] = True
     done = frame[frame["finished"]]
     # Shadow validation alone: the best held-out AUC, ties (common: it saturates) by log-loss.
     ranks = {
-        "selected": ["objective"],
         "shadow_pick": ["shadow_val_auc", "shadow_val_loss"],
         "oracle_pick": ["target.roc_auc"],
     }
@@ -200,4 +239,24 @@ def trials_frame(
             order = [False] + [True] * (len(keys) - 1)  # the first key high, the others low
             best = done.sort_values(keys, ascending=order, kind="stable")  # ties: earlier trial
             frame.loc[best.index[0], column] = True
+    frame["selected"] = False
+    if len(done):
+        frame.loc[selected_trial(done, rule), "selected"] = True
     return frame
+
+
+def selected_trial(done: pd.DataFrame, rule: PickRule) -> Any:
+    """The index of the trial `rule` picks among the finished trials `done`: the best objective
+    among the trials that are not degenerate (all of them if every one is), unless the
+    defaults are among those and the best does not beat them by more than the margin (a share
+    of the defaults' objective's size)."""
+    fair = done[~done["degenerate"].astype(bool)]
+    candidates = fair if len(fair) else done
+    best = candidates.sort_values("objective", ascending=False, kind="stable")  # ties: earlier
+    defaults = candidates[candidates["defaults"]]
+    if len(defaults):
+        default = defaults.iloc[0]
+        threshold = default["objective"] + rule.margin * abs(default["objective"])
+        if not best.iloc[0]["objective"] > threshold:
+            return defaults.index[0]
+    return best.index[0]

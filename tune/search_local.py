@@ -76,7 +76,8 @@ def search_in_process(
                                     seed=seed, device=device))  # fmt: skip
             remaining -= 1
     records = store.load()
-    return outcome(records, shadow, target, attack=attack, fixed=fixed, name=name, seed=seed)
+    return outcome(records, shadow, target, attack=attack, fixed=fixed, name=name, seed=seed,
+                   rule=search.pick_rule(attack))
 
 
 def shadow_trial(

@@ -252,7 +252,8 @@ def search_on_tune(
             f"search {name}: {len(records)} of {search.num_samples} trials; rerun to resume"
         )
     try:
-        return outcome(records, shadow, target, attack=ATTACK, fixed=fixed, name=name, seed=seed)
+        return outcome(records, shadow, target, attack=ATTACK, fixed=fixed, name=name, seed=seed,
+                       rule=search.pick_rule(ATTACK))
     except DlmiaError as exc:
         raise DlmiaError(f"{exc}; see {store.folder}") from None
 

@@ -76,6 +76,9 @@ class Attack(ABC):
     name: ClassVar[str]
     Config: ClassVar[type]
     learns_from_shadow: ClassVar[bool] = True  # fit trains on the shadow side's labels
+    # how much a searched trial's objective must beat the defaults' to be picked, as a share
+    # of the defaults' objective's size: its noise over seeds (an exact objective: 0)
+    search_margin: ClassVar[float] = 0.0
 
     def __init__(self, config: Any = None, *, device: str = "auto", seed: int = 0) -> None:
         self.config = config if config is not None else self.Config()

@@ -99,9 +99,9 @@ def main() -> None:
     relative = float((table["std"] * size).sum() / (size**2).sum())  # sd ~ relative x size
     print(
         f"\n{len(table)} cells x {args.seeds} seeds: pooled sd of the objective {pooled:.4f} "
-          f"(median per cell {table['std'].median():.4f}); relative sd {relative:.3f} "
-          f"(correlation of sd and size {table['std'].corr(size):.2f}); margin "
-          f"2*sqrt(2)*relative = {2 * math.sqrt(2) * relative:.3f} x |defaults' objective|"
+        f"(median per cell {table['std'].median():.4f}); relative sd {relative:.3f} "
+        f"(correlation of sd and size {table['std'].corr(size):.2f}); margin "
+        f"2*sqrt(2)*relative = {2 * math.sqrt(2) * relative:.3f} x |defaults' objective|"
     )
 
 

@@ -26,8 +26,10 @@ METRICS = ["roc_auc", "balanced_accuracy"]
 
 
 def cell_name(frame: pd.DataFrame) -> pd.Series:
-    return (frame["shadow_dataset"] + "/" + frame["shadow_recommender"] + " -> "
-            + frame["target_dataset"] + "/" + frame["target_recommender"])  # fmt: skip
+    part = {key: frame[key].astype(str) for key in
+            ("shadow_dataset", "shadow_recommender", "target_dataset", "target_recommender")}
+    return (part["shadow_dataset"] + "/" + part["shadow_recommender"] + " -> "
+            + part["target_dataset"] + "/" + part["target_recommender"])  # fmt: skip
 
 
 def comparison(searched: Path, fixed: Path, attack: str) -> pd.DataFrame:
@@ -37,8 +39,8 @@ def comparison(searched: Path, fixed: Path, attack: str) -> pd.DataFrame:
         frame = load_results(folder)
         frame = frame[(frame["attack"] == attack) & (frame["status"] == "ok")]
         rows[label] = frame.set_index(cell_name(frame))[[*METRICS, "cell_id"]]
-    table = rows["defaults"][METRICS].join(rows["searched"][METRICS], lsuffix="_defaults",
-                                          rsuffix="_searched", how="inner")  # fmt: skip
+    table = pd.merge(rows["defaults"][METRICS], rows["searched"][METRICS], left_index=True,
+                     right_index=True, suffixes=("_defaults", "_searched"))  # fmt: skip
     for metric in METRICS:
         table[f"{metric}_gain"] = table[f"{metric}_searched"] - table[f"{metric}_defaults"]
     trials = load_trials(searched)

@@ -12,6 +12,8 @@ per row, so a 200k-item catalogue never needs a dense n_items^2 matrix.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Self
 
@@ -52,6 +54,17 @@ class ItemCF(Recommender):
         )
         self.n_items = histories.n_items
         return self
+
+    @classmethod
+    def fit_many(cls, models: Sequence[Recommender], histories: Sequence[Histories]) -> None:
+        """Fit the models at once: each half's similarity is its own sparse products and pruning
+        (exactly `fit`'s), run on as many threads as torch uses (scipy's products and the
+        pruning release the GIL), so a pool of ItemCFs uses every core `fit` alone cannot."""
+        if not all(isinstance(model, ItemCF) for model in models):
+            raise ValueError("ItemCF.fit_many: ItemCFs expected")
+        pairs = list(zip(models, histories, strict=True))
+        with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
+            list(pool.map(lambda pair: pair[0].fit(pair[1]), pairs))
 
     def score(self, histories: Histories) -> torch.Tensor:
         scores = (histories.to_sparse() @ self.similarity).toarray()  # (B, n_items)

@@ -58,13 +58,19 @@ class ItemCF(Recommender):
     @classmethod
     def fit_many(cls, models: Sequence[Recommender], histories: Sequence[Histories]) -> None:
         """Fit the models at once: each half's similarity is its own sparse products and pruning
-        (exactly `fit`'s), run on as many threads as torch uses (scipy's products and the
-        pruning release the GIL), so a pool of ItemCFs uses every core `fit` alone cannot."""
+        (exactly `fit`'s, so the lists are identical), the halves spread over as many threads as
+        torch uses, one torch thread each (scipy's products and torch's top-k release the GIL):
+        a pool of ItemCFs uses every core, which one `fit` (single-threaded scipy) cannot."""
         if not all(isinstance(model, ItemCF) for model in models):
             raise ValueError("ItemCF.fit_many: ItemCFs expected")
         pairs = list(zip(models, histories, strict=True))
-        with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
-            list(pool.map(lambda pair: pair[0].fit(pair[1]), pairs))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # one thread per half: no half's pruning waits on another's
+        try:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(lambda pair: pair[0].fit(pair[1]), pairs))
+        finally:
+            torch.set_num_threads(threads)
 
     def score(self, histories: Histories) -> torch.Tensor:
         scores = (histories.to_sparse() @ self.similarity).toarray()  # (B, n_items)

@@ -1,12 +1,16 @@
-"""Reference pools built side by side: R recommenders of one kind trained as one batched fit.
+"""Reference pools side by side: R recommenders of one kind trained as one batched fit.
 
 A reference pool (method.md section 7) is R sides of one recommender and settings, each trained
 on its own seeded half of a population with a seed of its own (`dlmia.sides.model_seed`).
 `build_pool` returns exactly the sides `build_side` would build one by one, but trains the
-recommenders of a kind that can train many at once together (`Recommender.fit_many`: LFM on
-stacked factor tables, ItemCF sharing its per-half products); every other kind (GRU4Rec, NCF,
-...) is built side after side, as `build_side` does, so that only one of its models is held at a
-time. Serving the lists, the difference vectors and the statistics stay per side.
+recommenders of a kind that can train many at once together (`Recommender.fit_many`):
+
+- LFM on stacked factor tables, every SGD step updating every model's batch at once
+  (`dlmia.factorization.train_mf_many`; each model bit-identical to its own fit on the CPU);
+- ItemCF, each half's exact similarity, the halves spread over torch's threads.
+
+Every other kind (NCF, GRU4Rec, ...) is built side after side, as `build_side` does, holding one
+model at a time. Serving the lists, the difference vectors and the statistics stay per side.
 """
 
 from __future__ import annotations

@@ -62,16 +62,26 @@ def assert_same_sides(pool: list[SideOutput], separate: list[SideOutput]) -> Non
         assert a.info.served.n_members == b.info.served.n_members
 
 
+@pytest.fixture(params=[True, False], ids=["stacked", "one-by-one"])
+def stacked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """LFMs trained on stacked tables (as on CUDA or several CPU threads), or one by one (as on
+    one CPU thread, this suite's)."""
+    monkeypatch.setattr(factorization, "stacks", lambda device: request.param)
+    return bool(request.param)
+
+
 @pytest.mark.parametrize("kind", ["itemcf", "lfm"])
 @pytest.mark.parametrize("online", [True, False])
-def test_a_batched_pool_builds_exactly_the_separate_sides(kind: str, online: bool) -> None:
+def test_a_batched_pool_builds_exactly_the_separate_sides(
+    kind: str, online: bool, stacked: bool
+) -> None:
     specs = pool_specs(kind, 4, online=online)
     assert batchable(kind)
     data = small_data(specs)
     assert_same_sides(build_pool(data, specs), [build_side(data, spec) for spec in specs])
 
 
-def test_stacked_lfms_are_bit_identical_to_their_own_fits() -> None:
+def test_stacked_lfms_are_bit_identical_to_their_own_fits(stacked: bool) -> None:
     specs = pool_specs("lfm", 3)
     data = small_data(specs)
     together = fit_together(data, specs)
@@ -92,7 +102,7 @@ def random_histories(n_users: int, n_items: int, seed: int) -> Histories:
 
 @pytest.mark.parametrize("average_repeats", [False, True])
 def test_train_mf_many_equals_train_mf_across_sizes_and_stack_groups(
-    average_repeats: bool, monkeypatch: pytest.MonkeyPatch
+    average_repeats: bool, stacked: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Models of different sizes (so different numbers of steps an epoch), trained in groups
     (a small sample budget splits them), each equal to its own `train_mf`."""
@@ -129,7 +139,7 @@ def test_a_kind_without_a_batched_fit_falls_back_to_separate_fits(
     assert_same_sides(pool, [build_side(data, spec) for spec in specs])
 
 
-def test_pools_group_by_kind_settings_and_device() -> None:
+def test_pools_group_by_kind_settings_and_device(stacked: bool) -> None:
     lfm, itemcf = pool_specs("lfm", 2), pool_specs("itemcf", 2)
     wider = [dataclasses.replace(s, settings={"factors": 8}) for s in lfm]
     elsewhere = [dataclasses.replace(s, device="auto") for s in lfm]

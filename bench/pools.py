@@ -4,14 +4,16 @@ against R separate fits (dlmia.sides.build_side), in the same run.
 For each kind and pool size R it builds an online reference pool of ML-1M (seed 0, the `model`
 non-member policy, k = 100) twice, each in a fresh process: once side after side with
 `build_side`, once with `build_pool`. It prints the wall seconds and the peak resident memory
-of each build (the dataset is prepared first and not timed; the peak is the highest RSS sampled
-every 10 ms while building, the dataset included), the ratio, and how far the pool's lists agree
-with the separate fits' (the share of identical lists, the mean top-k overlap, the largest
-difference of any list statistic) and the pooled reference attack's ROC AUC on each
+of each build (`--separate-threads` and `--threads` torch threads: on two cores, separate fits
+of small steps run fastest on one thread, a pool on two; the dataset is prepared first and not
+timed; the peak is the highest RSS sampled every 10 ms while building, the dataset included),
+the ratio, and how far the pool's lists agree with the separate fits' (the share of identical
+lists, the mean top-k overlap, the largest difference of any list statistic) and the pooled
+reference attack's ROC AUC on each
 (`dlmia.pooled.pooled_scores`: each model in turn the target, the others its references).
 A kind without a batched fit falls back to separate fits inside the pool (`fallback`).
 
-    .venv/bin/python bench/pools.py --data-root ../shared/data
+    .venv/bin/python bench/pools.py --data-root ../shared/data --separate-threads 1
     .venv/bin/python bench/pools.py --data-root ../shared/data --kinds gru4rec --sizes 16
 """
 
@@ -138,7 +140,9 @@ def main() -> None:
     parser.add_argument("--dataset", default="ml-1m")
     parser.add_argument("--kinds", nargs="+", default=list(KINDS))
     parser.add_argument("--sizes", nargs="+", type=int, default=[16, 64])
-    parser.add_argument("--threads", type=int, default=2, help="torch threads of each build")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of a pool build")
+    parser.add_argument("--separate-threads", type=int,
+                        help="torch threads of the separate fits (default: --threads)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--policy", default="model", help="the non-member policy")
     parser.add_argument("--k", type=int, default=100)
@@ -151,11 +155,13 @@ def main() -> None:
         kind, size, mode, out = args.one
         print(json.dumps(build(kind, int(size), mode, args, out)))
         return
-    passed = ["--data-root", args.data_root, "--dataset", args.dataset, "--threads",
-              str(args.threads), "--device", args.device, "--policy", args.policy, "--k",
-              str(args.k), "--seed", str(args.seed)]  # fmt: skip
+    passed = ["--data-root", args.data_root, "--dataset", args.dataset, "--device",
+              args.device, "--policy", args.policy, "--k", str(args.k), "--seed",
+              str(args.seed)]  # fmt: skip
+    threads = {"pool": args.threads, "separate": args.separate_threads or args.threads}
     print(f"# {args.dataset}, online pools, policy {args.policy}, k {args.k}, seed {args.seed}, "
-          f"device {args.device}, {args.threads} torch threads per build")  # fmt: skip
+          f"device {args.device}; torch threads: separate fits {threads['separate']}, "
+          f"pool {threads['pool']}")  # fmt: skip
     print("".join(f"{c:>14}" for c in COLUMNS), flush=True)
     with tempfile.TemporaryDirectory() as folder:
         for kind in args.kinds:
@@ -164,8 +170,8 @@ def main() -> None:
                 for mode in ("separate", "pool"):
                     files[mode] = str(Path(folder) / f"{kind}-{size}-{mode}.npz")
                     runs[mode] = json_in_fresh_process(
-                        ROOT, __file__, *passed, "--one", kind, str(size), mode, files[mode],
-                        what=f"{kind} R={size} {mode}",
+                        ROOT, __file__, *passed, "--threads", str(threads[mode]), "--one", kind,
+                        str(size), mode, files[mode], what=f"{kind} R={size} {mode}",
                     )  # fmt: skip
                 sep, pool = runs["separate"], runs["pool"]
                 row = {

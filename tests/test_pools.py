@@ -1,7 +1,8 @@
 """Reference pools side by side (dlmia.pools): a pool's sides are exactly the sides `build_side`
 builds one by one, whether its kind trains many models at once (LFM on stacked tables, ItemCF
-over threads) or falls back to separate fits (NCF, GRU4Rec); devices and settings group the
-batched fits."""
+over threads: identical sides; NCF on stacked parameters: the same objective per model, close
+lists) or falls back to separate fits (GRU4Rec, Caser); devices and settings group the batched
+fits."""
 
 from __future__ import annotations
 
@@ -21,8 +22,18 @@ from dlmia.device import resolve_device
 from dlmia.factorization import MFSettings, train_mf, train_mf_many
 from dlmia.pools import batchable, build_pool, fit_together, pool_groups
 from dlmia.recommenders.lfm import LFM
+from dlmia.recommenders.ncf import NCF, NeuMFNet
+from dlmia.recommenders.ncf_stack import StackedNeuMF
 from dlmia.seeding import torch_generator
-from dlmia.sides import DatasetSpec, PreparedDataset, SideOutput, SideSpec, build_side, fit_side
+from dlmia.sides import (
+    DatasetSpec,
+    PreparedDataset,
+    SideOutput,
+    SideSpec,
+    build_side,
+    fit_side,
+    side_users,
+)
 from dlmia.vectors import ItemVectorConfig
 
 SMALL = DatasetSpec(
@@ -31,7 +42,11 @@ SMALL = DatasetSpec(
     vectors=ItemVectorConfig(epochs=10, device="cpu"),
 )
 MODEL = ListOptions(k=20, nonmember_lists="model")
-QUICK = {"ncf": {"epochs": 2}, "gru4rec": {"epochs": 2, "hidden_dim": 16, "embedding_dim": 16}}
+QUICK = {
+    "ncf": {"epochs": 4, "patience": 2},
+    "gru4rec": {"epochs": 2, "hidden_dim": 16, "embedding_dim": 16},
+    "caser": {"epochs": 1},
+}
 
 
 def pool_specs(
@@ -121,7 +136,7 @@ def test_train_mf_many_equals_train_mf_across_sizes_and_stack_groups(
         assert torch.equal(model.trained_items, alone.trained_items)
 
 
-@pytest.mark.parametrize("kind", ["ncf", "gru4rec"])
+@pytest.mark.parametrize("kind", ["gru4rec", "caser"])
 def test_a_kind_without_a_batched_fit_falls_back_to_separate_fits(
     kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -137,6 +152,52 @@ def test_a_kind_without_a_batched_fit_falls_back_to_separate_fits(
     assert built == specs  # one separate fit per side, in order
     monkeypatch.undo()
     assert_same_sides(pool, [build_side(data, spec) for spec in specs])
+
+
+def mean_overlap(pool: list[SideOutput], separate: list[SideOutput]) -> float:
+    """The mean share of a list's items that the other list holds too."""
+    return float(np.mean([
+        len(np.intersect1d(x, y)) / len(x)
+        for a, b in zip(pool, separate) for x, y in zip(a.lists, b.lists)
+    ]))  # fmt: skip
+
+
+def test_stacked_ncf_losses_are_each_models_own_loss() -> None:
+    """The batched forward computes each model's own objective on its own minibatch."""
+    specs = pool_specs("ncf", 3)
+    data = small_data(specs)
+    models, batches = [], []
+    for spec in specs:
+        fitted = fit_side(data, spec).recommender  # trained: weights that are not the init
+        model = fitted.model
+        assert isinstance(model, NCF)
+        members = fitted.compact(data.histories.rows(side_users(data.parts, spec)[0]))
+        generator = torch_generator(0, "test", spec.reference)
+        batches.append(next(model.batches(model.training_prefix(members), generator)))
+        models.append(model)
+    stacked = StackedNeuMF([model.net for model in models])
+    with torch.no_grad():
+        own = torch.stack([model.loss(batch, generator) for model, batch in zip(models, batches)])
+        torch.testing.assert_close(stacked.losses(batches), own, rtol=1e-5, atol=1e-6)
+    for r, model in enumerate(models):  # and the stacked weights come back out as they went in
+        copy = NeuMFNet(model.net.items.num_embeddings, model.config)
+        stacked.unstack(r, copy)
+        for (name, a), b in zip(model.net.state_dict().items(), copy.state_dict().values()):
+            assert torch.equal(a, b), name
+
+
+def test_a_stacked_ncf_pool_agrees_with_separate_fits() -> None:
+    """Not bit for bit (batched products round differently; see ncf_stack), but each model
+    starts from its own weights, sees its own minibatches and stops on its own validation."""
+    specs = pool_specs("ncf", 3)
+    assert batchable("ncf")
+    data = small_data(specs)
+    pool, separate = build_pool(data, specs), [build_side(data, spec) for spec in specs]
+    for a, b in zip(pool, separate):
+        np.testing.assert_array_equal(a.users, b.users)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        assert a.info.served.epochs_run >= 1 and a.info.served.best_epoch >= 1
+    assert mean_overlap(pool, separate) > 0.9
 
 
 def test_pools_group_by_kind_settings_and_device(stacked: bool) -> None:
@@ -166,11 +227,7 @@ def test_a_cuda_pool_agrees_with_separate_cuda_fits() -> None:
     specs = pool_specs("lfm", 3, device="cuda")
     data = small_data(specs)
     pool, separate = build_pool(data, specs), [build_side(data, spec) for spec in specs]
-    overlap = np.mean([
-        len(np.intersect1d(x, y)) / len(x)
-        for a, b in zip(pool, separate) for x, y in zip(a.lists, b.lists)
-    ])  # fmt: skip
-    assert overlap > 0.95
+    assert mean_overlap(pool, separate) > 0.95
 
 
 def test_a_cell_builds_its_reference_pool_with_build_pool(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,10 +7,14 @@ recommenders of a kind that can train many at once together (`Recommender.fit_ma
 
 - LFM on stacked factor tables, every SGD step updating every model's batch at once
   (`dlmia.factorization.train_mf_many`; each model bit-identical to its own fit on the CPU);
-- ItemCF, each half's exact similarity, the halves spread over torch's threads.
+- ItemCF, each half's exact similarity, the halves spread over torch's threads (identical);
+- NCF on stacked parameters with batched products (`dlmia.recommenders.ncf_stack`): each model
+  its own initialisation, minibatches and early stopping, but not bit-identical weights, so its
+  lists agree closely with its own fit's rather than exactly.
 
-Every other kind (NCF, GRU4Rec, ...) is built side after side, as `build_side` does, holding one
-model at a time. Serving the lists, the difference vectors and the statistics stay per side.
+Every other kind (GRU4Rec, Caser, BERT4Rec, Popularity, your own) is built side after side, as
+`build_side` does, holding one model at a time. Serving the lists, the difference vectors and
+the statistics stay per side.
 """
 
 from __future__ import annotations

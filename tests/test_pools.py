@@ -21,6 +21,7 @@ from dlmia.data.synthetic import SyntheticConfig
 from dlmia.device import resolve_device
 from dlmia.factorization import MFSettings, train_mf, train_mf_many
 from dlmia.pools import batchable, build_pool, fit_together, pool_groups
+from dlmia.recommenders import ncf_stack
 from dlmia.recommenders.lfm import LFM
 from dlmia.recommenders.ncf import NCF, NeuMFNet
 from dlmia.recommenders.ncf_stack import StackedNeuMF
@@ -186,9 +187,11 @@ def test_stacked_ncf_losses_are_each_models_own_loss() -> None:
             assert torch.equal(a, b), name
 
 
-def test_a_stacked_ncf_pool_agrees_with_separate_fits() -> None:
+def test_a_stacked_ncf_pool_agrees_with_separate_fits(monkeypatch: pytest.MonkeyPatch) -> None:
     """Not bit for bit (batched products round differently; see ncf_stack), but each model
-    starts from its own weights, sees its own minibatches and stops on its own validation."""
+    starts from its own weights, sees its own minibatches and stops on its own validation.
+    (Stacked on the CPU here, which a run does only on CUDA, where it pays.)"""
+    monkeypatch.setattr(ncf_stack, "stacking_pays", lambda device: True)
     specs = pool_specs("ncf", 3)
     assert batchable("ncf")
     data = small_data(specs)
@@ -198,6 +201,12 @@ def test_a_stacked_ncf_pool_agrees_with_separate_fits() -> None:
         np.testing.assert_array_equal(a.labels, b.labels)
         assert a.info.served.epochs_run >= 1 and a.info.served.best_epoch >= 1
     assert mean_overlap(pool, separate) > 0.9
+
+
+def test_an_ncf_pool_on_a_cpu_is_its_separate_fits() -> None:
+    specs = pool_specs("ncf", 2)
+    data = small_data(specs)
+    assert_same_sides(build_pool(data, specs), [build_side(data, spec) for spec in specs])
 
 
 def test_pools_group_by_kind_settings_and_device(stacked: bool) -> None:

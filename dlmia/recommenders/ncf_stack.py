@@ -150,6 +150,14 @@ class _Pairs:
                    cat(positive), cat(slot), longest)  # fmt: skip
 
 
+def stacking_pays(device: torch.device) -> bool:
+    """Whether NeuMFs train faster stacked on `device`: on CUDA, where one model's small steps
+    leave the device idle. Not on a CPU: ML-1M, 4 NCFs (bench/pools.py) took about 5.5 minutes
+    one by one and over 16 stacked (every model steps until the last one stops early, and
+    the padded batched products do work the separate fits skip)."""
+    return device.type == "cuda"
+
+
 def train_stacked(models: Sequence[NCF], histories: Sequence[Histories]) -> None:
     """Fit `models` (NCFs of one config and device) each on its `histories`, at once."""
     cfg, device = models[0].config, models[0].device

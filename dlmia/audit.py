@@ -45,6 +45,7 @@ from dlmia.io import json_safe, write_json, write_parquet
 from dlmia.layout import AUDIT_FILE, RESULTS_DIR, SCORES_DIR
 from dlmia.metrics import attack_metrics
 from dlmia.nonmember import Policy
+from dlmia.pools import build_pool
 from dlmia.records import CellResult, ServedInfo, SideInfo
 from dlmia.results import result_row
 from dlmia.sides import (
@@ -129,7 +130,7 @@ def run_audit(config: AuditConfig, done: Sequence[str] = ()) -> AuditResult:
         cell = configs[attack]
         key = tuple(spec.reference for spec in cell.references)  # the shadow's kind, same data
         if key not in pools:
-            pools[key] = [build_side(audited, spec) for spec in cell.references]
+            pools[key] = build_pool(audited, cell.references)
         result = score_target(shadow, target, attack, cell.attack_settings, config.seed,
                               config.device, pools[key])  # fmt: skip
         if served.labels is not None:  # the target side's labels are the members file's

@@ -25,6 +25,7 @@ from dlmia.device import check_device
 from dlmia.errors import ConfigError, DataError
 from dlmia.metrics import attack_metrics
 from dlmia.nonmember import Policy
+from dlmia.pools import build_pool
 from dlmia.recommenders import recommender_config
 from dlmia.records import CellResult
 from dlmia.sides import (
@@ -158,7 +159,11 @@ def run_cell(config: CellConfig) -> CellResult:
     started = time.perf_counter()
     shadow = build_side(cached_dataset(config.shadow.dataset), config.shadow)
     target = build_side(cached_dataset(config.target.dataset), config.target)
-    references = [build_side(cached_dataset(spec.dataset), spec) for spec in config.references]
+    references = (
+        build_pool(cached_dataset(config.references[0].dataset), config.references)
+        if config.references
+        else []
+    )
     result = attack_cell(
         shadow, target, config.attack, config.attack_settings, config.seed, config.device,
         references,

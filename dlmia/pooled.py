@@ -23,8 +23,9 @@ from dlmia.attacks.reference import ReferenceConfig, calibrated_score
 from dlmia.cell import CellConfig, cached_dataset, reference_view
 from dlmia.errors import ConfigError
 from dlmia.metrics import attack_metrics
+from dlmia.pools import build_pool
 from dlmia.records import CellResult
-from dlmia.sides import ReferenceSpec, SideOutput, SideSpec, build_side
+from dlmia.sides import ReferenceSpec, SideOutput, SideSpec
 
 
 def pooled_models(config: CellConfig, models: int) -> list[SideSpec]:
@@ -51,7 +52,7 @@ def pooled_evaluation(config: CellConfig, models: int) -> CellResult:
     """Train the pooled evaluation's models (in this process) and score them (`pooled_scores`)."""
     started = time.perf_counter()
     data = cached_dataset(config.target.dataset)
-    sides = [build_side(data, spec) for spec in pooled_models(config, models)]
+    sides = build_pool(data, pooled_models(config, models))
     settings = attack_config(config.attack, config.attack_settings)
     result = pooled_scores(sides, settings, seed=config.seed)
     return dataclasses.replace(result, seconds=time.perf_counter() - started)

@@ -267,13 +267,28 @@ def build_side(
     `served`: the lists of a side identical to `spec` but for its item-vector settings (from
     the side cache); the recommender is then not trained again, only the vectors are new.
     """
+    check_k(data, spec)
+    if served is not None:
+        return vectorise(data, spec, served, reused=True)
+    return vectorise(data, spec, serve_lists(data, spec), reused=False)
+
+
+def check_k(data: PreparedDataset, spec: SideSpec) -> None:
+    """Refuse a list length longer than the filtered catalogue."""
     if spec.k > data.histories.n_items:
         raise ConfigError(
             f"k={spec.k} is larger than the catalogue of {spec.dataset.label} "
             f"({data.histories.n_items} items after filtering); use a smaller k"
         )
-    reused = served is not None
-    served = served or serve_lists(data, spec)
+
+
+def vectorise(
+    data: PreparedDataset, spec: SideSpec, served: ServedLists, *, reused: bool
+) -> SideOutput:
+    """The side of `served` lists: difference vectors and list statistics of its users.
+
+    `reused`: the lists come from a side that differs only in its item-vector settings.
+    """
     started = time.perf_counter()
     histories = data.histories.rows(served.users)
     holds_out_last = recommender_class(spec.recommender).holds_out_last
@@ -296,17 +311,40 @@ def build_side(
     return SideOutput(vectors, served.labels, served.users, served.lists, info, statistics)
 
 
-def serve_lists(data: PreparedDataset, spec: SideSpec) -> ServedLists:
-    """Train the recommender on the side's members; serve its users their lists: members the
-    model's, the others the non-member policy's."""
-    started = time.perf_counter()
-    members, users, labels = side_users(data.parts, spec)
+@dataclass(frozen=True, eq=False)
+class FittedSide:
+    """A side's recommender, trained on its members, and the seconds its training took (a
+    share of a batched pool's training, `dlmia.pools`)."""
+
+    recommender: KnownItems
+    fit_seconds: float
+
+
+def side_model(spec: SideSpec) -> KnownItems:
+    """The side's untrained recommender, restricted to the items its members hold."""
     model = make_recommender(
         spec.recommender, spec.settings, device=spec.device, seed=model_seed(spec)
     )
-    recommender = KnownItems(model).fit(data.histories.rows(members))  # ranks what it trained on
-    fitted = time.perf_counter()
+    return KnownItems(model)
 
+
+def fit_side(data: PreparedDataset, spec: SideSpec) -> FittedSide:
+    """Train the side's recommender on its members."""
+    started = time.perf_counter()
+    members = side_users(data.parts, spec)[0]
+    recommender = side_model(spec).fit(data.histories.rows(members))  # ranks what it trained on
+    return FittedSide(recommender, time.perf_counter() - started)
+
+
+def serve_lists(
+    data: PreparedDataset, spec: SideSpec, fitted: FittedSide | None = None
+) -> ServedLists:
+    """Serve the side's users their lists: members the model's, the others the non-member
+    policy's. The model is `fitted` (trained on the side's members), else trained here."""
+    fitted = fitted or fit_side(data, spec)
+    recommender, model = fitted.recommender, fitted.recommender.model
+    started = time.perf_counter()
+    _, users, labels = side_users(data.parts, spec)
     visible = recommender.training_prefix(data.histories.rows(users))  # what the adversary sees
     inside = labels == 1
     lists = np.empty((len(users), spec.k), dtype=np.int32)  # (n_users, k)
@@ -328,8 +366,8 @@ def serve_lists(data: PreparedDataset, spec: SideSpec) -> ServedLists:
         n_members=int(inside.sum()),
         n_nonmembers=int((~inside).sum()),
         recommender_hr_at_10=holdout_hit_rate(recommender, data.histories.rows(users[~inside])),
-        fit_seconds=fitted - started,
-        recommend_seconds=listed - fitted,
+        fit_seconds=fitted.fit_seconds,
+        recommend_seconds=listed - started,
         recommender_settings=dataclasses.asdict(recommender.config),
         recommender_items=len(recommender.catalogue),
         validation_seconds=sum(epoch.eval_s for epoch in getattr(model, "log", [])),

@@ -9,6 +9,7 @@ trainer, so ItemCF needs no fake loss and neural models need no special casing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, ClassVar, Self
 
 import torch
@@ -50,6 +51,14 @@ class Recommender(ABC):
     @abstractmethod
     def fit(self, histories: Histories) -> Self:
         """Train on member histories (full sequences; the model applies `training_prefix`)."""
+
+    @classmethod
+    def fit_many(cls, models: Sequence[Recommender], histories: Sequence[Histories]) -> None:
+        """Fit each of `models` (instances of `cls` with one config and device, seeds of their
+        own) on its own `histories`, as `fit` would one by one. A model that can train many at
+        once (a reference pool, `dlmia.pools`) overrides this; the default fits them in turn."""
+        for model, train in zip(models, histories, strict=True):
+            model.fit(train)
 
     @abstractmethod
     def score(self, histories: Histories) -> torch.Tensor:

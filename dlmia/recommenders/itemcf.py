@@ -12,6 +12,8 @@ per row, so a 200k-item catalogue never needs a dense n_items^2 matrix.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Self
 
@@ -52,6 +54,23 @@ class ItemCF(Recommender):
         )
         self.n_items = histories.n_items
         return self
+
+    @classmethod
+    def fit_many(cls, models: Sequence[Recommender], histories: Sequence[Histories]) -> None:
+        """Fit the models at once: each half's similarity is its own sparse products and pruning
+        (exactly `fit`'s, so the lists are identical), the halves spread over as many threads as
+        torch uses, one torch thread each (scipy's products and torch's top-k release the GIL):
+        a pool of ItemCFs uses every core, which one `fit` (single-threaded scipy) cannot."""
+        if not all(isinstance(model, ItemCF) for model in models):
+            raise ValueError("ItemCF.fit_many: ItemCFs expected")
+        pairs = list(zip(models, histories, strict=True))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # one thread per half: no half's pruning waits on another's
+        try:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(lambda pair: pair[0].fit(pair[1]), pairs))
+        finally:
+            torch.set_num_threads(threads)
 
     def score(self, histories: Histories) -> torch.Tensor:
         scores = (histories.to_sparse() @ self.similarity).toarray()  # (B, n_items)

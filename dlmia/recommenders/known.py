@@ -37,12 +37,17 @@ class KnownItems(Recommender):
     def fit(self, histories: Histories) -> Self:
         """Fit the model on `histories` (member histories, held-out items included) over the
         items they hold."""
+        self.model.fit(self.adopt(histories))
+        return self
+
+    def adopt(self, histories: Histories) -> Histories:
+        """Take the items of `histories` as the catalogue; `histories` over it, for the model to
+        fit on (`fit`, or a batched fit of many models, `Recommender.fit_many`)."""
         self.n_items = histories.n_items
         self.catalogue = np.unique(histories.items)
         self.index = np.full(histories.n_items, -1, dtype=np.int64)
         self.index[self.catalogue] = np.arange(len(self.catalogue))
-        self.model.fit(self.compact(histories))
-        return self
+        return self.compact(histories)
 
     def compact(self, histories: Histories) -> Histories:
         """`histories` over the compact catalogue: items outside it are left out (the model

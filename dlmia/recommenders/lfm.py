@@ -14,6 +14,7 @@ trained system would give a new user with that history.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Self
 
@@ -22,7 +23,7 @@ import torch
 
 from dlmia.config import MAX_DEPTH, MAX_WIDTH, check_domain
 from dlmia.data.histories import Histories
-from dlmia.factorization import MFSettings, train_mf
+from dlmia.factorization import MFModel, MFSettings, train_mf, train_mf_many
 from dlmia.recommenders.base import Recommender
 from dlmia.seeding import torch_generator
 
@@ -57,14 +58,34 @@ class LFM(Recommender):
     Config = LFMConfig
 
     def fit(self, histories: Histories) -> Self:
+        generator = torch_generator(self.seed, "lfm", device=self.device)
+        return self.adopt(histories, train_mf(histories, self.settings(), generator=generator))
+
+    @classmethod
+    def fit_many(cls, models: Sequence[Recommender], histories: Sequence[Histories]) -> None:
+        """Train the models side by side on stacked factor tables (`train_mf_many`): each the
+        model its own `fit` gives."""
+        lfms = [model for model in models if isinstance(model, LFM)]
+        if len(lfms) != len(models) or len({(m.config, m.device) for m in lfms}) > 1:
+            raise ValueError("LFM.fit_many: LFMs of one config and device expected")
+        if not lfms:
+            return
+        generators = [torch_generator(m.seed, "lfm", device=m.device) for m in lfms]
+        trained = train_mf_many(histories, lfms[0].settings(), generators=generators)
+        for model, train, factors in zip(lfms, histories, trained, strict=True):
+            model.adopt(train, factors)
+
+    def settings(self) -> MFSettings:
+        """The trainer's settings for this model's config."""
         c = self.config
-        settings = MFSettings(
+        return MFSettings(
             factors=c.factors, epochs=c.epochs, lr=c.lr, lr_decay=c.lr_decay, l2=c.l2,
             negatives=c.negatives, init="normal", init_scale=c.init_scale,
             batch_size=c.batch_size, average_repeats=False,
-        )
-        generator = torch_generator(self.seed, "lfm", device=self.device)
-        model = train_mf(histories, settings, generator=generator)
+        )  # fmt: skip
+
+    def adopt(self, histories: Histories, model: MFModel) -> Self:
+        """Serve from `model`, the factors trained on `histories`."""
         # Items no member has are never trained: score them 0, below every learnt positive.
         self.item_factors = model.item_factors * model.trained_items.unsqueeze(1)  # (n_items, F)
         self.user_factors = model.user_factors  # (n_members, F)

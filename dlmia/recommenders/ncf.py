@@ -17,7 +17,7 @@ Note:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +27,8 @@ from torch import nn
 
 from dlmia.config import MAX_DEPTH, MAX_WIDTH, check_domain
 from dlmia.data.histories import Histories
+from dlmia.recommenders import ncf_stack
+from dlmia.recommenders.base import Recommender
 from dlmia.recommenders.neural import (
     NeuralConfig,
     NeuralRecommender,
@@ -122,6 +124,24 @@ class NCF(NeuralRecommender[Histories, PairBatch]):
     Config = NCFConfig
     config: NCFConfig
     net: NeuMFNet
+
+    @classmethod
+    def fit_many(cls, models: Sequence[Recommender], histories: Sequence[Histories]) -> None:
+        """Train the models at once on stacked parameters where that pays (CUDA; `ncf_stack`:
+        each model's own initialisation, minibatches and early stopping, not bit-identical
+        weights); on a CPU, with dropout, or with bfloat16 autocast, one by one (dropout's
+        randomness and autocast's rounding are not the stacked step's)."""
+        ncfs = [model for model in models if isinstance(model, NCF)]
+        if len(ncfs) != len(models) or len({(m.config, m.device) for m in ncfs}) > 1:
+            raise ValueError("NCF.fit_many: NCFs of one config and device expected")
+        if not ncfs:
+            return
+        first = ncfs[0]
+        if (not ncf_stack.stacking_pays(first.device) or first.config.dropout > 0
+                or (first.config.amp and first.device.type == "cuda")):  # fmt: skip
+            super().fit_many(models, histories)
+            return
+        ncf_stack.train_stacked(ncfs, histories)
 
     def build(self, train: Histories) -> nn.Module:
         return NeuMFNet(train.n_items, self.config)

@@ -188,12 +188,11 @@ def _train_stacked(
 
 
 def stacks(device: torch.device) -> bool:
-    """Whether stacking models pays on `device`: on CUDA (a model's steps are too small to fill
-    it) and on a CPU with several torch threads (a stacked step splits across them, one model's
-    does not), not on one CPU thread, where the stacked tables' larger working set only makes
-    each step slower (ML-1M, 8 LFMs: 25 s stacked against 23 s one by one; on 2 threads 14 s
-    against 62 s)."""
-    return device.type == "cuda" or torch.get_num_threads() > 1
+    """Whether stacking models pays on `device`: on CUDA, where one model's small steps leave the
+    device idle. Not on a CPU: on this project's quiet 2-core machine the 16 LFMs of an ML-1M
+    reference pool took 57 s stacked against 48 s one by one (both on 2 threads; `dlmia cell
+    --attack reference`, seed 0), and 8 of them 25 s against 23 s on one thread."""
+    return device.type == "cuda"
 
 
 def _offsets(sizes: list[int]) -> list[int]:

@@ -5,12 +5,13 @@ on its own seeded half of a population with a seed of its own (`dlmia.sides.mode
 `build_pool` returns exactly the sides `build_side` would build one by one, but trains the
 recommenders of a kind that can train many at once together (`Recommender.fit_many`):
 
-- LFM on stacked factor tables, every SGD step updating every model's batch at once
-  (`dlmia.factorization.train_mf_many`; each model bit-identical to its own fit on the CPU);
+- LFM on stacked factor tables, every SGD step updating every model's batch at once, on CUDA
+  (`dlmia.factorization.train_mf_many`; each model bit-identical to its own fit; on a CPU,
+  where stacking measured slower, one by one);
 - ItemCF, each half's exact similarity, the halves spread over torch's threads (identical);
-- NCF on stacked parameters with batched products (`dlmia.recommenders.ncf_stack`): each model
-  its own initialisation, minibatches and early stopping, but not bit-identical weights, so its
-  lists agree closely with its own fit's rather than exactly.
+- NCF on stacked parameters with batched products, on CUDA (`dlmia.recommenders.ncf_stack`):
+  each model its own initialisation, minibatches and early stopping, but not bit-identical
+  weights, so its lists agree closely with its own fit's rather than exactly.
 
 Every other kind (GRU4Rec, Caser, BERT4Rec, Popularity, your own) is built side after side, as
 `build_side` does, holding one model at a time. Serving the lists, the difference vectors and

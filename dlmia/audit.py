@@ -34,6 +34,7 @@ from dlmia.cell import (
     CellConfig,
     ListOptions,
     SideChoice,
+    attack_cell,
     cached_dataset,
     cell_config,
     score_target,
@@ -43,7 +44,6 @@ from dlmia.data.loaders import read_columns
 from dlmia.errors import ConfigError, DataError
 from dlmia.io import json_safe, write_json, write_parquet
 from dlmia.layout import AUDIT_FILE, RESULTS_DIR, SCORES_DIR
-from dlmia.metrics import attack_metrics
 from dlmia.nonmember import Policy
 from dlmia.pools import build_pool
 from dlmia.records import CellResult, ServedInfo, SideInfo
@@ -131,12 +131,10 @@ def run_audit(config: AuditConfig, done: Sequence[str] = ()) -> AuditResult:
         key = tuple(spec.reference for spec in cell.references)  # the shadow's kind, same data
         if key not in pools:
             pools[key] = build_pool(audited, cell.references)
-        result = score_target(shadow, target, attack, cell.attack_settings, config.seed,
-                              config.device, pools[key])  # fmt: skip
-        if served.labels is not None:  # the target side's labels are the members file's
-            metrics = attack_metrics(served.labels, result.scores, seed=config.seed)
-            result = dataclasses.replace(result, metrics=metrics)
-        cells[attack] = result
+        # labelled (the target side's labels are the members file's): measured as a cell is
+        scored = attack_cell if served.labels is not None else score_target
+        cells[attack] = scored(shadow, target, attack, cell.attack_settings, config.seed,
+                               config.device, pools[key])  # fmt: skip
     return AuditResult(
         scores_frame(cells, data.user_ids),
         cells,

@@ -119,7 +119,7 @@ class SideCache:
         atomic_write(arrays_path, write_arrays)
         entry = {
             "key": key, "lists_key": lists_key, "arrays_sha256": file_digest(arrays_path),
-            "spec": cfg.as_dict(spec), "info": plain(cfg.as_dict(side.info)),
+            "spec": cfg.as_dict(spec), "info": json_safe(cfg.as_dict(side.info)),
         }  # fmt: skip
         write_json(entry, info_path)
         if lists_key:
@@ -151,7 +151,3 @@ def file_digest(path: Path) -> str:
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
-
-def plain(info: dict[str, Any]) -> dict[str, Any]:
-    """`info` as JSON-safe data (numpy scalars become Python numbers)."""
-    return json_safe(info)

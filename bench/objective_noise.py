@@ -28,20 +28,12 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dlmia.cell import cached_dataset  # noqa: E402
-from dlmia.sides import SideOutput, build_side  # noqa: E402
+from reference import built  # noqa: E402  (bench/reference.py: a side from the cache or trained)
+
+from dlmia.sides import SideOutput  # noqa: E402
 from tune.cache import SideCache  # noqa: E402
 from tune.grid import load_grid  # noqa: E402
 from tune.plan import SideJob, expand  # noqa: E402
-
-
-def side(job: SideJob, cache: SideCache) -> SideOutput:
-    """The side of `job`, from the cache or trained (and then cached)."""
-    found = cache.get(job.key, job.lists_key or None)
-    if found is None:
-        found = build_side(cached_dataset(job.spec.dataset), job.spec)
-        cache.store(job.key, job.spec, found, job.lists_key)
-    return found
 
 
 def objectives(shadow: SideOutput, target: SideOutput, seeds: int) -> list[dict[str, float]]:
@@ -67,7 +59,7 @@ def cell_rows(args: tuple[str, SideJob, SideJob, str, int]) -> list[dict[str, ob
     cell, shadow_job, target_job, cache_dir, seeds = args
     cache = SideCache(cache_dir)
     started = time.perf_counter()
-    shadow, target = side(shadow_job, cache), side(target_job, cache)
+    shadow, target = built(shadow_job.spec, cache), built(target_job.spec, cache)
     rows = objectives(shadow, target, seeds)
     seconds = time.perf_counter() - started
     return [{"cell": cell, "seconds": round(seconds, 1), **row} for row in rows]

@@ -15,6 +15,7 @@ in every fresh process: each search trial's worker paid it).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 
 import torch
@@ -24,6 +25,8 @@ from torch import nn
 def adam(params: Iterable[nn.Parameter], lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
     """Adam (fused) over `params`."""
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+
+LAYOUT_WARNING = "grad and param do not obey the gradient layout contract"
 
 
 class FlatAdam:
@@ -87,3 +90,68 @@ class FlatAdam:
         self.grad.zero_()
         loss.backward()
         self._update()
+
+
+class StackedAdam:
+    """`FlatAdam`'s update for K models side by side: parameters of shape (K, ...) re-pointed into
+    one (K, P) buffer, each row one model's parameters, with its own learning rate, step count,
+    gradient-norm clipping and an `active` mask (a row that is not active keeps its parameters,
+    moments and step count: it was stopped early, or is in another phase).
+
+    Rows are independent: a model's update reads only its own row, as if it trained alone.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[nn.Parameter],
+        lr: torch.Tensor,
+        weight_decay: float = 0.0,
+        clip: float | None = None,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        params = list(params)
+        rows = lr.shape[0]
+        if not params or any(p.shape[0] != rows for p in params):
+            raise ValueError("StackedAdam needs parameters with a leading axis of len(lr)")
+        sizes = [p[0].numel() for p in params]
+        first = params[0]
+        self.data = torch.empty(rows, sum(sizes), dtype=first.dtype, device=first.device)
+        self.grad = torch.zeros_like(self.data)
+        offset = 0
+        for p, size in zip(params, sizes, strict=True):
+            self.data[:, offset : offset + size].copy_(p.detach().reshape(rows, size))
+            p.data = self.data[:, offset : offset + size].view(p.shape)
+            p.grad = self.grad[:, offset : offset + size].view(p.shape)
+            offset += size
+        self.lr = lr.to(self.data.device, torch.float64).reshape(rows, 1)  # (K, 1)
+        self.weight_decay, self.clip, self.betas, self.eps = weight_decay, clip, betas, eps
+        self.exp_avg = torch.zeros_like(self.data)
+        self.exp_avg_sq = torch.zeros_like(self.data)
+        self.steps = torch.zeros(rows, 1, dtype=torch.float64, device=self.data.device)
+
+    @torch.no_grad()
+    def _update(self, active: torch.Tensor) -> None:
+        on = active.reshape(-1, 1)  # (K, 1)
+        grad = self.grad
+        if self.clip is not None:
+            grad.mul_((self.clip / (grad.norm(dim=1, keepdim=True) + 1e-6)).clamp(max=1.0))
+        if self.weight_decay:
+            grad = grad.add(self.data, alpha=self.weight_decay)
+        beta1, beta2 = self.betas
+        self.steps += on
+        steps = self.steps.clamp_min(1)
+        self.exp_avg.lerp_(grad, on * (1 - beta1))
+        decay = torch.where(on, beta2, 1.0)
+        self.exp_avg_sq.mul_(decay).addcmul_(grad, grad * on, value=1 - beta2)
+        step_size = (self.lr / (1 - beta1**steps)).to(self.data)  # (K, 1)
+        denom = (self.exp_avg_sq.sqrt() / (1 - beta2**steps).sqrt().to(self.data)).add_(self.eps)
+        self.data.sub_(self.exp_avg / denom * (step_size * on))
+
+    def step(self, loss: torch.Tensor, active: torch.Tensor) -> None:
+        """One update of the `active` (K,) rows on `loss`, the sum of the K models' losses."""
+        self.grad.zero_()
+        with warnings.catch_warnings():  # a row of (K, P) is not dense: autograd says so, and
+            warnings.filterwarnings("ignore", LAYOUT_WARNING)  # still accumulates in place
+            loss.backward()
+        self._update(active)

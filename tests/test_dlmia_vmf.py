@@ -85,8 +85,8 @@ def test_tabulated_bessel_terms_match_scipy(order: float) -> None:
 def test_sampled_w_follows_its_exact_density(dim: int, kappa: float) -> None:
     """w = <mu, z> has density proportional to exp(kappa w) (1 - w^2)^((m-3)/2) on [-1, 1]:
     a KS test of 20,000 draws (fixed seed) against its CDF, integrated on a fine grid."""
-    w = vmf._sample_w(torch.full((20000,), kappa, dtype=torch.float64), dim,
-                      torch.Generator().manual_seed(5)).numpy()
+    b = vmf.wood_b(torch.full((20000,), kappa, dtype=torch.float64), dim - 1.0)
+    w = vmf.sample_w(b, vmf.accepted_eps(b, dim, torch.Generator().manual_seed(5))).numpy()
     grid = np.linspace(-1, 1, 400001)[1:-1]
     log_density = kappa * grid + (dim - 3) / 2 * np.log1p(-(grid**2))
     cdf = np.cumsum(np.exp(log_density - log_density.max()))

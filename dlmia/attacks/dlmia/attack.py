@@ -178,6 +178,18 @@ class DLMIAAttack(Attack):
     def _fit(
         self, shadow_vectors: FloatArray, shadow_labels: LabelArray, target_vectors: FloatArray
     ) -> None:
+        data = self.prepare(shadow_vectors, shadow_labels, target_vectors)
+        model, estimator = self.initial_networks(data)
+        self.model = model  # `on_epoch` callbacks read it during training
+        generator = torch_generator(self.seed, "dlmia", "train", device=self.device)
+        info = Schedule(model, estimator, data, generator, on_epoch=self.on_epoch).run()
+        self.finish(model, data, info)
+
+    def prepare(
+        self, shadow_vectors: FloatArray, shadow_labels: LabelArray, target_vectors: FloatArray
+    ) -> TrainData:
+        """Check the inputs, hold out shadow users (`held_out`), fit the input scaling (`scaler`)
+        and return the training tensors."""
         config = self.config
         shadow = check_vectors(shadow_vectors, "shadow vectors")
         labels = check_labels(shadow_labels, len(shadow))
@@ -188,7 +200,7 @@ class DLMIAAttack(Attack):
         self.scaler = scaler = Scaler.fit(shadow, target, config.norm_feature)
         train = shadow[~held]
         shadow_norm, target_norm = scaler.norm(train, "shadow"), scaler.norm(target, "target")
-        data = TrainData(
+        return TrainData(
             x=self._tensor(np.concatenate([scaler.vectors(train), scaler.vectors(target)])),
             norm=None if shadow_norm is None or target_norm is None
             else self._tensor(np.concatenate([shadow_norm, target_norm])),
@@ -197,19 +209,28 @@ class DLMIAAttack(Attack):
             val_norm=self._optional(scaler.norm(shadow[held], "shadow")),
             val_labels=torch.from_numpy(labels[held]).to(self.device),
         )
+
+    def initial_networks(self, data: TrainData) -> tuple[DLMIAModel, WeightEstimator]:
+        """The network and weight estimator before training, initialised from the seed."""
         seed_torch(self.seed, "dlmia", "init")
-        self.model = DLMIAModel(shadow.shape[1], config).to(self.device)
-        estimator = WeightEstimator(len(data.x), config.lambda_w).to(self.device)
-        generator = torch_generator(self.seed, "dlmia", "train", device=self.device)
-        info = Schedule(self.model, estimator, data, generator, on_epoch=self.on_epoch).run()
-        proba = self.model.proba(data.x, data.norm)  # (n_shadow_train + n_target,)
+        model = DLMIAModel(data.x.shape[1], self.config).to(self.device)
+        return model, WeightEstimator(len(data.x), self.config.lambda_w).to(self.device)
+
+    def finish(self, model: DLMIAModel, data: TrainData, info: dict[str, Any]) -> None:
+        """Take the trained `model` and complete `info` (settings, sizes, pseudo-labels kept).
+
+        Raises:
+            TrainingError: the model's outputs are not finite.
+        """
+        self.model = model
+        proba = model.proba(data.x, data.norm)  # (n_shadow_train + n_target,)
         _check_finite(proba)
-        _, confident = pseudo_labels(proba[data.n_shadow :], config.tau)
+        _, confident = pseudo_labels(proba[data.n_shadow :], self.config.tau)
         info.update(
-            settings=cfg.as_dict(config),
+            settings=cfg.as_dict(self.config),
             n_shadow_train=data.n_shadow,
-            n_shadow_val=int(held.sum()),
-            n_target=len(target),
+            n_shadow_val=len(data.val_labels),
+            n_target=data.n_target,
             pseudo_labels_kept=int(confident.sum()),
             history={stage: dict(terms) for stage, terms in info["history"].items()},
         )

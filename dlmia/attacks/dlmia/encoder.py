@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -136,7 +136,7 @@ class _KernelQuadraticForm(torch.autograd.Function):
         for rate, term in rbf_terms(dist, rates):
             value += weights @ (term @ weights)
             if ctx.needs_input_grad[0]:  # S, only for a backward pass
-                slope = term * rate if slope is None else slope.add_(term, alpha=rate)
+                slope = term * rate if slope is None else slope.add_(term, alpha=cast(float, rate))
         if slope is not None:
             ctx.save_for_backward(x, weights, slope)
         return value
@@ -150,9 +150,10 @@ class _KernelQuadraticForm(torch.autograd.Function):
 
 
 def rbf_terms(
-    dist: torch.Tensor, rates: tuple[float, ...]
-) -> Iterator[tuple[float, torch.Tensor]]:
-    """(rate r, exp(-r D)) for squared distances D and each rate, in ascending rate order.
+    dist: torch.Tensor, rates: tuple[float, ...], scale: torch.Tensor | None = None
+) -> Iterator[tuple[float | torch.Tensor, torch.Tensor]]:
+    """(rate r, exp(-r D)) for squared distances D and each rate, in ascending rate order;
+    with `scale` (broadcasting with D, > 0), each rate is r * scale (one per stacked trial).
 
     A rate 2^j times the previous one (DL-MIA's bandwidths are a factor 4 apart) is that term
     squared j times in place: exp(-2r D) = exp(-r D)^2, a multiplication where an exp costs
@@ -161,13 +162,58 @@ def rbf_terms(
     term, previous = dist, None  # every path sets term before its first yield
     for rate in sorted(rates):
         squarings = None if previous is None else _doublings(previous, rate)
+        effective = rate if scale is None else scale * rate
         if squarings is None:
-            term = dist.mul(-rate).exp_()
+            term = dist.mul(-effective).exp_()
         else:
             for _ in range(squarings):
                 term.square_()
         previous = rate
-        yield rate, term
+        yield effective, term
+
+
+def stacked_mmd(
+    latents: torch.Tensor, n_first: int, sizes: torch.Tensor, scales: tuple[float, ...]
+) -> torch.Tensor:
+    """(K,) squared MMDs, as `mmd`, between rows :n_first and n_first: of each of K stacked
+    samples latents (K, N, Mi) (zero-padded), trial t's bandwidths in units of sizes[t]."""
+    n, m = n_first, latents.shape[1] - n_first
+    weights = torch.cat([latents.new_full((n,), 1 / n), latents.new_full((m,), -1 / m)])
+    rates = tuple(1 / (2 * s) for s in scales)
+    value: torch.Tensor = _StackedQuadraticForm.apply(
+        latents, weights, rates, 1 / sizes.to(latents)[:, None, None]
+    )
+    return value
+
+
+class _StackedQuadraticForm(torch.autograd.Function):
+    """`_KernelQuadraticForm` for K stacked samples x (K, N, k), rates r * scale[t]: (K,)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: torch.Tensor, weights: torch.Tensor, rates: tuple[float, ...],
+        scale: torch.Tensor,
+    ) -> torch.Tensor:  # fmt: skip
+        sq = x.square().sum(-1)  # (K, N)
+        dist = torch.baddbmm(sq[:, :, None], x, x.transpose(1, 2), alpha=-2)
+        dist = dist.add_(sq[:, None, :]).clamp_min_(0)  # (K, N, N)
+        value, slope = x.new_zeros(x.shape[0]), None
+        for rate, term in rbf_terms(dist, rates, scale):
+            value += (term @ weights) @ weights
+            if ctx.needs_input_grad[0]:
+                rates_t = cast(torch.Tensor, rate)
+                slope = term * rates_t if slope is None else slope.addcmul_(term, rates_t)
+        if slope is not None:
+            ctx.save_for_backward(x, weights, slope)
+        return value
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        x, weights, slope = ctx.saved_tensors
+        w = weights[:, None]  # (N, 1)
+        row_sums = w * (slope @ w)  # (K, N, 1)
+        g = grad[:, None, None]
+        return -4 * g * (x * row_sums - w * (slope @ (w * x))), None, None, None
 
 
 def _doublings(low: float, high: float) -> int | None:

@@ -45,7 +45,7 @@ from dlmia.optim import FlatAdam
 State = dict[str, torch.Tensor]
 
 
-def _cycled_perm(
+def cycled_perm(
     n: int, length: int, generator: torch.Generator, device: torch.device
 ) -> torch.Tensor:
     """(length,) indices in [0, n): whole random permutations back to back, cut to length."""
@@ -59,8 +59,8 @@ def _paired_batches(
     """Per step: shadow ids (b,) and target ids (b,) (offset by n_shadow) covering an epoch."""
     device = data.x.device
     length = max(data.n_shadow, data.n_target)
-    shadow = _cycled_perm(data.n_shadow, length, generator, device).split(batch)
-    target = (_cycled_perm(data.n_target, length, generator, device) + data.n_shadow).split(batch)
+    shadow = cycled_perm(data.n_shadow, length, generator, device).split(batch)
+    target = (cycled_perm(data.n_target, length, generator, device) + data.n_shadow).split(batch)
     return zip(shadow, target, strict=True)
 
 

@@ -20,6 +20,7 @@ length A_m(kappa) = I_{m/2}(kappa) / I_{m/2-1}(kappa) = E<mu, z>.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -90,33 +91,39 @@ def kl_to_uniform(kappa: torch.Tensor, dim: int) -> torch.Tensor:
     return _KLToUniform.apply(kappa, dim)
 
 
-def _sample_w(kappa: torch.Tensor, dim: int, generator: torch.Generator) -> torch.Tensor:
-    """Wood's rejection sampler for w = <mu, z>, all samples at once, candidates in blocks.
+def wood_b(kappa: torch.Tensor, m1: float | torch.Tensor) -> torch.Tensor:
+    """b = (m-1) / (2 kappa + sqrt(4 kappa^2 + (m-1)^2)) of Wood's sampler, in its stable form;
+    (...) like kappa, differentiable; m1 = m - 1, a float or a tensor broadcasting with kappa."""
+    width = m1 if isinstance(m1, torch.Tensor) else kappa.new_tensor(m1)
+    return m1 / (2 * kappa + torch.hypot(2 * kappa, width))
+
+
+def accepted_eps(b: torch.Tensor, dim: int, generator: torch.Generator) -> torch.Tensor:
+    """Wood's rejection sampler for w = <mu, z>: each sample's first accepted eps, all samples at
+    once, candidates in blocks, no autograd (`sample_w` forms w from it).
 
     A candidate is eps ~ Beta((m-1)/2, (m-1)/2) (`_symmetric_beta`), giving
-    w = (1 - (1+b) eps) / (1 - (1-b) eps) with b = (m-1) / (2 kappa + sqrt(4 kappa^2 + (m-1)^2)).
+    w = (1 - (1+b) eps) / (1 - (1-b) eps) with b = `wood_b(kappa, m - 1)`.
     Wood's test (m-1) log t - t + d >= log u, t = 2ab / (1 - (1-b) eps), simplifies:
     a = (m-1)(1+b) / (4b) makes d = 4ab / (1+b) - (m-1) log(m-1) the constant
     (m-1)(1 - log(m-1)), so with s = t / (m-1) = (1+b) / (2 (1 - (1-b) eps)) it reads
     log s - s + 1 >= log(u) / (m-1).
-    The loop picks each sample's first accepted eps without autograd; w is then formed once.
 
     Args:
-        kappa: (B,) concentrations.
+        b: (B,) Wood's b of each sample.
         dim: m >= 2.
         generator: source of every draw.
 
     Returns:
-        (B,) samples of w in [-1, 1], differentiable in kappa through b.
+        (B,) accepted eps.
     """
     m1 = dim - 1.0
-    b = m1 / (2 * kappa + torch.hypot(2 * kappa, kappa.new_tensor(m1)))  # (B,), stable form
-    n = kappa.shape[0]
-    opts: dict[str, Any] = {"generator": generator, "device": kappa.device, "dtype": kappa.dtype}
+    n = b.shape[0]
+    opts: dict[str, Any] = {"generator": generator, "device": b.device, "dtype": b.dtype}
     with torch.no_grad():
         half_1pb, one_mb = ((1 + b) / 2).unsqueeze(1), (1 - b).unsqueeze(1)  # (B, 1) each
-        eps_out = torch.zeros_like(kappa)  # (B,)
-        todo = torch.ones(n, dtype=torch.bool, device=kappa.device)  # (B,) not yet accepted
+        eps_out = torch.zeros_like(b)  # (B,)
+        todo = torch.ones(n, dtype=torch.bool, device=b.device)  # (B,) not yet accepted
         for block in range(MAX_BLOCKS):
             u = torch.rand((3, n, ROUND_BLOCK), **opts)  # (3, B, R)
             eps = _symmetric_beta(u[0], u[1], dim)  # (B, R)
@@ -131,7 +138,48 @@ def _sample_w(kappa: torch.Tensor, dim: int, generator: torch.Generator) -> torc
             todo &= ~take
             if not bool(todo.any()):
                 break
-    w = (1 - (1 + b) * eps_out) / (1 - (1 - b) * eps_out)  # (B,)
+    return eps_out
+
+
+def accepted_eps_rows(
+    b: torch.Tensor, dims: Sequence[int], generators: Sequence[torch.Generator]
+) -> torch.Tensor:
+    """`accepted_eps` for A rows of samples at once, row a on S^{dims[a]-1} drawing from
+    generators[a] exactly the blocks a lone call would: (A, B) eps for b (A, B)."""
+    rows, n = b.shape
+    m1 = b.new_tensor([d - 1.0 for d in dims])[:, None, None]  # (A, 1, 1)
+    power = b.new_tensor([2 / (d - 2) if d > 2 else 0.0 for d in dims])[:, None, None]
+    circle = b.new_tensor([d == 2 for d in dims], dtype=torch.bool)[:, None, None]
+    opts: dict[str, Any] = {"device": b.device, "dtype": b.dtype}
+    with torch.no_grad():
+        half_1pb, one_mb = ((1 + b) / 2).unsqueeze(-1), (1 - b).unsqueeze(-1)  # (A, B, 1)
+        eps_out = torch.zeros_like(b)
+        todo = torch.ones_like(b, dtype=torch.bool)  # (A, B) not yet accepted
+        for block in range(MAX_BLOCKS):
+            drawing = todo.any(1).tolist()  # a row draws a block only while it needs one
+            u = torch.ones((rows, 3, n, ROUND_BLOCK), **opts)
+            for a in (a for a, more in enumerate(drawing) if more):
+                u[a] = torch.rand((3, n, ROUND_BLOCK), generator=generators[a], **opts)
+            cos = torch.cos(u[:, 1] * (2 * math.pi))
+            spread = torch.where(circle, 1.0, (1 - u[:, 0].pow(power)).sqrt_())
+            eps = (cos * spread).mul_(0.5).add_(0.5)  # (A, B, R) symmetric Beta draws
+            log_u = u[:, 2].log() / m1
+            s = half_1pb / (1 - one_mb * eps)
+            accept = s.log() - s + 1 >= log_u  # (A, B, R)
+            if block == MAX_BLOCKS - 1:
+                accept[..., -1] = True
+            first = accept.int().argmax(-1, keepdim=True)
+            take = todo & accept.any(-1)
+            eps_out = torch.where(take, eps.gather(-1, first).squeeze(-1), eps_out)
+            todo &= ~take
+            if not bool(todo.any()):
+                break
+    return eps_out
+
+
+def sample_w(b: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """w = (1 - (1+b) eps) / (1 - (1-b) eps) in [-1, 1], differentiable in b; (...) like b."""
+    w = (1 - (1 + b) * eps) / (1 - (1 - b) * eps)
     return w.clamp(-1.0, 1.0)
 
 
@@ -157,12 +205,27 @@ def sample_vmf(mu: torch.Tensor, kappa: torch.Tensor, generator: torch.Generator
         (B, m) unit vectors.
     """
     dim = mu.shape[1]
-    w = _sample_w(kappa, dim, generator).unsqueeze(1)  # (B, 1)
+    b = wood_b(kappa, dim - 1.0)  # (B,)
+    w = sample_w(b, accepted_eps(b, dim, generator)).unsqueeze(1)  # (B, 1)
     v = torch.randn(mu.shape[0], dim - 1, generator=generator, device=mu.device, dtype=mu.dtype)
-    v = v / v.norm(dim=1, keepdim=True).clamp_min(1e-12)  # (B, m-1) uniform on S^{m-2}
-    z = torch.cat([w, torch.sqrt((1 - w**2).clamp_min(1e-12)) * v], dim=1)  # (B, m) around e1
+    return rotate_to(mu, w, v)
+
+
+def rotate_to(mu: torch.Tensor, w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Draws around e1, z = (w, sqrt(1 - w^2) v / |v|), reflected to the mean directions mu.
+
+    Args:
+        mu: (..., m) unit mean directions (zero padding after a row's own size is kept zero).
+        w: (..., 1) components along the mean.
+        v: (..., m-1) Gaussian directions (zeros where mu is padded).
+
+    Returns:
+        (..., m) unit vectors.
+    """
+    v = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)  # (..., m-1) uniform on S^{m-2}
+    z = torch.cat([w, torch.sqrt((1 - w**2).clamp_min(1e-12)) * v], dim=-1)  # around e1
     e1 = torch.zeros_like(mu)
-    e1[:, 0] = 1.0
-    h = e1 - mu  # (B, m) Householder direction mapping e1 to mu
-    h = h / h.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return z - 2 * (z * h).sum(1, keepdim=True) * h  # (B, m)
+    e1[..., 0] = 1.0
+    h = e1 - mu  # (..., m) Householder direction mapping e1 to mu
+    h = h / h.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return z - 2 * (z * h).sum(-1, keepdim=True) * h

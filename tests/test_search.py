@@ -17,6 +17,7 @@ from dlmia.errors import ConfigError
 from dlmia.sides import SideOutput
 from tests.records import side_info
 from tune.search import SearchConfig, SearchInterrupted, SearchOutcome
+from tune.search_groups import group_size
 from tune.search_tune import search_on_tune
 from tune.space import check_space, start_point
 
@@ -154,6 +155,43 @@ def test_interrupted_search_resumes(
     assert resumed.trials["selected"].sum() == 1
     left = list((tmp_path / "tune").glob("resume-*"))
     assert len(left) == 1 and left != dead  # the dead search's folder was cleaned on resume
+
+
+def test_trials_side_by_side_are_each_recorded_told_and_judged_by_asha(
+    local_ray: Any, sides: tuple[SideOutput, SideOutput], tmp_path: Path
+) -> None:
+    """Groups of 3 trials in one Tune trial (one group at a time, so ASHA's decisions do not
+    depend on timing): every trial has its record and its study trial, with its rung objective
+    reported; the defaults come first; ASHA's rule stops some at the first rung."""
+    shadow, target = sides
+    space = {**SPACE, "latent_inv": {"choice": [4, 8]}}
+    fixed = {key: value for key, value in FIXED.items() if key != "latent_inv"} | {
+        "epochs_joint": 4
+    }
+    search = SearchConfig(num_samples=7, max_concurrent=1, space=space, grace_epochs=1,
+                          side_by_side=3)  # fmt: skip
+    assert group_size(search.for_attack("dlmia", fixed), fixed) == 3
+    result = search_on_tune(shadow, target, search, seed=0, storage_dir=tmp_path,
+                            name="groups", fixed=fixed)  # fmt: skip
+    trials = result.trials
+    assert sorted(trials["study_trial"]) == list(range(7))
+    assert set(trials["state"]) == {"complete", "pruned"}
+    assert trials[trials["state"] == "pruned"]["epochs"].isin([1, 3]).all()
+    assert trials["defaults"].iloc[0] and trials["selected"].sum() == 1
+    assert (trials["fit_seconds"] > 0).all()
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "optuna.log"))
+    )
+    study = optuna.load_study(study_name="groups", storage=storage)
+    assert all(1 in t.intermediate_values for t in study.trials)  # every trial reached rung 1
+
+
+def test_a_space_that_cannot_stack_searches_one_trial_at_a_time() -> None:
+    search = SearchConfig(side_by_side=4, space={"hidden": {"choice": [32, 64]}})
+    assert group_size(search.for_attack("dlmia", {}), {}) == 1
+    gauss = SearchConfig(side_by_side=4, space=SPACE).for_attack("dlmia", {"spe_dist": "gauss"})
+    assert group_size(gauss, {"spe_dist": "gauss"}) == 1
+    assert group_size(SearchConfig(side_by_side=4, space=SPACE).for_attack("dlmia", {}), {}) == 4
 
 
 def test_bad_space_raises() -> None:

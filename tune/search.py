@@ -69,9 +69,11 @@ class SearchConfig:
     #                              of its size (None: the attack's measured `search_margin`)
     max_share_gap: float = 0.35  # a trial whose target member share at 0.5 is further than this
     #                              from the shadow side's is degenerate, never picked
+    side_by_side: int = 1  # (Tune) trials trained as one stacked model in one Tune trial, ASHA's
+    #                        rule applied per trial inside it (1: each trial alone, Tune's ASHA)
 
     def __post_init__(self) -> None:
-        for key in ("num_samples", "max_concurrent", "grace_epochs"):
+        for key in ("num_samples", "max_concurrent", "grace_epochs", "side_by_side"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}: must be >= 1, got {getattr(self, key)}")
         if self.margin is not None and not 0 <= self.margin < math.inf:

@@ -48,6 +48,7 @@ from tune.search import (
     outcome,
     trial_store,
 )
+from tune.search_groups import GroupSearcher, group_size, group_trainable
 from tune.space import settings_of
 from tune.study import CellStudy
 from tune.trials import SCORES_KEY, TrialRecord, encode_scores
@@ -89,12 +90,14 @@ def _trainable(
     })  # fmt: skip
 
 
-def _named_trainable(search: str) -> Any:
-    """`_trainable` under a name of its own: Tune registers trainables and their parameters by
-    name cluster-wide, so concurrent searches of one name would run each other's cells."""
+def _named_trainable(search: str, trainable: Any = None) -> Any:
+    """`trainable` (a lone trial: `_trainable`) under a name of its own: Tune registers
+    trainables and their parameters by name cluster-wide, so concurrent searches of one name
+    would run each other's cells."""
+    body = trainable or _trainable
 
     def trial(config: dict[str, Any], **parameters: Any) -> None:
-        _trainable(config, **parameters)
+        body(config, **parameters)
 
     trial.__name__ = trial.__qualname__ = (
         f"dlmia_{hashlib.sha256(search.encode()).hexdigest()[:12]}"
@@ -139,21 +142,29 @@ class StudySearcher(Searcher):
 
 
 def _tuner(
-    trainable: Any, search: SearchConfig, fixed: dict[str, Any], seed: int, storage: str,
-    name: str, study: CellStudy, remaining: int, callbacks: list[Any],
+    trainable: Any, search: SearchConfig, fixed: dict[str, Any], storage: str, name: str,
+    study: CellStudy, remaining: int, callbacks: list[Any],
 ) -> Any:
     """A fresh Tuner for the `remaining` trials of the search: the cell's study behind
-    `StudySearcher` (at most `max_concurrent` trials at once) + ASHA over joint epochs."""
-    scheduler = ASHAScheduler(
-        time_attr="epoch", metric="objective", mode="max", max_t=max_epoch(search, fixed),
-        grace_period=search.grace_epochs, reduction_factor=search.reduction_factor,
-    )
-    searcher = ConcurrencyLimiter(StudySearcher(study), max_concurrent=search.max_concurrent)
+    `StudySearcher` + ASHA over joint epochs, or, for trials side by side, behind
+    `GroupSearcher` (ASHA's rule applied inside each group); at most `max_concurrent` Tune
+    trials at once."""
+    size = group_size(search, fixed)
+    if size > 1:
+        searcher: Searcher = GroupSearcher(study, size, remaining)
+        scheduler, count = None, -(-remaining // size)
+    else:
+        searcher, count = StudySearcher(study), remaining
+        scheduler = ASHAScheduler(
+            time_attr="epoch", metric="objective", mode="max", max_t=max_epoch(search, fixed),
+            grace_period=search.grace_epochs, reduction_factor=search.reduction_factor,
+        )
     return ray_tune.Tuner(
         trainable,
         tune_config=ray_tune.TuneConfig(
-            search_alg=searcher, scheduler=scheduler, num_samples=remaining,
-            time_budget_s=search.time_budget_s, reuse_actors=True,
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent),
+            scheduler=scheduler, num_samples=count, time_budget_s=search.time_budget_s,
+            reuse_actors=True,
         ),
         run_config=ray_tune.RunConfig(
             name=f"{name}-{time.time_ns()}", storage_path=storage, verbose=0,
@@ -231,15 +242,17 @@ def search_on_tune(
     started = time.monotonic()
     if remaining > 0:
         study = CellStudy.of_search(ATTACK, search, fixed, folder, name, seed)
+        grouped = group_size(search, fixed) > 1
+        extra = {"reduction_factor": search.reduction_factor} if grouped else {}
         trainable = ray_tune.with_resources(
             ray_tune.with_parameters(
-                _named_trainable(name), shadow=shadow, target_vectors=target.vectors,
-                fixed=fixed, selection=search.selection, seed=seed, device=device,
-                report_at=rung_epochs(search, fixed),
+                _named_trainable(name, group_trainable if grouped else None), shadow=shadow,
+                target_vectors=target.vectors, fixed=fixed, selection=search.selection,
+                seed=seed, device=device, report_at=rung_epochs(search, fixed), **extra,
             ),
             {"cpu": resources[0], "gpu": resources[1]},
         )  # fmt: skip
-        tuner = _tuner(trainable, search, fixed, seed, storage, name, study, remaining,
+        tuner = _tuner(trainable, search, fixed, storage, name, study, remaining,
                        list(callbacks or []))  # fmt: skip
         with without_tune_loggers():
             tuner.fit()

@@ -79,6 +79,15 @@ class CellStudy:
         """An intermediate objective of a running trial (pruned trials keep the last one)."""
         self.asked[number].report(objective, step)
 
+    def rung_values(self) -> dict[int, list[float]]:
+        """step -> the intermediate objectives finished trials reported at that step."""
+        values: dict[int, list[float]] = {}
+        ended = (TrialState.COMPLETE, TrialState.PRUNED)
+        for trial in self.study.get_trials(deepcopy=False, states=ended):
+            for step, value in trial.intermediate_values.items():
+                values.setdefault(step, []).append(value)
+        return values
+
     def tell(self, record: TrialRecord) -> None:
         """How a trial ended: its criteria as user attributes, then its record, then the
         study's state (so a record always exists before the study hears of the end)."""

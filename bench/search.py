@@ -21,6 +21,8 @@ tables under `--out`.
     .venv/bin/python bench/search.py                         # 10 cells x {tpe, random} x 16 trials
     .venv/bin/python bench/search.py --trials 8 --samplers tpe
     .venv/bin/python bench/search.py --cells 'ml-1m/* -> ml-1m/*'   # the four ML-1M cells
+    .venv/bin/python bench/search.py --cells 'ml-1m/* -> ml-1m/*' --samplers tpe --trials 24 \
+        --side-by-side 1 8 --rounds 2      # trials side by side against one at a time, A/B
 """
 
 from __future__ import annotations
@@ -86,22 +88,25 @@ def main() -> None:
     start_local_ray(num_cpus=args.cpus)
     frames, runs = [], []
     try:
-        for (fit_on, shadow, target), sampler in itertools.product(cells, args.samplers):
+        plan = itertools.product(range(args.rounds), cells, args.samplers, args.side_by_side)
+        for turn, (fit_on, shadow, target), sampler, size in plan:
             cell = label(fit_on, shadow, target)
-            search = SearchConfig(
-                num_samples=args.trials, max_concurrent=args.cpus, sampler=sampler
-            )
+            search = SearchConfig(num_samples=args.trials, max_concurrent=args.cpus,
+                                  sampler=sampler, side_by_side=size)  # fmt: skip
+            folder = args.out / run_folder(sampler, size, turn, args)
             started = time.perf_counter()
             outcome = search_on_tune(
                 sides["shadow", fit_on, shadow], sides["target", fit_on, target], search,
-                seed=args.seed,
-                storage_dir=args.out / sampler, name=slug(cell), device="cpu",
+                seed=args.seed, storage_dir=folder, name=slug(cell), device="cpu",
             )
-            wall = first_wall(args.out / sampler / f"{slug(cell)}.wall", started)
-            trials = outcome.trials.assign(cell=cell, sampler=sampler)
+            wall = first_wall(folder / f"{slug(cell)}.wall", started)
+            trials = outcome.trials.assign(cell=cell, sampler=sampler, side_by_side=size,
+                                           round=turn)  # fmt: skip
             frames.append(trials)
-            runs.append(run_row(cell, sampler, trials, wall))
-            print(f"{cell} [{sampler}]: {len(trials)} trials in {wall:.0f} s", flush=True)
+            runs.append({**run_row(cell, sampler, trials, wall), "side by side": size,
+                         "round": turn})  # fmt: skip
+            print(f"{cell} [{sampler}, {size} side by side, round {turn}]: {len(trials)} "
+                  f"trials in {wall:.0f} s", flush=True)
     finally:
         ray.shutdown()
     trials = pd.concat(frames, ignore_index=True)
@@ -118,10 +123,38 @@ def main() -> None:
         picked = rows.loc[name]
         print(f"\n{name}: pick >= shadow-only pick on {int((picked >= shadow - 1e-9).sum())} of "
               f"{len(picked)} cells (mean {picked.mean():.3f} vs {shadow.mean():.3f} ROC AUC)")
-    walls = table["trials"] / table["trials/min"] * 60  # seconds per search
-    print(f"\nthroughput: {table['trials'].sum()} trials in {walls.sum():.0f} s = "
-          f"{table['trials'].sum() / walls.sum() * 60:.1f} trials/min on {args.cpus} CPUs")
+    print_throughput(table, args.cpus)
     print(f"\nwrote {plot_curves(trials, args.out / 'search_curves.png')}")
+
+
+def run_folder(sampler: str, size: int, turn: int, args: argparse.Namespace) -> str:
+    """A run's folder under --out: the sampler alone for the plain bench (as before)."""
+    if args.rounds == 1 and args.side_by_side == [1]:
+        return sampler
+    return f"{sampler}-x{size}-round{turn}"
+
+
+def print_throughput(table: pd.DataFrame, cpus: int) -> None:
+    """Trials a minute and the mean target ROC AUC of each pick, per group size."""
+    table = table.assign(wall=table["trials"] / table["trials/min"] * 60)  # seconds per search
+    rows = []
+    for size, runs in table.groupby("side by side"):
+        rows.append({
+            "side by side": size, "searches": len(runs), "trials": runs["trials"].sum(),
+            "seconds": runs["wall"].sum(),
+            "trials/min": runs["trials"].sum() / runs["wall"].sum() * 60,
+            **{f"mean {name} ROC": runs[f"{name} ROC"].mean()
+               for name in ("selected", "defaults", "shadow-only", "oracle")},
+        })  # fmt: skip
+    summary = pd.DataFrame(rows)
+    print(f"\nthroughput on {cpus} CPUs, and the picks' mean target ROC AUC:\n"
+          f"{summary.round(4).to_string(index=False)}")
+    if len(summary) > 1:
+        base = summary.iloc[0]
+        for _, row in summary.iloc[1:].iterrows():
+            print(f"x{row['side by side']:.0f} against x{base['side by side']:.0f}: "
+                  f"{row['trials/min'] / base['trials/min']:.2f} times the trials a minute; "
+                  f"selected ROC AUC {row['mean selected ROC'] - base['mean selected ROC']:+.4f}")
 
 
 def parse() -> argparse.Namespace:
@@ -136,6 +169,12 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("out/bench-search"))
+    parser.add_argument("--side-by-side", type=int, nargs="+", default=[1], metavar="K",
+                        help="trials per stacked group, each in turn (1: one trial per Tune "
+                        "trial, Tune's ASHA); the first is the baseline of the ratios")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat every search this many times, the group sizes "
+                        "alternating within each round (A/B on a machine whose load varies)")
     return parser.parse_args()
 
 

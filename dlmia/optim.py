@@ -132,6 +132,7 @@ class StackedAdam:
 
     @torch.no_grad()
     def _update(self, active: torch.Tensor) -> None:
+        every = bool(active.all())  # the common case: no masking passes
         on = active.reshape(-1, 1)  # (K, 1)
         grad = self.grad
         if self.clip is not None:
@@ -141,12 +142,16 @@ class StackedAdam:
         beta1, beta2 = self.betas
         self.steps += on
         steps = self.steps.clamp_min(1)
-        self.exp_avg.lerp_(grad, on * (1 - beta1))
-        decay = torch.where(on, beta2, 1.0)
-        self.exp_avg_sq.mul_(decay).addcmul_(grad, grad * on, value=1 - beta2)
-        step_size = (self.lr / (1 - beta1**steps)).to(self.data)  # (K, 1)
+        if every:
+            self.exp_avg.lerp_(grad, 1 - beta1)
+            self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        else:
+            self.exp_avg.lerp_(grad, on * (1 - beta1))
+            decay = torch.where(on, beta2, 1.0)
+            self.exp_avg_sq.mul_(decay).addcmul_(grad, grad * on, value=1 - beta2)
+        step_size = (self.lr / (1 - beta1**steps) * on).to(self.data)  # (K, 1); 0: inactive
         denom = (self.exp_avg_sq.sqrt() / (1 - beta2**steps).sqrt().to(self.data)).add_(self.eps)
-        self.data.sub_(self.exp_avg / denom * (step_size * on))
+        self.data.addcdiv_(self.exp_avg * step_size, denom, value=-1.0)
 
     def step(self, loss: torch.Tensor, active: torch.Tensor) -> None:
         """One update of the `active` (K,) rows on `loss`, the sum of the K models' losses."""

@@ -17,6 +17,7 @@ from tune.grid import load_grid, override
 from tune.outputs import output_root
 from tune.plan import Plan, cell_count, expand
 from tune.progress import Progress
+from tune.search import SearchConfig
 
 if TYPE_CHECKING:
     from tune.runner import RunSummary
@@ -102,7 +103,14 @@ def describe(plan: Plan) -> str:
         f"policies ({', '.join(grid.nonmember_lists)}) x {n_seeds} seeds = {len(plan.cells)} cells"
         + "".join(
             f"\n  {name}: settings searched per cell, {entry.search.num_samples} trials "
-            f"({entry.search.sampler}, {entry.search.max_concurrent} at once)"
+            f"({entry.search.sampler}, {_at_once(entry.search)})"
             for name, entry in grid.attacks.items() if entry.search is not None
         )
     )
+
+
+def _at_once(search: SearchConfig) -> str:
+    """How a search's trials run: side by side in groups, and how many at once."""
+    if search.side_by_side == 1:
+        return f"{search.max_concurrent} at once"
+    return f"{search.side_by_side} side by side, {search.max_concurrent} groups at once"

@@ -157,9 +157,12 @@ def accepted_eps_rows(
         todo = torch.ones_like(b, dtype=torch.bool)  # (A, B) not yet accepted
         for block in range(MAX_BLOCKS):
             drawing = todo.any(1).tolist()  # a row draws a block only while it needs one
-            u = torch.ones((rows, 3, n, ROUND_BLOCK), **opts)
-            for a in (a for a, more in enumerate(drawing) if more):
-                u[a] = torch.rand((3, n, ROUND_BLOCK), generator=generators[a], **opts)
+            u = torch.empty((rows, 3, n, ROUND_BLOCK), **opts)
+            for a, more in enumerate(drawing):
+                if more:
+                    torch.rand((3, n, ROUND_BLOCK), generator=generators[a], out=u[a])
+                else:
+                    u[a].fill_(1.0)
             cos = torch.cos(u[:, 1] * (2 * math.pi))
             spread = torch.where(circle, 1.0, (1 - u[:, 0].pow(power)).sqrt_())
             eps = (cos * spread).mul_(0.5).add_(0.5)  # (A, B, R) symmetric Beta draws

@@ -13,13 +13,14 @@ import numpy as np
 import optuna
 import pytest
 
+from dlmia.attacks.dlmia import DLMIAAttack
 from dlmia.errors import ConfigError
 from dlmia.sides import SideOutput
 from tests.records import side_info
-from tune.search import SearchConfig, SearchInterrupted, SearchOutcome
+from tune.search import SearchConfig, SearchInterrupted, SearchOutcome, trial_store
 from tune.search_groups import group_size
 from tune.search_tune import search_on_tune
-from tune.space import check_space, start_point
+from tune.space import check_space, settings_of, start_point
 
 pytestmark = pytest.mark.slow
 
@@ -178,6 +179,12 @@ def test_trials_side_by_side_are_each_recorded_told_and_judged_by_asha(
     assert set(trials["state"]) == {"complete", "pruned"}
     assert trials[trials["state"] == "pruned"]["epochs"].isin([1, 3]).all()
     assert trials["defaults"].iloc[0] and trials["selected"].sum() == 1
+    assert trials["state"].iloc[0] == "complete"  # the defaults: fitted alone, never stopped
+    first = trial_store(tmp_path, "groups").load()[0]  # the defaults moved into the space
+    defaults = DLMIAAttack(settings_of("dlmia", first.params, fixed), device="cpu", seed=0)
+    defaults.fit(shadow.vectors, shadow.labels, target.vectors)
+    assert first.scores is not None
+    assert np.array_equal(first.scores, defaults.predict_proba(target.vectors))
     assert (trials["fit_seconds"] > 0).all()
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(tmp_path / "optuna.log"))

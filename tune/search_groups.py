@@ -10,7 +10,9 @@ proposes every point and hears every result, as in the one-trial-per-Tune-trial 
   objectives of the search's finished trials with them;
 - the group's trainable fits them side by side and, at ASHA's rungs, scores each member by the
   label-free criteria and applies ASHA's rule to it (tune.rungs.RungRule): a member below the
-  cutoff stops there (pruned), the others go on. Its one report carries every member's result;
+  cutoff stops there (pruned), the others go on. The defaults' trial, the yardstick of the pick
+  rule, is fitted alone (exactly as a run at fixed settings fits it) and never stopped. The
+  group's one report carries every member's result;
 - `GroupSearcher.on_trial_complete` reports each member's rung objectives to the study and
   records and tells it as the one-trial search does (complete, pruned or failed).
 
@@ -21,6 +23,7 @@ target labels.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -61,12 +64,15 @@ def group_trainable(
     report_at: frozenset[int],
     reduction_factor: int,
 ) -> None:
-    """One group (`config["members"]`: [number, point] pairs) fitted side by side; ASHA's rule
-    at the rungs `report_at` with the earlier trials' rung values `config["rungs"]`; one final
-    report with each member's result (`members`)."""
+    """One group (`config["members"]`: [number, point, is the defaults] triples) fitted side
+    by side; ASHA's rule at the rungs `report_at` with the earlier trials' rung values
+    `config["rungs"]`; one final report with each member's result (`members`). The defaults'
+    trial is fitted alone and never stopped early: the pick rule measures every other trial
+    against it, and a search that keeps it gives exactly the fixed-settings run's numbers."""
     members = config["members"]
     attacks = [DLMIAAttack(settings_of(ATTACK, point, fixed), device=device, seed=seed)
-               for _, point in members]  # fmt: skip
+               for _, point, _ in members]  # fmt: skip
+    alone = [t for t, (_, _, first) in enumerate(members) if first]
     rule = RungRule(report_at, reduction_factor,
                     {int(step): values for step, values in config["rungs"].items()})  # fmt: skip
     last: list[dict[str, Any]] = [{} for _ in members]  # a member's latest rung result
@@ -79,13 +85,19 @@ def group_trainable(
         values = criteria(attacks[t], shadow.vectors, shadow.labels, target_vectors, selection)
         last[t] = {**values, "epoch": epoch + 1, "final": False}
         reports[t].append([epoch + 1, values["objective"]])
-        if rule.stops(epoch + 1, values["objective"]):
+        if rule.stops(epoch + 1, values["objective"]) and t not in alone:
             pruned.add(t)
             return True
         return False
 
     started = time.perf_counter()
-    fit_side_by_side(attacks, shadow.vectors, shadow.labels, target_vectors, on_epoch=at_epoch)
+    for t in alone:  # the defaults: as the fixed-settings run fits them, never stopped early
+        attacks[t].on_epoch = partial(at_epoch, t)
+        attacks[t].fit(shadow.vectors, shadow.labels, target_vectors)
+    stacked = [t for t in range(len(members)) if t not in alone]
+    if stacked:
+        fit_side_by_side([attacks[t] for t in stacked], shadow.vectors, shadow.labels,
+                         target_vectors, on_epoch=lambda a, epoch: at_epoch(stacked[a], epoch))
     results = [
         last[t] if t in pruned else _finished(attack, shadow, target_vectors, selection)
         for t, attack in enumerate(attacks)
@@ -124,7 +136,8 @@ class GroupSearcher(Searcher):
         self.left -= len(members)
         self.groups[trial_id] = members
         rungs = {str(step): values for step, values in self.study.rung_values().items()}
-        return {"members": [[number, point] for number, point in members], "rungs": rungs}
+        return {"members": [[number, point, point == self.study.first]
+                            for number, point in members], "rungs": rungs}  # fmt: skip
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False

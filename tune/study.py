@@ -42,7 +42,7 @@ class CellStudy:
         seed: int,
         first: dict[str, Any],
     ) -> None:
-        self.store = store
+        self.store, self.first = store, first
         self.distributions = distributions(space)
         self.study = optuna.create_study(
             storage=open_journal(study_file), study_name=name, direction="maximize",

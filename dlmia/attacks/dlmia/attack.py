@@ -129,7 +129,7 @@ class DLMIAAttack(Attack):
         self.model: DLMIAModel | None = None
         self.scaler: Scaler | None = None
         self.held_out: npt.NDArray[np.bool_] | None = None  # (n_s,) held-out shadow users of fit
-        self.on_epoch: Callable[[int], None] | None = None  # called after each joint epoch
+        self.on_epoch: Callable[[int], object] | None = None  # after each joint epoch
 
     @classmethod
     def search_space(cls, config: DLMIAConfig) -> dict[str, Any]:

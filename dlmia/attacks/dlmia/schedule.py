@@ -105,7 +105,7 @@ class Schedule:
         estimator: WeightEstimator,
         data: TrainData,
         generator: torch.Generator,
-        on_epoch: Callable[[int], None] | None = None,
+        on_epoch: Callable[[int], object] | None = None,
     ) -> None:
         self.model, self.estimator, self.data, self.generator = model, estimator, data, generator
         self.on_epoch = on_epoch  # called after each joint epoch (Tune reports)

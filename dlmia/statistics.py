@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -41,40 +42,47 @@ class ListView:
     held_out: Histories  # (n rows) items the adversary holds beyond `visible`
     vectors: npt.NDArray[np.floating]  # (n, d) difference vectors
 
+    @cached_property
+    def visible_hits(self) -> npt.NDArray[np.bool_]:
+        """(n, k) whether each list entry is in the row's visible history (three statistics
+        read it: found once)."""
+        return found_in_history(self.lists, self.visible)
+
 
 def own_share(view: ListView) -> FloatArray:
     """|L & H| / min(|H|, k): the share of the visible history that the list hands back."""
-    hits = found_in_history(view.lists, view.visible).sum(axis=1)  # (n,)
+    hits = view.visible_hits.sum(axis=1)  # (n,)
     possible = np.minimum(view.visible.lengths, view.lists.shape[1])
     return np.divide(hits, possible, out=np.zeros(len(hits)), where=possible > 0)
 
 
 def own_dcg(view: ListView) -> FloatArray:
     """DCG@k of the visible history in the list."""
-    return dcg(view.lists, view.visible)
+    return dcg(view.visible_hits)
 
 
 def own_ndcg(view: ListView) -> FloatArray:
     """NDCG@k of the visible history in the list."""
-    return ndcg(view.lists, view.visible)
+    return ndcg(view.visible_hits, view.visible.lengths)
 
 
 def held_out_ndcg(view: ListView) -> FloatArray:
     """NDCG@k of the held-out items in the list (0 for a user with none held out)."""
-    return ndcg(view.lists, view.held_out)
+    return ndcg(found_in_history(view.lists, view.held_out), view.held_out.lengths)
 
 
-def dcg(lists: npt.NDArray[np.integer], relevant: Histories) -> FloatArray:
-    """(n,) DCG@k of each row's `relevant` items in its list: a hit at rank j (0-based) gains
-    1/log2(j+2)."""
-    return (found_in_history(lists, relevant) * rank_discount(lists.shape[1])).sum(axis=1)
+def dcg(hits: npt.NDArray[np.bool_]) -> FloatArray:
+    """(n,) DCG@k of each row's hits (n, k) (`found_in_history`): a hit at rank j (0-based)
+    gains 1/log2(j+2)."""
+    return (hits * rank_discount(hits.shape[1])).sum(axis=1)
 
 
-def ndcg(lists: npt.NDArray[np.integer], relevant: Histories) -> FloatArray:
-    """(n,) NDCG@k: the DCG over that of min(|relevant|, k) hits at the top (0 where none)."""
-    k = lists.shape[1]
-    ideal = np.concatenate([[0.0], np.cumsum(rank_discount(k))])[np.minimum(relevant.lengths, k)]
-    gains = dcg(lists, relevant)
+def ndcg(hits: npt.NDArray[np.bool_], relevant: npt.NDArray[np.integer]) -> FloatArray:
+    """(n,) NDCG@k of each row's hits (n, k) among its `relevant` (n,) items: the DCG over that
+    of min(relevant, k) hits at the top (0 where none)."""
+    k = hits.shape[1]
+    ideal = np.concatenate([[0.0], np.cumsum(rank_discount(k))])[np.minimum(relevant, k)]
+    gains = dcg(hits)
     return np.divide(gains, ideal, out=np.zeros(len(gains)), where=ideal > 0)
 
 

@@ -99,6 +99,39 @@ def test_lfm_scores_new_users_by_folding_in(data: Histories) -> None:
     assert torch.equal(known, model.user_factors[3:4] @ model.item_factors.T)
 
 
+def test_lfm_fold_in_solves_each_user_s_normal_equations(data: Histories) -> None:
+    """Folded-in factors, chunked by history length, are each user's ridge solution (a float64
+    solve per user), whatever their history's length (0, 1, or long)."""
+    model = make_recommender("lfm", TINY_LFM, device="cpu").fit(data.rows(np.arange(100)))
+    rng = np.random.default_rng(0)
+    lists = [[], [3], *(rng.choice(40, size=n, replace=False).tolist() for n in (2, 7, 33, 40))]
+    new = Histories.from_lists(lists * 3, data.n_items)
+    factors = model.fold_in(new).double().numpy()
+    c, items = model.config, model.item_factors.double().numpy()
+    base = c.negatives * model._negative_gram.double().numpy() + (1 + c.negatives) * c.l2 * np.eye(
+        c.factors
+    )
+    for row, history in enumerate(lists * 3):
+        if not history:
+            assert not factors[row].any()
+            continue
+        q = items[history]
+        expected = np.linalg.solve(q.T @ q / len(history) + base, q.mean(0))
+        assert np.allclose(factors[row], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_fold_in_chunks_cover_every_row_once_within_the_budget() -> None:
+    from dlmia.recommenders.lfm import _length_chunks
+
+    lengths = np.random.default_rng(1).integers(0, 3000, 5000)
+    chunks = _length_chunks(lengths, budget=1 << 16)
+    assert np.array_equal(np.sort(np.concatenate(chunks)), np.arange(5000))
+    assert all(len(rows) == 1 or len(rows) * max(1, lengths[rows].max()) <= 1 << 16
+               for rows in chunks)  # fmt: skip
+    widest = max(lengths[rows].max() / max(1, lengths[rows].min()) for rows in chunks)
+    assert widest <= 2  # a chunk's lengths lie within a factor 2: little padding
+
+
 def test_registry_errors() -> None:
     with pytest.raises(ConfigError, match=", ".join(sorted(RECOMMENDERS))):
         make_recommender("nope")

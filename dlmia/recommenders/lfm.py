@@ -141,7 +141,7 @@ def _length_chunks(lengths: np.ndarray, budget: int) -> list[np.ndarray]:
     each at most `budget` padded entries: ML-1M's longest history is ~14x its mean, and padding
     every chunk to the longest of all cost most of a fold-in."""
     widths = 2 ** np.ceil(np.log2(np.maximum(lengths, 1))).astype(np.int64)  # (U,)
-    chunks = []
+    chunks: list[np.ndarray] = []
     for width in np.unique(widths):
         rows = np.flatnonzero(widths == width)
         size = max(1, budget // int(width))

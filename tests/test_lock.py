@@ -132,7 +132,9 @@ def test_a_second_grid_driver_fails_and_the_first_ends_resumably_on_sigterm(
     tmp_path: Path,
 ) -> None:
     grid, out = tmp_path / "grid.yaml", tmp_path / "out"
-    grid.write_text(yaml.safe_dump(tiny_grid("locked", max_concurrent_cells=1)))
+    raw = tiny_grid("locked", max_concurrent_cells=1)
+    raw["seeds"] = [0, 1, 2]  # 12 cells one at a time: still mid-grid when it is paused and stopped
+    grid.write_text(yaml.safe_dump(raw))
     command = [sys.executable, "-m", "dlmia.cli", "-q", "grid", "run", str(grid)]
     command += ["--out", str(out)]
     log = tmp_path / "first.log"
@@ -161,10 +163,10 @@ def test_a_second_grid_driver_fails_and_the_first_ends_resumably_on_sigterm(
     assert "Traceback" not in text and not (out / LOCK_NAME).exists()
     finished = files(out / "results")
     rerun = run_grid(expand(load_grid(grid)), out=out, progress=QUIET)  # the lock was released
-    assert rerun.skipped == len(finished) and rerun.ok == 4 - len(finished)
+    assert rerun.skipped == len(finished) and rerun.ok == 12 - len(finished)
     assert {path: files(out / "results")[path] for path in finished} == finished  # untouched
     frame = results(out)
-    assert len(frame) == 4 and (frame["status"] == "ok").all()
+    assert len(frame) == 12 and (frame["status"] == "ok").all()
 
 
 def wait_for(

@@ -133,7 +133,7 @@ def test_a_second_grid_driver_fails_and_the_first_ends_resumably_on_sigterm(
 ) -> None:
     grid, out = tmp_path / "grid.yaml", tmp_path / "out"
     raw = tiny_grid("locked", max_concurrent_cells=1)
-    raw["seeds"] = [0, 1, 2]  # 12 cells one at a time: still mid-grid when it is paused and stopped
+    raw["seeds"] = [0, 1, 2]  # 12 cells one at a time: still mid-grid when paused and stopped
     grid.write_text(yaml.safe_dump(raw))
     command = [sys.executable, "-m", "dlmia.cli", "-q", "grid", "run", str(grid)]
     command += ["--out", str(out)]

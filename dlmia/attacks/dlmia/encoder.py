@@ -38,9 +38,17 @@ def _mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
 
 
-def _gauss_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """(B,) KL(N(mu, diag exp(logvar)) || N(0, I)) for (B, k) parameters."""
-    return 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(1)
+def gauss_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """(...,) KL(N(mu, diag exp(logvar)) || N(0, I)) for (..., k) parameters."""
+    return 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(-1)
+
+
+def vmf_parameters(spe: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The vMF posterior of the specific encoder's output spe (..., size + 1): unit mean
+    directions (..., size) and concentrations kappa (...,) > 1."""
+    direction = spe[..., :size]
+    mu = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    return mu, nn.functional.softplus(spe[..., -1]) + 1.0
 
 
 def _gauss_sample(
@@ -67,9 +75,7 @@ class DisentangledVAE(nn.Module):
         mu_inv, logvar_inv = self.enc_inv(x).chunk(2, dim=1)  # (B, k_i) each
         spe = self.enc_spe(x)  # (B, k_s + 1) or (B, 2 k_s)
         if self.vmf:
-            direction = spe[:, : self.latent_spe]
-            mu_spe = direction / direction.norm(dim=1, keepdim=True).clamp_min(1e-8)  # (B, k_s)
-            kappa = nn.functional.softplus(spe[:, -1]) + 1.0  # (B,)
+            mu_spe, kappa = vmf_parameters(spe, self.latent_spe)  # (B, k_s), (B,)
             return Posterior(mu_inv, logvar_inv.clamp(-10, 10), mu_spe, kappa)
         mu_spe, logvar_spe = spe.chunk(2, dim=1)  # (B, k_s) each
         return Posterior(mu_inv, logvar_inv.clamp(-10, 10), mu_spe, logvar_spe.clamp(-10, 10))
@@ -89,18 +95,18 @@ class DisentangledVAE(nn.Module):
 
     def kl_inv(self, post: Posterior) -> torch.Tensor:
         """(B,) KL of the invariant posterior to N(0, I)."""
-        return _gauss_kl(post.mu_inv, post.logvar_inv)
+        return gauss_kl(post.mu_inv, post.logvar_inv)
 
     def kl_spe(self, post: Posterior) -> torch.Tensor:
         """(B,) KL of the specific posterior to its prior (uniform on the sphere, or N(0, I))."""
         if self.vmf:
             return vmf.kl_to_uniform(post.spread_spe, self.latent_spe)
-        return _gauss_kl(post.mu_spe, post.spread_spe)
+        return gauss_kl(post.mu_spe, post.spread_spe)
 
 
 def reconstruction_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-    """(B,) mean squared error per coordinate between x and x_hat (B, d)."""
-    return (x - x_hat).square().mean(1)
+    """(...,) mean squared error per coordinate between x and x_hat (..., d)."""
+    return (x - x_hat).square().mean(-1)
 
 
 def mmd(a: torch.Tensor, b: torch.Tensor, scales: tuple[float, ...]) -> torch.Tensor:

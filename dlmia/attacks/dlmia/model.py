@@ -124,9 +124,11 @@ def slice_inputs(inputs: HeadInputs, part: slice) -> HeadInputs:
     return HeadInputs(inputs.raw[part], cut(inputs.inv), cut(inputs.spe), cut(inputs.norm))
 
 
-def pseudo_labels(proba: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hard labels (B,) int64 from member probabilities (B,), and the mask (B,) of confidence
-    >= tau."""
+def pseudo_labels(
+    proba: torch.Tensor, tau: float | torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hard labels (...) int64 from member probabilities (...), and the mask (...) of confidence
+    >= tau (a float, or a tensor broadcasting with proba)."""
     labels = (proba >= 0.5).long()
     keep = torch.maximum(proba, 1 - proba) >= tau
     return labels, keep
@@ -142,9 +144,16 @@ def mixture_nll(proba: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def sample_losses(model: DLMIAModel, data: TrainData) -> torch.Tensor:
     """(n,) current attack loss of every training sample: shadow rows against their labels, target
     rows against the model's own hard pseudo-labels (never target labels, which are not given)."""
-    proba = model.proba(data.x, data.norm)  # (n,)
-    own = (proba[data.n_shadow :] >= 0.5).long()  # (n_target,) the model's own hard labels
-    return mixture_nll(proba, torch.cat([data.labels, own]))
+    return own_label_losses(model.proba(data.x, data.norm), data.labels)
+
+
+def own_label_losses(proba: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(..., n) attack losses of member probabilities (..., n) whose first rows along the last
+    axis are shadow rows with `labels` (n_shadow,), the rest target rows against the model's
+    own hard labels."""
+    n_shadow = labels.shape[0]
+    own = (proba[..., n_shadow:] >= 0.5).long()  # the model's own hard labels
+    return mixture_nll(proba, torch.cat([labels.expand(*proba.shape[:-1], -1), own], dim=-1))
 
 
 @torch.no_grad()

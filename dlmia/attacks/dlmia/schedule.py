@@ -64,6 +64,12 @@ def _paired_batches(
     return zip(shadow, target, strict=True)
 
 
+def final_losses(history: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
+    """stage -> term -> the last epoch's mean, from a fit's per-epoch loss history."""
+    return {stage: {term: values[-1] for term, values in terms.items()}
+            for stage, terms in history.items()}  # fmt: skip
+
+
 class LossSums:
     """An epoch's per-term loss sums, kept on the device as one vector: one op per step (summing
     there avoids a sync per step), one transfer per epoch. Every step adds the same terms."""
@@ -129,10 +135,7 @@ class Schedule:
         val, state, label = self.best
         self.model.load_state_dict(state)
         self.info.update(chosen_epoch=label, val_loss=None if math.isnan(val) else val)
-        self.info["final_losses"] = {
-            stage: {term: values[-1] for term, values in terms.items()}
-            for stage, terms in self.history.items()
-        }
+        self.info["final_losses"] = final_losses(self.history)
         return self.info
 
     def _record(self, stage: str, sums: LossSums) -> None:

@@ -25,9 +25,9 @@ import torch
 from dlmia.attacks.base import FloatArray, LabelArray
 from dlmia.attacks.dlmia.attack import DLMIAAttack, cpu_threads
 from dlmia.attacks.dlmia.config import DLMIAConfig
-from dlmia.attacks.dlmia.encoder import stacked_mmd
-from dlmia.attacks.dlmia.model import TrainData, mixture_nll
-from dlmia.attacks.dlmia.schedule import cycled_perm
+from dlmia.attacks.dlmia.encoder import gauss_kl, reconstruction_error, stacked_mmd
+from dlmia.attacks.dlmia.model import TrainData, mixture_nll, own_label_losses, pseudo_labels
+from dlmia.attacks.dlmia.schedule import cycled_perm, final_losses
 from dlmia.attacks.dlmia.stacked import STACKABLE, NetView, Posteriors, StackedNet, stackable
 from dlmia.optim import StackedAdam
 from dlmia.seeding import torch_generator
@@ -112,8 +112,7 @@ class StackedSchedule:
         return {
             "history": history, **self.seconds, "chosen_epoch": self.best_label[t],
             "val_loss": None if math.isnan(val) or math.isinf(val) else val,
-            "final_losses": {stage: {term: values[-1] for term, values in terms.items()}
-                             for stage, terms in history.items()},
+            "final_losses": final_losses(history),
         }  # fmt: skip
 
     def _sums(self, rows: int) -> dict[str, torch.Tensor]:
@@ -155,9 +154,8 @@ class StackedSchedule:
         shadow."""
         post = view.encode(x)
         z_inv, z_spe = view.sample(post, self.generators)
-        recon = (x - view.decode(z_inv, z_spe)).square().mean(-1)  # (A, B)
-        kl_inv = (0.5 * (post.mu_inv.square() + post.logvar_inv.exp() - 1 - post.logvar_inv)
-                  .sum(-1).mean(-1))  # fmt: skip
+        recon = reconstruction_error(x, view.decode(z_inv, z_spe))  # (A, B)
+        kl_inv = gauss_kl(post.mu_inv, post.logvar_inv).mean(-1)  # (A,)
         align = view.pick(self.weights["lambda_align"])
         mmd = stacked_mmd(post.mu_inv, n_s, view.pick(self.sizes), self.config.mmd_scales)
         return VAEStep(post, z_inv, z_spe, recon, kl_inv, view.kl_spe(post.kappa).mean(-1),
@@ -265,9 +263,7 @@ class StackedSchedule:
         """(A, n) each trial's attack loss of every training sample (model.sample_losses)."""
         data, view = self.data, self._view(trials)
         proba = view.proba(data.x.expand(len(trials), -1, -1), view.pick(data.norm))  # (A, n)
-        own = (proba[:, data.n_shadow :] >= 0.5).long()
-        labels = torch.cat([data.labels.expand(len(trials), -1), own], dim=1)
-        return mixture_nll(proba, labels)
+        return own_label_losses(proba, data.labels)
 
     def stage_joint(self) -> None:
         """Stage 3: alternating joint and weight phases, each trial on its own period."""
@@ -333,8 +329,8 @@ class StackedSchedule:
             proba = view.head_proba(view.logits(
                 x[:, part], step.post.mu_inv[:, part], step.post.mu_spe[:, part], norm[:, part]
             ))  # (A, b)
-        keep = torch.maximum(proba, 1 - proba) >= view.pick(self.weights["tau"])[:, None]
-        ce = view.head_loss(logits, torch.cat([labels, (proba >= 0.5).long()], dim=1))
+        pseudo, keep = pseudo_labels(proba, view.pick(self.weights["tau"])[:, None])
+        ce = view.head_loss(logits, torch.cat([labels, pseudo], dim=1))
         sums["kept_fraction"] += keep.float().mean(-1)
         return (weights[:, :n_s] * ce[:, :n_s]).mean(-1) + (
             weights[:, n_s:] * keep * ce[:, n_s:]

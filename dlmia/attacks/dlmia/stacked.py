@@ -26,6 +26,7 @@ from torch import nn
 
 from dlmia.attacks.dlmia import vmf
 from dlmia.attacks.dlmia.config import DLMIAConfig
+from dlmia.attacks.dlmia.encoder import vmf_parameters
 from dlmia.attacks.dlmia.estimator import WeightEstimator
 from dlmia.attacks.dlmia.model import DLMIAModel
 
@@ -229,10 +230,7 @@ class NetView:
     def encode(self, x: torch.Tensor) -> Posteriors:
         """Padded posterior parameters of x (A, B, d)."""
         mu_inv, logvar_inv = self.enc_inv(x).split(self.mi, dim=-1)  # (A, B, Mi) each
-        spe = self.enc_spe(x)  # (A, B, Ms + 1)
-        direction = spe[..., : self.ms]
-        mu_spe = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-        kappa = nn.functional.softplus(spe[..., -1]) + 1.0  # (A, B)
+        mu_spe, kappa = vmf_parameters(self.enc_spe(x), self.ms)  # (A, B, Ms), (A, B)
         return Posteriors(mu_inv, logvar_inv.clamp(-10, 10), mu_spe, kappa)
 
     def sample(

@@ -143,13 +143,12 @@ class StudySearcher(Searcher):
 
 def _tuner(
     trainable: Any, search: SearchConfig, fixed: dict[str, Any], storage: str, name: str,
-    study: CellStudy, remaining: int, callbacks: list[Any],
+    study: CellStudy, remaining: int, size: int, callbacks: list[Any],
 ) -> Any:
     """A fresh Tuner for the `remaining` trials of the search: the cell's study behind
-    `StudySearcher` + ASHA over joint epochs, or, for trials side by side, behind
+    `StudySearcher` + ASHA over joint epochs, or, for `size` > 1 trials side by side, behind
     `GroupSearcher` (ASHA's rule applied inside each group); at most `max_concurrent` Tune
     trials at once."""
-    size = group_size(search, fixed)
     if size > 1:
         searcher: Searcher = GroupSearcher(study, size, remaining)
         scheduler, count = None, -(-remaining // size)
@@ -242,7 +241,8 @@ def search_on_tune(
     started = time.monotonic()
     if remaining > 0:
         study = CellStudy.of_search(ATTACK, search, fixed, folder, name, seed)
-        grouped = group_size(search, fixed) > 1
+        size = group_size(search, fixed)
+        grouped = size > 1
         extra = {"reduction_factor": search.reduction_factor} if grouped else {}
         trainable = ray_tune.with_resources(
             ray_tune.with_parameters(
@@ -252,7 +252,7 @@ def search_on_tune(
             ),
             {"cpu": resources[0], "gpu": resources[1]},
         )  # fmt: skip
-        tuner = _tuner(trainable, search, fixed, storage, name, study, remaining,
+        tuner = _tuner(trainable, search, fixed, storage, name, study, remaining, size,
                        list(callbacks or []))  # fmt: skip
         with without_tune_loggers():
             tuner.fit()

@@ -67,6 +67,7 @@ class FlatAdam:
         self.betas, self.eps = betas, eps
         self.exp_avg = torch.zeros_like(self.data)
         self.exp_avg_sq = torch.zeros_like(self.data)
+        self.denom = torch.empty_like(self.data)  # the step's scratch: no allocation per step
         self.steps = 0
 
     @torch.no_grad()
@@ -75,14 +76,15 @@ class FlatAdam:
         if self.clip is not None:
             scale = (self.clip / (grad.norm() + 1e-6)).clamp(max=1.0)
             grad.mul_(scale)
-        if self.weight_decay:
-            grad = grad.add(self.data, alpha=self.weight_decay)
+        if self.weight_decay:  # in place: backward refills the buffer on the next step
+            grad.add_(self.data, alpha=self.weight_decay)
         beta1, beta2 = self.betas
         self.steps += 1
         self.exp_avg.lerp_(grad, 1 - beta1)
         self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         step_size = self.lr / (1 - beta1**self.steps)
-        denom = (self.exp_avg_sq.sqrt() / math.sqrt(1 - beta2**self.steps)).add_(self.eps)
+        denom = torch.sqrt(self.exp_avg_sq, out=self.denom)
+        denom.div_(math.sqrt(1 - beta2**self.steps)).add_(self.eps)
         self.data.addcdiv_(self.exp_avg, denom, value=-step_size)
 
     def step(self, loss: torch.Tensor) -> None:
@@ -128,6 +130,7 @@ class StackedAdam:
         self.weight_decay, self.clip, self.betas, self.eps = weight_decay, clip, betas, eps
         self.exp_avg = torch.zeros_like(self.data)
         self.exp_avg_sq = torch.zeros_like(self.data)
+        self.scratch = (torch.empty_like(self.data), torch.empty_like(self.data))  # per step
         self.steps = torch.zeros(rows, 1, dtype=torch.float64, device=self.data.device)
 
     @torch.no_grad()
@@ -137,8 +140,8 @@ class StackedAdam:
         grad = self.grad
         if self.clip is not None:
             grad.mul_((self.clip / (grad.norm(dim=1, keepdim=True) + 1e-6)).clamp(max=1.0))
-        if self.weight_decay:
-            grad = grad.add(self.data, alpha=self.weight_decay)
+        if self.weight_decay:  # in place: backward refills the buffer on the next step
+            grad.add_(self.data, alpha=self.weight_decay)
         beta1, beta2 = self.betas
         self.steps += on
         steps = self.steps.clamp_min(1)
@@ -150,8 +153,10 @@ class StackedAdam:
             decay = torch.where(on, beta2, 1.0)
             self.exp_avg_sq.mul_(decay).addcmul_(grad, grad * on, value=1 - beta2)
         step_size = (self.lr / (1 - beta1**steps) * on).to(self.data)  # (K, 1); 0: inactive
-        denom = (self.exp_avg_sq.sqrt() / (1 - beta2**steps).sqrt().to(self.data)).add_(self.eps)
-        self.data.addcdiv_(self.exp_avg * step_size, denom, value=-1.0)
+        denom, scaled = self.scratch
+        torch.sqrt(self.exp_avg_sq, out=denom).div_((1 - beta2**steps).sqrt().to(self.data))
+        denom.add_(self.eps)
+        self.data.addcdiv_(torch.mul(self.exp_avg, step_size, out=scaled), denom, value=-1.0)
 
     def step(self, loss: torch.Tensor, active: torch.Tensor) -> None:
         """One update of the `active` (K,) rows on `loss`, the sum of the K models' losses."""

@@ -164,13 +164,17 @@ def rbf_terms(
     A rate 2^j times the previous one (DL-MIA's bandwidths are a factor 4 apart) is that term
     squared j times in place: exp(-2r D) = exp(-r D)^2, a multiplication where an exp costs
     ~5x more, and no new N x N buffer. So a term is valid only until the next one is drawn.
+    When every rate after the first is such a multiple, D is read once and the first term is
+    formed in its buffer: D is overwritten (the callers' D is their own scratch).
     """
+    ordered = sorted(rates)
+    in_place = all(_doublings(a, b) is not None for a, b in zip(ordered, ordered[1:]))
     term, previous = dist, None  # every path sets term before its first yield
-    for rate in sorted(rates):
+    for rate in ordered:
         squarings = None if previous is None else _doublings(previous, rate)
         effective = rate if scale is None else scale * rate
         if squarings is None:
-            term = dist.mul(-effective).exp_()
+            term = (dist.mul_ if in_place else dist.mul)(-effective).exp_()
         else:
             for _ in range(squarings):
                 term.square_()

@@ -6,7 +6,9 @@ another stage ran first, which is what lets cached sides be reused across cells.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -35,3 +37,24 @@ def torch_generator(
 def seed_torch(seed: int, *names: object) -> None:
     """Seed torch's global generator (parameter initialisation) for the stage called `names`."""
     torch.manual_seed(derive_seed(seed, *names))
+
+
+@contextlib.contextmanager
+def deterministic_kernels(device: torch.device) -> Iterator[None]:
+    """Torch's deterministic kernels while training on a CPU.
+
+    With more than one thread, the backward of advanced indexing (`x[rows]`, an accumulating
+    index_put_) adds its rows in whatever order the threads finish: the same seed gave a
+    different NCF model on every run (ML-1M, 2 threads: 0% identical top-100 lists). In
+    deterministic mode torch adds them in a fixed order, so a seed and a thread count give one
+    model (another thread count still splits other sums differently). Not on CUDA, where
+    deterministic cuBLAS needs a workspace setting made before start-up.
+    """
+    if device.type != "cpu" or torch.are_deterministic_algorithms_enabled():
+        yield
+        return
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(False)

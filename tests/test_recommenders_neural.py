@@ -25,6 +25,7 @@ from dlmia.recommenders.neural import (
     validation_rows,
 )
 from dlmia.recommenders.sequential import left_align, sequence_windows
+from dlmia.seeding import deterministic_kernels
 
 N_ITEMS, BLOCKS = 60, 4
 BLOCK = N_ITEMS // BLOCKS
@@ -189,3 +190,29 @@ def test_validation_watches_a_fixed_sample_or_every_member() -> None:
     assert GRU4RecConfig().validation_users == 0  # every member: see GRU4RecConfig
     with pytest.raises(ConfigError, match="validation_users"):
         GRU4RecConfig(validation_users=-1)
+
+
+def _index_backward() -> torch.Tensor:
+    """The gradient of x[rows] for 200k rows of a (500, 64) x: an accumulating index_put_,
+    which torch runs on both threads (NCF's loss gathers user vectors this way)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(500, 64, generator=g, requires_grad=True)
+    rows = torch.randint(0, 500, (200_000,), generator=g)
+    x[rows].backward(torch.randn(200_000, 64, generator=g))
+    assert x.grad is not None
+    return x.grad
+
+
+def test_training_kernels_are_deterministic_on_two_cpu_threads() -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with deterministic_kernels(torch.device("cpu")):
+            assert torch.are_deterministic_algorithms_enabled()
+            first = _index_backward()
+            assert all(torch.equal(first, _index_backward()) for _ in range(4))
+        assert not torch.are_deterministic_algorithms_enabled()  # put back as it was
+        with deterministic_kernels(torch.device("cuda")):  # not there: cuBLAS needs more
+            assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.set_num_threads(threads)

@@ -40,7 +40,7 @@ from dlmia.data.histories import Histories, IntArray
 from dlmia.errors import TrainingError
 from dlmia.optim import adam
 from dlmia.recommenders.base import Recommender
-from dlmia.seeding import numpy_rng, seed_torch, torch_generator
+from dlmia.seeding import deterministic_kernels, numpy_rng, seed_torch, torch_generator
 
 EVAL_K = 10  # early stopping watches NDCG@10 and HR@10
 logger = logging.getLogger(__name__)
@@ -133,7 +133,8 @@ class NeuralRecommender(Recommender, Generic[Data, Batch]):
         self.log = []
         for epoch in range(1, cfg.epochs + 1):
             start = perf_counter()
-            loss = self._train_epoch(data, generator, optimiser)
+            with deterministic_kernels(self.device):
+                loss = self._train_epoch(data, generator, optimiser)
             middle = perf_counter()
             hr, ndcg = ranking_metrics(self, train.rows(watched), targets[watched], k=EVAL_K)
             seconds = (middle - start, perf_counter() - middle)

@@ -130,7 +130,8 @@ class StackedAdam:
         self.weight_decay, self.clip, self.betas, self.eps = weight_decay, clip, betas, eps
         self.exp_avg = torch.zeros_like(self.data)
         self.exp_avg_sq = torch.zeros_like(self.data)
-        self.scratch = (torch.empty_like(self.data), torch.empty_like(self.data))  # per step
+        self.denom = torch.empty_like(self.data)  # the step's scratch: no allocation per step
+        self.scaled = torch.empty_like(self.data)  # ... and the moments times step sizes
         self.steps = torch.zeros(rows, 1, dtype=torch.float64, device=self.data.device)
 
     @torch.no_grad()
@@ -153,10 +154,10 @@ class StackedAdam:
             decay = torch.where(on, beta2, 1.0)
             self.exp_avg_sq.mul_(decay).addcmul_(grad, grad * on, value=1 - beta2)
         step_size = (self.lr / (1 - beta1**steps) * on).to(self.data)  # (K, 1); 0: inactive
-        denom, scaled = self.scratch
-        torch.sqrt(self.exp_avg_sq, out=denom).div_((1 - beta2**steps).sqrt().to(self.data))
-        denom.add_(self.eps)
-        self.data.addcdiv_(torch.mul(self.exp_avg, step_size, out=scaled), denom, value=-1.0)
+        denom = torch.sqrt(self.exp_avg_sq, out=self.denom)
+        denom.div_((1 - beta2**steps).sqrt().to(self.data)).add_(self.eps)
+        scaled = torch.mul(self.exp_avg, step_size, out=self.scaled)
+        self.data.addcdiv_(scaled, denom, value=-1.0)
 
     def step(self, loss: torch.Tensor, active: torch.Tensor) -> None:
         """One update of the `active` (K,) rows on `loss`, the sum of the K models' losses."""

@@ -168,17 +168,17 @@ def rbf_terms(
     formed in its buffer: D is overwritten (the callers' D is their own scratch).
     """
     ordered = sorted(rates)
-    in_place = all(_doublings(a, b) is not None for a, b in zip(ordered, ordered[1:]))
-    term, previous = dist, None  # every path sets term before its first yield
-    for rate in ordered:
-        squarings = None if previous is None else _doublings(previous, rate)
+    # squarings from the previous term to each rate's (None: an exp of its own)
+    squarings = [None, *(_doublings(a, b) for a, b in zip(ordered, ordered[1:]))]
+    in_place = all(j is not None for j in squarings[1:])
+    term = dist  # the first rate always sets term before its first yield
+    for rate, doublings in zip(ordered, squarings, strict=True):
         effective = rate if scale is None else scale * rate
-        if squarings is None:
+        if doublings is None:
             term = (dist.mul_ if in_place else dist.mul)(-effective).exp_()
         else:
-            for _ in range(squarings):
+            for _ in range(doublings):
                 term.square_()
-        previous = rate
         yield effective, term
 
 

@@ -107,6 +107,8 @@ def test_end_to_end_writes_every_cell_once_and_resumes_from_disk(tmp_path: Path)
     assert all(side.key in SideCache(out / "sides") for side in plan.sides.values())
     assert {t["kind"] for t in summary.tasks} == {"prepare", "side", "cell"}
     assert all(t["task_end"] >= t["task_start"] for t in summary.tasks)
+    pids = {k: {t["pid"] for t in summary.tasks if t["kind"] == k} for k in ("side", "cell")}
+    assert pids["cell"] <= pids["side"]  # the cells ran on the workers that built the sides
 
     before = mtimes(out)
     again = run_grid(expand(grid), out=out, progress=QUIET)  # all done: nothing runs again
@@ -303,7 +305,7 @@ def test_two_node_cluster_places_sides_on_both_nodes(tmp_path: Path) -> None:
 def test_side_workers_train_from_the_object_store_without_the_data_file(tmp_path: Path) -> None:
     """A worker node needs no data root: the prepared dataset reaches it through Ray."""
     from dlmia.data.synthetic import SyntheticConfig, generate
-    from tune.actors import SideWorkerActor, prepare_task
+    from tune.actors import GridWorkerActor, prepare_task
 
     data = generate(SyntheticConfig(n_users=240, n_items=60, mean_length=12.0), 0)
     path = tmp_path / "data" / "ratings.csv"
@@ -316,6 +318,6 @@ def test_side_workers_train_from_the_object_store_without_the_data_file(tmp_path
     ray.get(stats)
     path.unlink()
     path.parent.rmdir()  # the data root is gone
-    worker = SideWorkerActor.remote(1)
+    worker = GridWorkerActor.remote(1)
     side = ray.get(worker.build.remote(job, [prepared]))
     assert len(side.labels) == side.info.served.n_members + side.info.served.n_nonmembers

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from tune.grid import Resources, parse_grid
 from tune.plan import CellJob, SideJob, expand
 from tune.schedule import Failure, Schedule, Shape
+from tune.search import SearchConfig
 
 ONE_CPU: Shape = (1.0, 0.0)
 OOPS = Failure("RuntimeError: oops")
@@ -18,7 +19,7 @@ BAD_INPUT = Failure("ConfigError: bad", retryable=False)
 
 @dataclass
 class FakeWorker:
-    """An idle side worker as the schedule sees it."""
+    """An idle worker as the schedule sees it."""
 
     shape: Shape = ONE_CPU
     holds: list[str] = field(default_factory=list)
@@ -29,18 +30,19 @@ def side(side_id: str, dataset: str, cpus: float = 1.0) -> SideJob:
     return SideJob(side_id, None, side_id, dataset, Resources(num_cpus=cpus))  # type: ignore[arg-type]
 
 
-def cell(cell_id: str, *side_ids: str) -> CellJob:
-    """A cell needing `side_ids` (shadow, target, then any reference sides)."""
+def cell(cell_id: str, *side_ids: str, cpus: float = 1.0, searched: bool = False) -> CellJob:
+    """A cell needing `side_ids` (shadow, target, then any reference sides), searched or not."""
     shadow, target, *references = side_ids
-    return CellJob(cell_id, None, shadow, target, cell_id, Resources(),  # type: ignore[arg-type]
-                   references=tuple(references))  # fmt: skip
+    search = SearchConfig() if searched else None
+    return CellJob(cell_id, None, shadow, target, cell_id,  # type: ignore[arg-type]
+                   Resources(num_cpus=cpus), search, tuple(references))  # fmt: skip
 
 
 def schedule(sides: list[SideJob], cells: list[CellJob], *, retries: int = 1, cap: int = 10,
-             prepare_cap: int = 2) -> Schedule:  # fmt: skip
+             prepare_cap: int = 2, side_cap: int = 0) -> Schedule:  # fmt: skip
     return Schedule(
         {job.id: job for job in sides}, cells, shape=lambda job: (job.resources.num_cpus, 0.0),
-        max_retries=retries, cell_cap=cap, prepare_cap=prepare_cap,
+        max_retries=retries, cell_cap=cap, side_cap=side_cap, prepare_cap=prepare_cap,
     )  # fmt: skip
 
 
@@ -64,7 +66,7 @@ def test_datasets_are_prepared_in_the_order_sides_need_them_at_most_cap_at_once(
     assert plan.datasets_to_prepare() == []  # both still being prepared
     plan.on_prepared("A")
     assert plan.datasets_to_prepare() == ["C"]
-    assert plan.attempts["A"] == 1 and plan.waiting_shapes() == {ONE_CPU: 2}  # a1 and a2
+    assert plan.attempts["A"] == 1 and plan.worker_demand() == {ONE_CPU: 2}  # a1 and a2
 
 
 def test_a_dataset_is_let_go_only_after_its_last_side() -> None:
@@ -89,7 +91,7 @@ def test_a_worker_gets_a_side_of_its_shape_and_of_a_dataset_it_holds_first() -> 
     assert plan.next_for(FakeWorker()) is None  # nothing prepared yet
     for key in plan.datasets_to_prepare():
         plan.on_prepared(key)
-    assert plan.waiting_shapes() == {ONE_CPU: 2, (2.0, 0.0): 1}
+    assert plan.worker_demand() == {ONE_CPU: 2, (2.0, 0.0): 1}
     job = plan.next_for(FakeWorker(holds=["B"]))
     assert job is not None and job.id == "b1"  # skips a1: it holds B's data already
     job = plan.next_for(FakeWorker(shape=(2.0, 0.0)))
@@ -205,3 +207,83 @@ def test_a_side_found_in_the_cache_counts_as_built_before_anything_runs() -> Non
     assert [c.id for c in plan.ready_cells()] == ["x"] and not plan.finished
     plan.on_cell_done("x")
     assert plan.finished and plan.datasets_to_release() == ["B"]
+
+
+def test_workers_are_wanted_for_waiting_sides_and_ready_cells_which_go_by_shape() -> None:
+    sides = [side("s", "A"), side("t", "A"), side("u", "A")]
+    cells = [cell("x", "s", "t"), cell("y", "u", "u"), cell("big", "s", "t", cpus=2.0)]
+    plan = schedule(sides, cells)
+    for key in plan.datasets_to_prepare():
+        plan.on_prepared(key)
+    for side_id in ("s", "t"):
+        job = plan.next_for(FakeWorker())
+        assert job is not None and job.id == side_id
+        plan.on_side_built(side_id)
+    assert plan.worker_demand() == {ONE_CPU: 2, (2.0, 0.0): 1}  # side u and cell x; cell big
+    job = plan.next_for(FakeWorker())
+    assert job is not None and job.id == "u"
+    plan.on_side_built("u")
+    worker = FakeWorker()
+    first, second = plan.next_cell_for(worker), plan.next_cell_for(worker)
+    assert first is not None and second is not None
+    assert (first.id, second.id) == ("x", "y")  # in the plan's order, of the worker's shape
+    assert plan.next_cell_for(worker) is None  # big wants a 2-CPU worker
+    big = plan.next_cell_for(FakeWorker(shape=(2.0, 0.0)))
+    assert big is not None and big.id == "big" and plan.running["cell"] == {"x", "y", "big"}
+
+
+def test_cells_a_worker_runs_are_not_tasks_unless_no_worker_of_their_shape_can_be_held() -> None:
+    cells = [cell("x", "s", "t"), cell("searched", "s", "t", searched=True),
+             cell("big", "s", "t", cpus=2.0)]  # fmt: skip
+    plan = schedule([side("s", "A"), side("t", "A")], cells)
+    build_all(plan)
+    held = [ONE_CPU]  # a 1-CPU worker is alive or fits; no 2-CPU one can be held
+    assert [job.id for job in plan.ready_cells(held)] == ["searched", "big"]
+    assert plan.worker_demand() == {ONE_CPU: 1}
+    assert plan.next_cell_for(FakeWorker(shape=(2.0, 0.0))) is None  # big went as a task
+    job = plan.next_cell_for(FakeWorker())
+    assert job is not None and job.id == "x" and plan.worker_demand() == {}
+
+
+def test_a_searched_cell_never_goes_to_a_worker_and_the_cell_cap_holds_for_both() -> None:
+    cells = [cell("searched", "s", "t", searched=True), cell("x", "s", "t"), cell("y", "s", "t")]
+    plan = schedule([side("s", "A"), side("t", "A")], cells, cap=2)
+    build_all(plan)
+    job = plan.next_cell_for(FakeWorker())
+    assert job is not None and job.id == "x"  # the searched cell is skipped
+    assert plan.worker_demand() == {ONE_CPU: 1}  # y: one room left under the cap
+    assert [c.id for c in plan.ready_cells([ONE_CPU])] == ["searched"]
+    assert plan.next_cell_for(FakeWorker()) is None and plan.worker_demand() == {}  # cap of 2
+    plan.on_cell_done("x")
+    job = plan.next_cell_for(FakeWorker())
+    assert job is not None and job.id == "y"
+
+
+def test_side_cap_limits_the_sides_training_at_once() -> None:
+    sides = [side(name, "A") for name in ("s1", "t1", "s2")]
+    plan = schedule(sides, [cell("x", "s1", "t1"), cell("y", "s2", "s2")], side_cap=2)
+    for key in plan.datasets_to_prepare():
+        plan.on_prepared(key)
+    assert plan.worker_demand() == {ONE_CPU: 2}  # three sides wait; two may train
+    first, second = plan.next_for(FakeWorker()), plan.next_for(FakeWorker())
+    assert first is not None and second is not None
+    assert plan.next_for(FakeWorker()) is None and plan.worker_demand() == {}
+    plan.on_side_built(first.id)
+    job = plan.next_for(FakeWorker())
+    assert job is not None and job.id == "s2"
+
+
+def test_upcoming_shapes_are_those_of_sides_and_cells_that_wait_for_other_work() -> None:
+    sides = [side("s", "A"), side("t", "B", cpus=2.0)]
+    cells = [cell("x", "s", "t", cpus=4.0), cell("searched", "s", "t", searched=True)]
+    plan = schedule(sides, cells)
+    assert plan.upcoming_shapes() == {ONE_CPU, (2.0, 0.0), (4.0, 0.0)}  # not the search's
+    for key in plan.datasets_to_prepare():
+        plan.on_prepared(key)
+    for shape in (ONE_CPU, (2.0, 0.0)):
+        job = plan.next_for(FakeWorker(shape=shape))
+        assert job is not None
+        plan.on_side_built(job.id)
+    assert plan.upcoming_shapes() == {(4.0, 0.0)}  # x, now ready
+    assert plan.next_cell_for(FakeWorker(shape=(4.0, 0.0))) is not None
+    assert plan.upcoming_shapes() == set()

@@ -1,11 +1,13 @@
-"""Ray remote code: dataset preparation, side workers, and the cell attack and search tasks.
+"""Ray remote code: dataset preparation, the grid's workers, and the cell search task.
 
 A dataset is prepared once (load, filter, split, item vectors) by `prepare_task`, which the
 scheduler pins to the driver's node, where the data files are; the prepared dataset goes into
-the object store, and every side worker fetches it from there, so no worker node needs the data.
-A side worker is an actor with its recommender's resources; it keeps the prepared datasets it
-has used, so each further side of a dataset skips the fetch. A cell's attack is a plain task
-whose side outputs (shadow, target, and a reference pool's) Ray resolves from the object store.
+the object store, and every worker fetches it from there, so no worker node needs the data.
+A worker is an actor with a side's or a cell's resources: it trains sides, keeping the prepared
+datasets it has used, so each further side of a dataset skips the fetch, and attacks cells
+(their side outputs: shadow, target, and a reference pool's, which Ray resolves from the object
+store). Its process imports torch and dlmia once: a cell on a worker that has built the last
+sides starts at once, where a fresh task's process would spend seconds on imports first.
 A cell with a search runs `search_task` instead, on the driver's node (its trial records and
 Optuna study go to the output folder there): for DL-MIA a Tune driver that holds no CPU itself
 and runs the cell's trials, each with the attack's resources, anywhere on the cluster; for an
@@ -64,8 +66,9 @@ def prepare_task(spec: DatasetSpec, threads: int) -> tuple[TaskRecord, PreparedD
     return task_record(started), data
 
 
-class SideWorker:
-    """Trains sides; keeps the prepared datasets it has used (see MAX_DATASETS)."""
+class GridWorker:
+    """Trains sides, keeping the prepared datasets it has used (see MAX_DATASETS), and attacks
+    cells."""
 
     def __init__(self, num_threads: int) -> None:
         torch.set_num_threads(num_threads)
@@ -88,6 +91,15 @@ class SideWorker:
         side = build_side(data, job.spec, served)
         return replace(side, info=replace(side.info, task=task_record(started)))
 
+    def attack(
+        self, job: CellJob, shadow: SideOutput, target: SideOutput, *references: SideOutput
+    ) -> CellResult:
+        """Fit cell `job`'s attack on the shadow side and score the target side (with the
+        reference pool's sides, for an attack that has one). A worker that attacks has built
+        its sides: it lets its prepared datasets go."""
+        self.datasets.clear()
+        return attack(job, shadow, target, references)
+
     def _keep(self, key: str, data: PreparedDataset) -> None:
         self.datasets[key] = data
         self.datasets.move_to_end(key)
@@ -95,15 +107,14 @@ class SideWorker:
             self.datasets.popitem(last=False)
 
 
-SideWorkerActor = ray.remote(max_restarts=0)(SideWorker)
+GridWorkerActor = ray.remote(max_restarts=0)(GridWorker)
 
 
-@ray.remote(max_retries=0)
-def attack_task(
-    job: CellJob, shadow: SideOutput, target: SideOutput, *references: SideOutput
+def attack(
+    job: CellJob, shadow: SideOutput, target: SideOutput, references: tuple[SideOutput, ...]
 ) -> CellResult:
-    """Fit cell `job`'s attack on the shadow side and score the target side (with the
-    reference pool's sides, for an attack that has one)."""
+    """Cell `job`'s attack, fitted on the shadow side, scored on the target side (with the
+    reference pool's sides, for an attack that has one), with where and when it ran."""
     started = time.time()
     torch.set_num_threads(max(1, int(job.resources.num_cpus)))
     config = job.config
@@ -112,6 +123,14 @@ def attack_task(
         references,
     )  # fmt: skip
     return replace(result, task=task_record(started))
+
+
+@ray.remote(max_retries=0)
+def attack_task(
+    job: CellJob, shadow: SideOutput, target: SideOutput, *references: SideOutput
+) -> CellResult:
+    """`attack` as a task: for a cell of a shape no worker can be held for (tune.schedule)."""
+    return attack(job, shadow, target, references)
 
 
 @ray.remote(max_retries=0)

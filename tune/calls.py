@@ -4,8 +4,9 @@
 
 `RayCalls` places them: datasets are prepared on the driver's node (where the data files are),
 with one of its CPUs where it has one (a cluster's head may have none for tasks); a side is
-trained on its worker actor; a cell's attack runs as a task anywhere with the attack's
-resources, and a searched cell's search as a task on the driver's node (its trial records and
+trained, and a cell attacked, on a worker actor (a cell of a shape no worker can be held for
+runs as a task anywhere with the attack's resources), and a searched cell's search runs as a
+task on the driver's node (its trial records and
 Optuna study go to the output folder there): CPU-less when it only drives Ray Tune, else with
 one of the node's CPUs where it has one.
 """
@@ -37,8 +38,9 @@ class Calls(Protocol):
         """Train side `job` on `worker` from the prepared `dataset` (or vectorise `served`)."""
         ...
 
-    def cell(self, job: CellJob, sides: list[Ref], search_dir: str) -> Ref:
-        """Attack cell `job` with its sides (`job.side_ids`' outputs), or search it."""
+    def cell(self, job: CellJob, sides: list[Ref], search_dir: str, worker: Worker | None) -> Ref:
+        """Attack cell `job` with its sides (`job.side_ids`' outputs) on `worker` (or as a task
+        without one), or search it."""
         ...
 
 
@@ -62,7 +64,9 @@ class RayCalls:
     def side(self, worker: Worker, job: SideJob, dataset: Ref, served: ServedLists | None) -> Ref:
         return worker.handle.build.remote(job, [dataset], served)  # a list: fetched, not resolved
 
-    def cell(self, job: CellJob, sides: list[Ref], search_dir: str) -> Ref:
+    def cell(self, job: CellJob, sides: list[Ref], search_dir: str, worker: Worker | None) -> Ref:
+        if worker is not None:
+            return worker.handle.attack.remote(job, *sides)
         gpus = job.resources.num_gpus if self.has_gpu else 0.0
         if job.search is None:
             task: Any = attack_task.options(num_cpus=job.resources.num_cpus, num_gpus=gpus)

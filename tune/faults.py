@@ -62,8 +62,8 @@ class FaultyCalls:
     def side(self, worker: Worker, job: SideJob, dataset: Ref, served: ServedLists | None) -> Ref:
         return self._failing("side", job.id) or self.calls.side(worker, job, dataset, served)
 
-    def cell(self, job: CellJob, sides: list[Ref], search_dir: str) -> Ref:
-        return self._failing("cell", job.id) or self.calls.cell(job, sides, search_dir)
+    def cell(self, job: CellJob, sides: list[Ref], search_dir: str, worker: Worker | None) -> Ref:
+        return self._failing("cell", job.id) or self.calls.cell(job, sides, search_dir, worker)
 
     def _failing(self, kind: str, name: str) -> Ref | None:
         """A call that raises, in place of this attempt of side or cell `name`, when the rules

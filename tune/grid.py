@@ -36,7 +36,8 @@ MAX_GRID_BYTES = 1 << 20  # a grid file of more is refused unread (the paper gri
 
 @dataclass(frozen=True)
 class Resources:
-    """What one side worker (actor) or one attack task reserves on the cluster."""
+    """What one side's or one attack's worker (actor), or one search trial, reserves on the
+    cluster."""
 
     num_cpus: float = 1.0  # CPUs reserved; torch uses this many threads
     num_gpus: float = 0.0  # GPUs reserved (fractions allowed); ignored on a cluster without GPUs
@@ -61,7 +62,7 @@ class AttackEntry:
     declares a search space: dlmia, reference) optionally a per-cell search."""
 
     settings: dict[str, Any] = field(default_factory=dict)  # keys of that attack's Config
-    resources: Resources = field(default_factory=Resources)  # per attack task (per search trial)
+    resources: Resources = field(default_factory=Resources)  # per attack (per search trial)
     search: SearchConfig | None = None  # search the settings `settings` leaves free
 
 
@@ -71,8 +72,8 @@ class Runtime:
 
     max_retries: int = 1  # further attempts of a side or cell that raised, before it is failed
     device: Literal["auto", "cpu"] = "auto"  # of models: auto (CUDA if the worker has a GPU), cpu
-    side_workers: int = 0  # most side workers alive at once; 0 = as many as the cluster fits
-    max_concurrent_cells: int = 0  # most attack tasks in flight; 0 = twice the cluster's CPUs
+    side_workers: int = 0  # most sides training at once; 0 = as many as the cluster fits
+    max_concurrent_cells: int = 0  # most cells running at once; 0 = twice the cluster's CPUs
 
     def __post_init__(self) -> None:
         if min(self.max_retries, self.side_workers, self.max_concurrent_cells) < 0:

@@ -50,7 +50,7 @@ class RunSummary:
     sides_failed: int = 0
     wall_seconds: float = 0.0
     cpus: float = 0.0  # CPUs of the cluster (0 when no Ray was needed)
-    tasks: list[dict[str, Any]] = field(default_factory=list)  # kind, id, task_start/end, node_id
+    tasks: list[dict[str, Any]] = field(default_factory=list)  # kind, id, start/end, node, pid
 
     @property
     def exit_code(self) -> int:

@@ -3,31 +3,38 @@
 `Schedule` holds the bookkeeping of one run: the sides still to train (in the order the cells
 need them), the datasets being prepared or held in the object store, what is running, how
 often each side, dataset and cell was tried, what failed. The Ray loop (tune.scheduler) asks it
-what to submit (`datasets_to_prepare`, `next_for(worker)`, `ready_cells`) and tells it how each
-call ended (`on_*`); it answers with plain values and never touches Ray, so every decision is
-tested with fakes (tests/test_schedule.py):
+what to submit (`datasets_to_prepare`, `worker_demand`, `next_for(worker)`,
+`next_cell_for(worker)`, `ready_cells`) and tells it how each call ended (`on_*`); it answers
+with plain values and never touches Ray, so every decision is tested with fakes
+(tests/test_schedule.py):
 
 - a dataset is prepared while a waiting side needs it, at most `prepare_cap` at once, and let
   go (`datasets_to_release`) once no waiting or running side needs it;
 - an idle worker gets the first waiting side of its shape whose dataset is prepared, one of a
-  dataset it holds first; sides wait in the order the cells need them, a retried side first;
+  dataset it holds first, while fewer than `side_cap` sides train (0: no limit); sides wait in
+  the order the cells need them, a retried side first;
 - a cell is ready when every side it needs exists (shadow, target and, for the reference
   attack, its pool), at most `cell_cap` run at once, in the plan's order; a cell one of whose
   sides failed is failed without running;
+- a ready cell without a search runs on an idle worker of its shape (whose process has its
+  imports done, so the cell starts at once), sides first; one runs as a task only where no
+  worker of its shape can be held. Workers are wanted (`worker_demand`) for the waiting sides
+  of prepared datasets and for these ready cells, so a worker whose last side is built goes
+  straight on to cells;
 - a call that raised is tried again up to `max_retries` times, unless it failed on bad input.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from tune.plan import CellJob, SideJob
 
 Kind = Literal["prepare", "side", "cell"]
-Shape = tuple[float, float]  # (num_cpus, num_gpus) a side worker reserves
+Shape = tuple[float, float]  # (num_cpus, num_gpus) a worker reserves
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,7 @@ class Failure:
 
 
 class Holder(Protocol):
-    """What the schedule knows of an idle side worker."""
+    """What the schedule knows of an idle worker."""
 
     @property
     def shape(self) -> Shape: ...
@@ -57,13 +64,15 @@ class Schedule:
         sides: Mapping[str, SideJob],
         cells: Sequence[CellJob],
         *,
-        shape: Callable[[SideJob], Shape],
+        shape: Callable[[SideJob | CellJob], Shape],
         max_retries: int,
         cell_cap: int,
+        side_cap: int = 0,
         prepare_cap: int = 2,
     ) -> None:
         self.sides, self.shape = sides, shape
         self.max_retries, self.cell_cap, self.prepare_cap = max_retries, cell_cap, prepare_cap
+        self.side_cap = side_cap
         self.waiting = list(cells)  # cells not running yet, in the plan's order
         self.pending = list(dict.fromkeys(s for job in cells for s in job.side_ids))
         self.built: set[str] = set()  # sides that exist (trained or from the cache)
@@ -113,20 +122,27 @@ class Schedule:
 
     # --- sides --------------------------------------------------------------------------------
 
-    def waiting_shapes(self) -> Counter[Shape]:
-        """How many waiting sides of prepared datasets want a worker of each shape."""
-        ready = [self.sides[s] for s in self.pending]
-        return Counter(self.shape(job) for job in ready if job.dataset_key in self.prepared)
+    def worker_demand(self) -> Counter[Shape]:
+        """How many workers of each shape have work now: the waiting sides of prepared datasets
+        (as many as `side_cap` leaves room for) and the ready cells a worker runs (as many as
+        `cell_cap` leaves room for)."""
+        demand = Counter(self.shape(job) for job in self._sides_ready()[: self._side_room()])
+        demand.update(self.shape(job) for job in self._ready(self._worker_cells()))
+        return demand
+
+    def upcoming_shapes(self) -> set[Shape]:
+        """The shapes of the work that waits for other work (a side for its dataset, a cell for
+        its sides): a worker of one of them will have work later."""
+        later = [self.sides[s] for s in self.pending] + self._worker_cells()
+        return {self.shape(job) for job in later}
 
     def next_for(self, worker: Holder) -> SideJob | None:
         """The side idle `worker` trains next (now running), or None: the first waiting side of
-        its shape whose dataset is prepared, one of a dataset it holds first."""
-        ready = [
-            job for job in (self.sides[s] for s in self.pending)
-            if self.shape(job) == worker.shape and job.dataset_key in self.prepared
-        ]  # fmt: skip
+        its shape whose dataset is prepared, one of a dataset it holds first, while fewer than
+        `side_cap` sides train."""
+        ready = [job for job in self._sides_ready() if self.shape(job) == worker.shape]
         held = [job for job in ready if job.dataset_key in worker.holds]
-        if not ready:
+        if not ready or not self._side_room():
             return None
         job = (held or ready)[0]
         self.pending.remove(job.id)
@@ -162,14 +178,22 @@ class Schedule:
                 blocked.append((job, f"side {lost[0]} failed: {self.failed[lost[0]]}"))
         return blocked
 
-    def ready_cells(self) -> list[CellJob]:
-        """The cells to submit now (now running): waiting ones whose every side exists, in the
-        plan's order, while fewer than `cell_cap` run."""
-        room = self.cell_cap - len(self.running["cell"])
-        ready = [job for job in self.waiting if set(job.side_ids) <= self.built][: max(room, 0)]
-        for job in ready:
-            self.waiting.remove(job)
-        self._start("cell", [job.id for job in ready])
+    def next_cell_for(self, worker: Holder) -> CellJob | None:
+        """The cell idle `worker` runs next (now running), or None: the first ready cell without
+        a search of its shape, while fewer than `cell_cap` run."""
+        ready = self._ready(self._worker_cells([worker.shape]))
+        if not ready:
+            return None
+        self._take(ready[:1])
+        return ready[0]
+
+    def ready_cells(self, worker_shapes: Collection[Shape] = ()) -> list[CellJob]:
+        """The cells to submit as tasks now (now running): waiting ones whose every side exists,
+        in the plan's order, while fewer than `cell_cap` run; not the cells a worker runs
+        (`next_cell_for`: those without a search, of a shape in `worker_shapes`)."""
+        on_workers = {job.id for job in self._worker_cells(worker_shapes)}
+        ready = self._ready([job for job in self.waiting if job.id not in on_workers])
+        self._take(ready)
         return ready
 
     def on_cell_done(self, cell_id: str) -> None:
@@ -184,6 +208,32 @@ class Schedule:
         return False
 
     # --- helpers ------------------------------------------------------------------------------
+
+    def _sides_ready(self) -> list[SideJob]:
+        """The waiting sides whose dataset is prepared, in order."""
+        sides = (self.sides[s] for s in self.pending)
+        return [job for job in sides if job.dataset_key in self.prepared]
+
+    def _side_room(self) -> int:
+        """How many more sides may train now (`side_cap`; 0: any number)."""
+        if not self.side_cap:
+            return len(self.pending)
+        return max(self.side_cap - len(self.running["side"]), 0)
+
+    def _worker_cells(self, shapes: Collection[Shape] | None = None) -> list[CellJob]:
+        """The waiting cells without a search (of a shape in `shapes`, if given)."""
+        return [job for job in self.waiting if job.search is None
+                and (shapes is None or self.shape(job) in shapes)]  # fmt: skip
+
+    def _ready(self, cells: list[CellJob]) -> list[CellJob]:
+        """Those of `cells` whose every side exists, as many as `cell_cap` leaves room for."""
+        room = max(self.cell_cap - len(self.running["cell"]), 0)
+        return [job for job in cells if set(job.side_ids) <= self.built][:room]
+
+    def _take(self, cells: list[CellJob]) -> None:
+        for job in cells:
+            self.waiting.remove(job)
+        self._start("cell", [job.id for job in cells])
 
     def _start(self, kind: Kind, names: list[str]) -> None:
         self.running[kind].update(names)

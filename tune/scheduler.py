@@ -1,8 +1,9 @@
 """The Ray loop of one run: it submits what the schedule (tune.schedule) says is next, and waits.
 
 Datasets are prepared on the driver's node (where the data is) and put in the object store;
-every idle worker of the pool (tune.pool) gets the side the schedule picks for it; a cell's task
-is submitted the moment the schedule finds all of its sides built. Each finished call goes back
+every idle worker of the pool (tune.pool) gets the side, or else the cell, the schedule picks
+for it; a searched cell's task is submitted the moment the schedule finds all of its sides
+built. Each finished call goes back
 to the schedule, which decides on retries and failures; finished and failed cells go to
 `on_cell`, trained sides to the side cache. Ray is reached through `Calls` (tune.calls), so a
 test hook can stand in for any call (tune.faults).
@@ -26,7 +27,7 @@ from dlmia.records import SideInfo, TaskRecord
 from tune.cache import SideCache
 from tune.calls import Calls
 from tune.grid import Resources
-from tune.plan import CellJob, Plan, SideJob
+from tune.plan import CellJob, Plan
 from tune.pool import Worker, WorkerPool
 from tune.progress import Progress
 from tune.schedule import Failure, Kind, Schedule, Shape
@@ -103,16 +104,17 @@ class Scheduler:
         cap = plan.grid.runtime.max_concurrent_cells
         cpus = ray.cluster_resources().get("CPU", 1)
         self.schedule = Schedule(
-            plan.sides, todo, shape=self.side_shape, max_retries=max_retries,
-            cell_cap=cap or max(2, int(2 * cpus)),
+            plan.sides, todo, shape=lambda job: self.shape(job.resources),
+            max_retries=max_retries, cell_cap=cap or max(2, int(2 * cpus)),
+            side_cap=plan.grid.runtime.side_workers,
         )  # fmt: skip
         self.cells = {job.id: job for job in todo}
         self.side_refs: dict[str, ray.ObjectRef] = {}  # side id -> SideOutput in the object store
         self.side_info = side_info
         self.datasets: dict[str, ray.ObjectRef] = {}  # dataset key -> the prepared dataset
         self.flights: dict[ray.ObjectRef, Flight] = {}
-        self.pool = WorkerPool(plan.grid.runtime.side_workers)
-        self.tasks: list[dict[str, Any]] = []  # kind, id, task_start, task_end, node_id
+        self.pool = WorkerPool()
+        self.tasks: list[dict[str, Any]] = []  # kind, id, task_start, task_end, node_id, pid
         self.cached = 0
         self.searches = [job for job in todo if job.search is not None]
         trials = sum(job.search.num_samples for job in self.searches if job.search is not None)
@@ -146,11 +148,8 @@ class Scheduler:
         """(loaded from the cache, trained, failed) sides."""
         return self.cached, len(self.side_refs) - self.cached, len(self.schedule.failed)
 
-    def side_shape(self, job: SideJob) -> Shape:
-        """The shape of side `job`'s worker (GPU shares only where GPUs exist)."""
-        return self.shape(job.resources)
-
     def shape(self, resources: Resources) -> Shape:
+        """The shape of a worker with `resources` (GPU shares only where GPUs exist)."""
         return (resources.num_cpus, resources.num_gpus if self.has_gpu else 0.0)
 
     def _check_resources(self, strict: bool) -> None:
@@ -181,7 +180,10 @@ class Scheduler:
         for key in self.schedule.datasets_to_prepare():
             done, self.datasets[key] = self.calls.prepare(key, self.plan.datasets[key])
             self._fly(done, Flight("prepare", key))
-        self.pool.resize(self.schedule.waiting_shapes())  # idle workers hold CPUs
+        for cell, error in self.schedule.blocked_cells():
+            self.on_cell(cell, Failure(error), 0)
+            self.progress.done("cell", cell.id, failed=True)
+        self.pool.resize(self.schedule.worker_demand(), self.schedule.upcoming_shapes())
         for worker in self.pool.idle():
             side = self.schedule.next_for(worker)
             if side is not None:
@@ -189,13 +191,19 @@ class Scheduler:
                 ref = self.calls.side(worker, side, self.datasets[side.dataset_key], served)
                 self._fly(ref, Flight("side", side.id, worker))
                 self.progress.started("side", side.id)
-        for cell, error in self.schedule.blocked_cells():
-            self.on_cell(cell, Failure(error), 0)
-            self.progress.done("cell", cell.id, failed=True)
-        for cell in self.schedule.ready_cells():
-            sides = [self.side_refs[side_id] for side_id in cell.side_ids]
-            self._fly(self.calls.cell(cell, sides, self.search_dir), Flight("cell", cell.id))
-            self.progress.started("cell", cell.id)
+            elif (job := self.schedule.next_cell_for(worker)) is not None:
+                worker.lets_go()
+                self._submit_cell(job, worker)
+        demand = self.schedule.worker_demand()  # what still waits for a worker
+        held = {shape for shape in demand if self.pool.can_hold(shape)}
+        for cell in self.schedule.ready_cells(held):
+            self._submit_cell(cell, None)
+
+    def _submit_cell(self, cell: CellJob, worker: Worker | None) -> None:
+        sides = [self.side_refs[side_id] for side_id in cell.side_ids]
+        ref = self.calls.cell(cell, sides, self.search_dir, worker)
+        self._fly(ref, Flight("cell", cell.id, worker))
+        self.progress.started("cell", cell.id)
 
     def _fly(self, ref: ray.ObjectRef, flight: Flight) -> None:
         self.flights[ref] = flight
@@ -289,8 +297,9 @@ class Scheduler:
         self.progress.trials(done)
 
     def _task(self, kind: str, name: str, record: TaskRecord | None) -> None:
-        where: dict[str, Any] = {"task_start": None, "task_end": None, "node_id": None}
+        where: dict[str, Any] = {"task_start": None, "task_end": None, "node_id": None,
+                                 "pid": None}  # fmt: skip
         if record is not None:
             where = {"task_start": record.task_start, "task_end": record.task_end,
-                     "node_id": record.node_id or None}  # fmt: skip
+                     "node_id": record.node_id or None, "pid": record.pid or None}  # fmt: skip
         self.tasks.append({"kind": kind, "id": name, **where})

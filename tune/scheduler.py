@@ -139,9 +139,9 @@ class Scheduler:
                 self.progress.refresh()
         finally:
             self._count_trials(force=True)
-            self.pool.stop()
+            self.pool.stop()  # ends the sides and cells on workers
             for ref, flight in self.flights.items():
-                if flight.kind == "cell":
+                if flight.kind == "cell" and flight.worker is None:  # a task's
                     ray.cancel(ref, force=True)
 
     def side_counts(self) -> tuple[int, int, int]:

@@ -120,7 +120,7 @@ class Schedule:
         self.prepared -= set(gone)
         return gone
 
-    # --- sides --------------------------------------------------------------------------------
+    # --- workers ------------------------------------------------------------------------------
 
     def worker_demand(self) -> Counter[Shape]:
         """How many workers of each shape have work now: the waiting sides of prepared datasets
@@ -135,6 +135,8 @@ class Schedule:
         its sides): a worker of one of them will have work later."""
         later = [self.sides[s] for s in self.pending] + self._worker_cells()
         return {self.shape(job) for job in later}
+
+    # --- sides --------------------------------------------------------------------------------
 
     def next_for(self, worker: Holder) -> SideJob | None:
         """The side idle `worker` trains next (now running), or None: the first waiting side of

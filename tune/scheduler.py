@@ -3,10 +3,9 @@
 Datasets are prepared on the driver's node (where the data is) and put in the object store;
 every idle worker of the pool (tune.pool) gets the side, or else the cell, the schedule picks
 for it; a searched cell's task is submitted the moment the schedule finds all of its sides
-built. Each finished call goes back
-to the schedule, which decides on retries and failures; finished and failed cells go to
-`on_cell`, trained sides to the side cache. Ray is reached through `Calls` (tune.calls), so a
-test hook can stand in for any call (tune.faults).
+built. Each finished call goes back to the schedule, which decides on retries and failures;
+finished and failed cells go to `on_cell`, trained sides to the side cache. Ray is reached
+through `Calls` (tune.calls), so a test hook can stand in for any call (tune.faults).
 """
 
 from __future__ import annotations

@@ -6,9 +6,8 @@
 with one of its CPUs where it has one (a cluster's head may have none for tasks); a side is
 trained, and a cell attacked, on a worker actor (a cell of a shape no worker can be held for
 runs as a task anywhere with the attack's resources), and a searched cell's search runs as a
-task on the driver's node (its trial records and
-Optuna study go to the output folder there): CPU-less when it only drives Ray Tune, else with
-one of the node's CPUs where it has one.
+task on the driver's node (its trial records and Optuna study go to the output folder there):
+CPU-less when it only drives Ray Tune, else with one of the node's CPUs where it has one.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from tune.runner import run_grid
 
 pytestmark = pytest.mark.slow
 QUIET = Progress(stream=None)
+KINDS = ("prepare", "side", "cell")
 
 
 def tiny_grid(
@@ -107,7 +108,8 @@ def test_end_to_end_writes_every_cell_once_and_resumes_from_disk(tmp_path: Path)
     assert all(side.key in SideCache(out / "sides") for side in plan.sides.values())
     assert {t["kind"] for t in summary.tasks} == {"prepare", "side", "cell"}
     assert all(t["task_end"] >= t["task_start"] for t in summary.tasks)
-    pids = {k: {t["pid"] for t in summary.tasks if t["kind"] == k} for k in ("side", "cell")}
+    pids = {k: {t["pid"] for t in summary.tasks if t["kind"] == k} for k in KINDS}
+    assert pids["prepare"] <= pids["side"]  # on this machine, workers prepare their datasets
     assert pids["cell"] <= pids["side"]  # the cells ran on the workers that built the sides
 
     before = mtimes(out)
@@ -314,7 +316,7 @@ def test_side_workers_train_from_the_object_store_without_the_data_file(tmp_path
     raw = tiny_grid("objects")
     raw["datasets"]["syn"] = {"path": str(path), "vectors": raw["datasets"]["syn"]["vectors"]}
     job = next(iter(expand(parse_grid(raw)).sides.values()))
-    stats, prepared = prepare_task.remote(job.spec.dataset, 1)
+    stats, prepared = prepare_task.remote(job.spec.dataset)
     ray.get(stats)
     path.unlink()
     path.parent.rmdir()  # the data root is gone

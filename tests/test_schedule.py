@@ -5,7 +5,9 @@ takes down."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 from tune.grid import Resources, parse_grid
 from tune.plan import CellJob, SideJob, expand
@@ -25,24 +27,32 @@ class FakeWorker:
     holds: list[str] = field(default_factory=list)
 
 
-def side(side_id: str, dataset: str, cpus: float = 1.0) -> SideJob:
+def side(side_id: str, dataset: str, cpus: float = 1.0, gpus: float = 0.0) -> SideJob:
     """A side of `dataset` (only its id, dataset and resources matter to the schedule)."""
-    return SideJob(side_id, None, side_id, dataset, Resources(num_cpus=cpus))  # type: ignore[arg-type]
+    resources = Resources(num_cpus=cpus, num_gpus=gpus)
+    return SideJob(side_id, None, side_id, dataset, resources)  # type: ignore[arg-type]
 
 
-def cell(cell_id: str, *side_ids: str, cpus: float = 1.0, searched: bool = False) -> CellJob:
-    """A cell needing `side_ids` (shadow, target, then any reference sides), searched or not."""
+def cell(cell_id: str, *side_ids: str, cpus: float = 1.0, searched: bool = False,
+         attack: str = "biased") -> CellJob:  # fmt: skip
+    """A cell of `attack` needing `side_ids` (shadow, target, then any reference sides),
+    searched or not."""
     shadow, target, *references = side_ids
     search = SearchConfig() if searched else None
-    return CellJob(cell_id, None, shadow, target, cell_id,  # type: ignore[arg-type]
+    config = SimpleNamespace(attack=attack)  # the only part of a cell's config the schedule reads
+    return CellJob(cell_id, config, shadow, target, cell_id,  # type: ignore[arg-type]
                    Resources(num_cpus=cpus), search, tuple(references))  # fmt: skip
 
 
-def schedule(sides: list[SideJob], cells: list[CellJob], *, retries: int = 1, cap: int = 10,
-             prepare_cap: int = 2, side_cap: int = 0) -> Schedule:  # fmt: skip
+def schedule(
+    sides: list[SideJob], cells: list[CellJob], *, retries: int = 1, cap: int = 10,
+    prepare_cap: int = 2, side_cap: int = 0, on_workers: bool = False,
+) -> Schedule:  # fmt: skip
     return Schedule(
-        {job.id: job for job in sides}, cells, shape=lambda job: (job.resources.num_cpus, 0.0),
+        {job.id: job for job in sides}, cells,
+        shape=lambda job: (job.resources.num_cpus, job.resources.num_gpus),
         max_retries=retries, cell_cap=cap, side_cap=side_cap, prepare_cap=prepare_cap,
+        prepare_on_workers=on_workers,
     )  # fmt: skip
 
 
@@ -138,7 +148,7 @@ def test_cells_run_in_plan_order_at_most_cap_at_once() -> None:
     build_all(plan)
     assert [job.id for job in plan.ready_cells()] == ["c0", "c1"]
     assert plan.ready_cells() == []
-    plan.on_cell_done("c0")
+    plan.on_cell_done(cells[0])
     assert [job.id for job in plan.ready_cells()] == ["c2"]
 
 
@@ -180,8 +190,9 @@ def test_a_failed_cell_runs_again_at_once_up_to_the_limit() -> None:
         assert [c.id for c in plan.ready_cells()] == ["x"]  # before y: it was waiting first
         assert plan.attempts["x"] == attempt + 1
     assert not plan.on_cell_failed(job, OOPS)  # the first try and two retries
-    assert [c.id for c in plan.ready_cells()] == ["y"]
-    plan.on_cell_done("y")
+    ready = plan.ready_cells()
+    assert [c.id for c in ready] == ["y"]
+    plan.on_cell_done(ready[0])
     assert plan.finished
 
 
@@ -204,8 +215,9 @@ def test_a_side_found_in_the_cache_counts_as_built_before_anything_runs() -> Non
     job = plan.next_for(FakeWorker())
     assert job is not None and job.id == "t"
     plan.on_side_built("t")
-    assert [c.id for c in plan.ready_cells()] == ["x"] and not plan.finished
-    plan.on_cell_done("x")
+    ready = plan.ready_cells()
+    assert [c.id for c in ready] == ["x"] and not plan.finished
+    plan.on_cell_done(ready[0])
     assert plan.finished and plan.datasets_to_release() == ["B"]
 
 
@@ -254,7 +266,7 @@ def test_a_searched_cell_never_goes_to_a_worker_and_the_cell_cap_holds_for_both(
     assert plan.worker_demand() == {ONE_CPU: 1}  # y: one room left under the cap
     assert [c.id for c in plan.ready_cells([ONE_CPU])] == ["searched"]
     assert plan.next_cell_for(FakeWorker()) is None and plan.worker_demand() == {}  # cap of 2
-    plan.on_cell_done("x")
+    plan.on_cell_done(cells[1])
     job = plan.next_cell_for(FakeWorker())
     assert job is not None and job.id == "y"
 
@@ -287,3 +299,46 @@ def test_upcoming_shapes_are_those_of_sides_and_cells_that_wait_for_other_work()
     assert plan.upcoming_shapes() == {(4.0, 0.0)}  # x, now ready
     assert plan.next_cell_for(FakeWorker(shape=(4.0, 0.0))) is not None
     assert plan.upcoming_shapes() == set()
+
+
+def test_a_worker_takes_the_ready_cell_expected_to_run_longest() -> None:
+    cells = [cell("fast1", "s", "t", attack="norm"), cell("slow1", "s", "t", attack="dlmia"),
+             cell("fast2", "s", "t", attack="norm"), cell("slow2", "s", "t", attack="dlmia"),
+             cell("new", "s", "t", attack="biased")]  # fmt: skip
+    plan = schedule([side("s", "A"), side("t", "A")], cells)
+    build_all(plan)
+
+    def next_id() -> str:
+        job = plan.next_cell_for(FakeWorker())
+        assert job is not None
+        return job.id
+
+    assert next_id() == "fast1"  # nothing timed yet: every attack counts as longest
+    assert next_id() == "slow1"
+    plan.on_cell_done(cells[0], 0.1)
+    plan.on_cell_done(cells[1], 3.0)
+    assert plan.expected_seconds(cells[3]) == 3.0
+    assert next_id() == "new"  # biased is not timed yet: it goes first, so it is timed early
+    plan.on_cell_done(cells[4], None)  # not timed (a search's time): biased is still unknown
+    assert plan.expected_seconds(cells[4]) == math.inf
+    assert [next_id(), next_id()] == ["slow2", "fast2"]
+
+
+def test_where_workers_prepare_datasets_a_worker_of_the_first_sides_shape_takes_each() -> None:
+    sides = [side("a1", "A", cpus=2.0), side("b1", "B"), side("c1", "C", gpus=0.5),
+             side("a2", "A")]  # fmt: skip
+    cells = [cell("x", "a1", "b1"), cell("y", "c1", "a2")]
+    plan = schedule(sides, cells, prepare_cap=3, on_workers=True)
+    assert plan.worker_demand() == {(2.0, 0.0): 1, ONE_CPU: 1}  # A by a1's shape, B by b1's
+    assert plan.datasets_to_prepare() == ["C"]  # a GPU worker would fit C's vectors on its GPU
+    assert plan.next_prepare_for(FakeWorker()) == "B"
+    assert plan.next_prepare_for(FakeWorker()) is None  # A wants a 2-CPU worker
+    assert plan.next_prepare_for(FakeWorker(shape=(2.0, 0.0))) == "A"
+    assert plan.worker_demand() == {} and plan.running["prepare"] == {"A", "B", "C"}
+    plan.on_prepared("B")
+    preparer = FakeWorker(holds=["B"])
+    job = plan.next_for(preparer)
+    assert job is not None and job.id == "b1"  # it trains the side of the dataset it holds
+    off = schedule(sides, cells, prepare_cap=3)
+    assert off.next_prepare_for(FakeWorker()) is None
+    assert off.datasets_to_prepare() == ["A", "B", "C"]  # all as tasks

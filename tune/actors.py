@@ -1,10 +1,12 @@
 """Ray remote code: dataset preparation, the grid's workers, and the cell search task.
 
-A dataset is prepared once (load, filter, split, item vectors) by `prepare_task`, which the
-scheduler pins to the driver's node, where the data files are; the prepared dataset goes into
-the object store, and every worker fetches it from there, so no worker node needs the data.
-A worker is an actor with a side's or a cell's resources: it trains sides, keeping the prepared
-datasets it has used, so each further side of a dataset skips the fetch, and attacks cells
+A dataset is prepared once (load, filter, split, item vectors) where the data files are: on a
+run on this machine alone by a worker (`GridWorker.prepare`), which then trains its sides, else
+by `prepare_task`, which the scheduler pins to the driver's node. The prepared dataset goes
+into the object store, and every other worker fetches it from there, so no worker node needs
+the data. A worker is an actor with a side's or a cell's resources: it prepares datasets,
+trains sides, keeping the prepared datasets it has used, so each further side of a dataset
+skips the fetch, and attacks cells
 (their side outputs: shadow, target, and a reference pool's, which Ray resolves from the object
 store). Its process imports torch and dlmia once: a cell on a worker that has built the last
 sides starts at once, where a fresh task's process would spend seconds on imports first.
@@ -56,23 +58,38 @@ def task_record(started: float) -> TaskRecord:
     return TaskRecord(started, time.time(), node, os.getpid())
 
 
-@ray.remote(num_returns=2, max_retries=0)
-def prepare_task(spec: DatasetSpec, threads: int) -> tuple[TaskRecord, PreparedDataset]:
-    """Prepare dataset `spec`: (where it ran, for the driver; the dataset, for the object
-    store)."""
-    started = time.time()
-    torch.set_num_threads(threads)
-    data = prepare_dataset(spec)
+def prepare(spec: DatasetSpec) -> tuple[TaskRecord, PreparedDataset]:
+    """Prepare dataset `spec` with one torch thread, wherever it runs (the same dataset, bit for
+    bit): (where it ran, for the driver; the dataset, for the object store)."""
+    started, threads = time.time(), torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        data = prepare_dataset(spec)
+    finally:
+        torch.set_num_threads(threads)
     return task_record(started), data
 
 
+@ray.remote(num_returns=2, max_retries=0)
+def prepare_task(spec: DatasetSpec) -> tuple[TaskRecord, PreparedDataset]:
+    """`prepare` as a task: where no worker prepares the dataset (tune.schedule)."""
+    return prepare(spec)
+
+
 class GridWorker:
-    """Trains sides, keeping the prepared datasets it has used (see MAX_DATASETS), and attacks
-    cells."""
+    """Prepares datasets and trains sides, keeping the prepared datasets it has used (see
+    MAX_DATASETS), and attacks cells."""
 
     def __init__(self, num_threads: int) -> None:
         torch.set_num_threads(num_threads)
         self.datasets: OrderedDict[str, PreparedDataset] = OrderedDict()
+
+    def prepare(self, key: str, spec: DatasetSpec) -> tuple[TaskRecord, PreparedDataset]:
+        """`prepare` dataset `spec` (its key `key`), and keep it for the sides this worker
+        trains next."""
+        record, data = prepare(spec)
+        self._keep(key, data)
+        return record, data
 
     def build(
         self,

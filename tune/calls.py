@@ -2,8 +2,9 @@
 (tune.scheduler) only submits and waits, and a test hook can stand in for any call
 (tune.faults.FaultyCalls).
 
-`RayCalls` places them: datasets are prepared on the driver's node (where the data files are),
-with one of its CPUs where it has one (a cluster's head may have none for tasks); a side is
+`RayCalls` places them: datasets are prepared where the data files are, by a worker on a run on
+this machine alone (`prepares_on_workers`), else by a task on the driver's node, with one of its
+CPUs where it has one (a cluster's head may have none for tasks); a side is
 trained, and a cell attacked, on a worker actor (a cell of a shape no worker can be held for
 runs as a task anywhere with the attack's resources), and a searched cell's search runs as a
 task on the driver's node (its trial records and Optuna study go to the output folder there):
@@ -29,8 +30,11 @@ Ref = Any  # a ray.ObjectRef
 class Calls(Protocol):
     """What the Ray loop submits; each call returns the object reference(s) of its result."""
 
-    def prepare(self, key: str, spec: DatasetSpec) -> tuple[Ref, Ref]:
-        """Prepare dataset `spec`: (its task record, the prepared dataset)."""
+    prepares_on_workers: bool  # whether every worker is where the data files are
+
+    def prepare(self, key: str, spec: DatasetSpec, worker: Worker | None) -> tuple[Ref, Ref]:
+        """Prepare dataset `spec` on `worker` (or as a task without one): (its task record, the
+        prepared dataset)."""
         ...
 
     def side(self, worker: Worker, job: SideJob, dataset: Ref, served: ServedLists | None) -> Ref:
@@ -46,18 +50,26 @@ class Calls(Protocol):
 class RayCalls:
     """The calls as Ray tasks and actor methods, placed as the module docstring says."""
 
-    def __init__(self, has_gpu: bool) -> None:
+    def __init__(self, has_gpu: bool, local: bool) -> None:
+        """`local`: the run's Ray is on this machine alone (it never gains a node), so its
+        workers are where the data files are."""
         node = ray.get_runtime_context().get_node_id()
         self.here = NodeAffinitySchedulingStrategy(node, soft=False)
         resources = next(n["Resources"] for n in ray.nodes() if n["NodeID"] == node)
         self.cpus_here = 1 if resources.get("CPU", 0) >= 1 else 0
         self.has_gpu = has_gpu
+        alive = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+        self.prepares_on_workers = local and alive == [node]
 
-    def prepare(self, key: str, spec: DatasetSpec) -> tuple[Ref, Ref]:
+    def prepare(self, key: str, spec: DatasetSpec, worker: Worker | None) -> tuple[Ref, Ref]:
+        if worker is not None:
+            method: Any = worker.handle.prepare.options(num_returns=2)
+            record, dataset = method.remote(key, spec)
+            return record, dataset
         task: Any = prepare_task.options(
             num_cpus=self.cpus_here, scheduling_strategy=self.here, name=f"prepare {key}"
         )
-        record, dataset = task.remote(spec, 1)  # two returns: two references
+        record, dataset = task.remote(spec)  # two returns: two references
         return record, dataset
 
     def side(self, worker: Worker, job: SideJob, dataset: Ref, served: ServedLists | None) -> Ref:

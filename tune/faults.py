@@ -54,10 +54,11 @@ class FaultyCalls:
 
     def __init__(self, calls: Calls, faults: Faults) -> None:
         self.calls, self.faults = calls, faults
+        self.prepares_on_workers = calls.prepares_on_workers
         self.attempts: Counter[str] = Counter()  # side or cell id -> calls made for it
 
-    def prepare(self, key: str, spec: DatasetSpec) -> tuple[Ref, Ref]:
-        return self.calls.prepare(key, spec)
+    def prepare(self, key: str, spec: DatasetSpec, worker: Worker | None) -> tuple[Ref, Ref]:
+        return self.calls.prepare(key, spec, worker)
 
     def side(self, worker: Worker, job: SideJob, dataset: Ref, served: ServedLists | None) -> Ref:
         return self._failing("side", job.id) or self.calls.side(worker, job, dataset, served)

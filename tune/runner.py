@@ -1,9 +1,9 @@
-"""The grid runner: sides on a pool of Ray actors, cells as Ray tasks, results on disk, resume.
+"""The grid runner: sides and cells on a pool of Ray actors, results on disk, resume.
 
 `run_grid` takes a grid's plan (tune.plan.expand), skips the cells already finished in the
 output folder, loads the sides already in the cache, and schedules the rest (tune.scheduler):
-each side once, on a worker actor with its recommender's resources, and each cell's attack as a
-task as soon as its sides exist. Everything (side cache, result rows, scores) is written by
+each side once, on a worker actor with its recommender's resources, and each cell's attack as
+soon as its sides exist, on a worker (a searched cell: as a task that drives its search). Everything (side cache, result rows, scores) is written by
 this driver, atomically, so the output folder lives on the driver's machine whatever the
 cluster, and a driver killed at any moment loses only the work in flight. The folder has one
 writer: a run holds its lock (dlmia.lock) from before its first write to its end, and a second
@@ -138,7 +138,7 @@ def schedule(
 
         summary.cpus = cpus
         progress = progress or Progress.auto()
-        calls = RayCalls(has_gpu=ray.cluster_resources().get("GPU", 0) > 0)
+        calls = RayCalls(has_gpu=ray.cluster_resources().get("GPU", 0) > 0, local=address is None)
         sides: dict[str, SideInfo] = {}  # filled by the scheduler; failed cells' rows read it
 
         def on_cell(job: CellJob, value: Any, attempts: int) -> None:

@@ -3,30 +3,38 @@
 `Schedule` holds the bookkeeping of one run: the sides still to train (in the order the cells
 need them), the datasets being prepared or held in the object store, what is running, how
 often each side, dataset and cell was tried, what failed. The Ray loop (tune.scheduler) asks it
-what to submit (`datasets_to_prepare`, `worker_demand`, `next_for(worker)`,
-`next_cell_for(worker)`, `ready_cells`) and tells it how each call ended (`on_*`); it answers
-with plain values and never touches Ray, so every decision is tested with fakes
-(tests/test_schedule.py):
+what to submit (`datasets_to_prepare`, `worker_demand`, `next_prepare_for(worker)`,
+`next_for(worker)`, `next_cell_for(worker)`, `ready_cells`) and tells it how each call ended
+(`on_*`); it answers with plain values and never touches Ray, so every decision is tested with
+fakes (tests/test_schedule.py):
 
 - a dataset is prepared while a waiting side needs it, at most `prepare_cap` at once, and let
-  go (`datasets_to_release`) once no waiting or running side needs it;
+  go (`datasets_to_release`) once no waiting or running side needs it. Where the workers are
+  where the data files are (`prepare_on_workers`: a run on this machine alone), a worker of its
+  first waiting side's shape prepares it (`next_prepare_for`) and then trains its sides,
+  holding it already; else, and for a shape with GPUs (whose worker would fit the item vectors
+  on its GPU, not as the CPU task does), a task prepares it (`datasets_to_prepare`);
 - an idle worker gets the first waiting side of its shape whose dataset is prepared, one of a
   dataset it holds first, while fewer than `side_cap` sides train (0: no limit); sides wait in
   the order the cells need them, a retried side first;
 - a cell is ready when every side it needs exists (shadow, target and, for the reference
-  attack, its pool), at most `cell_cap` run at once, in the plan's order; a cell one of whose
-  sides failed is failed without running;
+  attack, its pool), at most `cell_cap` run at once; a cell one of whose sides failed is
+  failed without running;
 - a ready cell without a search runs on an idle worker of its shape (whose process has its
   imports done, so the cell starts at once), sides first; one runs as a task only where no
   worker of its shape can be held. Workers are wanted (`worker_demand`) for the waiting sides
   of prepared datasets and for these ready cells, so a worker whose last side is built goes
-  straight on to cells;
+  straight on to cells. A worker takes the ready cell expected to run longest (the mean time
+  of its attack's finished cells; an attack not yet timed first, the plan's order among
+  equals): the run then ends on short cells, not on a long one beside an idle CPU. Cells
+  run as tasks go in the plan's order;
 - a call that raised is tried again up to `max_retries` times, unless it failed on bad input.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import math
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -69,10 +77,11 @@ class Schedule:
         cell_cap: int,
         side_cap: int = 0,
         prepare_cap: int = 2,
+        prepare_on_workers: bool = False,
     ) -> None:
         self.sides, self.shape = sides, shape
         self.max_retries, self.cell_cap, self.prepare_cap = max_retries, cell_cap, prepare_cap
-        self.side_cap = side_cap
+        self.side_cap, self.prepare_on_workers = side_cap, prepare_on_workers
         self.waiting = list(cells)  # cells not running yet, in the plan's order
         self.pending = list(dict.fromkeys(s for job in cells for s in job.side_ids))
         self.built: set[str] = set()  # sides that exist (trained or from the cache)
@@ -80,6 +89,7 @@ class Schedule:
         self.running: dict[Kind, set[str]] = {"prepare": set(), "side": set(), "cell": set()}
         self.prepared: set[str] = set()  # dataset keys held in the object store
         self.attempts: Counter[str] = Counter()  # dataset key, side id or cell id -> tries
+        self.timed: defaultdict[str, list[float]] = defaultdict(list)  # attack -> cell seconds
 
     @property
     def finished(self) -> bool:
@@ -89,13 +99,22 @@ class Schedule:
     # --- datasets -----------------------------------------------------------------------------
 
     def datasets_to_prepare(self) -> list[str]:
-        """The datasets to prepare now: needed by waiting sides, neither prepared nor being
-        prepared, at most `prepare_cap` at once."""
-        needed = dict.fromkeys(self.sides[s].dataset_key for s in self.pending)
-        fresh = [k for k in needed if k not in self.prepared and k not in self.running["prepare"]]
-        chosen = fresh[: self.prepare_cap - len(self.running["prepare"])]
+        """The datasets to prepare now as tasks (now being prepared): needed by waiting sides,
+        neither prepared nor being prepared, at most `prepare_cap` at once, and not for a
+        worker to prepare (`next_prepare_for`)."""
+        chosen = [key for key in self._to_prepare() if not self._on_worker(key)]
         self._start("prepare", chosen)
         return chosen
+
+    def next_prepare_for(self, worker: Holder) -> str | None:
+        """The dataset idle `worker` prepares next (now being prepared), or None: of the datasets
+        to prepare now that a worker prepares, the first whose first waiting side has the
+        worker's shape."""
+        for key in self._to_prepare():
+            if self._on_worker(key) and self._preparer(key) == worker.shape:
+                self._start("prepare", [key])
+                return key
+        return None
 
     def on_prepared(self, key: str) -> None:
         self.running["prepare"].discard(key)
@@ -124,10 +143,11 @@ class Schedule:
 
     def worker_demand(self) -> Counter[Shape]:
         """How many workers of each shape have work now: the waiting sides of prepared datasets
-        (as many as `side_cap` leaves room for) and the ready cells a worker runs (as many as
-        `cell_cap` leaves room for)."""
+        (as many as `side_cap` leaves room for), the ready cells a worker runs (as many as
+        `cell_cap` leaves room for) and the datasets a worker prepares."""
         demand = Counter(self.shape(job) for job in self._sides_ready()[: self._side_room()])
         demand.update(self.shape(job) for job in self._ready(self._worker_cells()))
+        demand.update(self._preparer(key) for key in self._to_prepare() if self._on_worker(key))
         return demand
 
     def upcoming_shapes(self) -> set[Shape]:
@@ -181,13 +201,21 @@ class Schedule:
         return blocked
 
     def next_cell_for(self, worker: Holder) -> CellJob | None:
-        """The cell idle `worker` runs next (now running), or None: the first ready cell without
-        a search of its shape, while fewer than `cell_cap` run."""
-        ready = self._ready(self._worker_cells([worker.shape]))
-        if not ready:
+        """The cell idle `worker` runs next (now running), or None: of the ready cells without a
+        search of its shape, the one expected to run longest (`expected_seconds`; the plan's
+        order among equals), while fewer than `cell_cap` run."""
+        ready = [job for job in self._worker_cells([worker.shape]) if self._sides_built(job)]
+        if not ready or not self._cell_room():
             return None
-        self._take(ready[:1])
-        return ready[0]
+        job = max(ready, key=self.expected_seconds)
+        self._take([job])
+        return job
+
+    def expected_seconds(self, job: CellJob) -> float:
+        """How long cell `job` should run: the mean time of its attack's finished cells (see
+        `on_cell_done`), or infinity before one is timed, so that each attack is timed early."""
+        times = self.timed.get(job.config.attack)
+        return sum(times) / len(times) if times else math.inf
 
     def ready_cells(self, worker_shapes: Collection[Shape] = ()) -> list[CellJob]:
         """The cells to submit as tasks now (now running): waiting ones whose every side exists,
@@ -198,8 +226,12 @@ class Schedule:
         self._take(ready)
         return ready
 
-    def on_cell_done(self, cell_id: str) -> None:
-        self.running["cell"].discard(cell_id)
+    def on_cell_done(self, job: CellJob, seconds: float | None = None) -> None:
+        """Cell `job` ended; it ran for `seconds` (None: not timed, e.g. a search, whose time
+        says nothing of a single fit's)."""
+        self.running["cell"].discard(job.id)
+        if seconds is not None:
+            self.timed[job.config.attack].append(seconds)
 
     def on_cell_failed(self, job: CellJob, failure: Failure) -> bool:
         """Whether cell `job` runs again (it is ready again at once); else it failed."""
@@ -210,6 +242,22 @@ class Schedule:
         return False
 
     # --- helpers ------------------------------------------------------------------------------
+
+    def _to_prepare(self) -> list[str]:
+        """The datasets waiting sides need, neither prepared nor being prepared, in the order the
+        sides wait, as many as `prepare_cap` leaves room for."""
+        needed = dict.fromkeys(self.sides[s].dataset_key for s in self.pending)
+        fresh = [k for k in needed if k not in self.prepared and k not in self.running["prepare"]]
+        return fresh[: max(self.prepare_cap - len(self.running["prepare"]), 0)]
+
+    def _preparer(self, key: str) -> Shape:
+        """The shape of the worker that prepares dataset `key`: its first waiting side's."""
+        return next(self.shape(self.sides[s]) for s in self.pending
+                    if self.sides[s].dataset_key == key)  # fmt: skip
+
+    def _on_worker(self, key: str) -> bool:
+        """Whether a worker prepares dataset `key` (see the module docstring)."""
+        return self.prepare_on_workers and self._preparer(key)[1] == 0
 
     def _sides_ready(self) -> list[SideJob]:
         """The waiting sides whose dataset is prepared, in order."""
@@ -229,8 +277,14 @@ class Schedule:
 
     def _ready(self, cells: list[CellJob]) -> list[CellJob]:
         """Those of `cells` whose every side exists, as many as `cell_cap` leaves room for."""
-        room = max(self.cell_cap - len(self.running["cell"]), 0)
-        return [job for job in cells if set(job.side_ids) <= self.built][:room]
+        return [job for job in cells if self._sides_built(job)][: self._cell_room()]
+
+    def _sides_built(self, job: CellJob) -> bool:
+        return set(job.side_ids) <= self.built
+
+    def _cell_room(self) -> int:
+        """How many more cells may run now (`cell_cap`)."""
+        return max(self.cell_cap - len(self.running["cell"]), 0)
 
     def _take(self, cells: list[CellJob]) -> None:
         for job in cells:

@@ -1,11 +1,12 @@
 """The Ray loop of one run: it submits what the schedule (tune.schedule) says is next, and waits.
 
-Datasets are prepared on the driver's node (where the data is) and put in the object store;
-every idle worker of the pool (tune.pool) gets the side, or else the cell, the schedule picks
-for it; a searched cell's task is submitted the moment the schedule finds all of its sides
-built. Each finished call goes back to the schedule, which decides on retries and failures;
-finished and failed cells go to `on_cell`, trained sides to the side cache. Ray is reached
-through `Calls` (tune.calls), so a test hook can stand in for any call (tune.faults).
+Datasets are prepared where the data is (by a worker on this machine, else by a task on the
+driver's node) and put in the object store; every idle worker of the pool (tune.pool) gets the
+dataset to prepare, else the side, else the cell, the schedule picks for it; a searched cell's
+task is submitted the moment the schedule finds all of its sides built. Each finished call goes
+back to the schedule, which decides on retries and failures; finished and failed cells go to
+`on_cell`, trained sides to the side cache. Ray is reached through `Calls` (tune.calls), so a
+test hook can stand in for any call (tune.faults).
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ class Scheduler:
         self.schedule = Schedule(
             plan.sides, todo, shape=lambda job: self.shape(job.resources),
             max_retries=max_retries, cell_cap=cap or max(2, int(2 * cpus)),
-            side_cap=plan.grid.runtime.side_workers,
+            side_cap=plan.grid.runtime.side_workers, prepare_on_workers=calls.prepares_on_workers,
         )  # fmt: skip
         self.cells = {job.id: job for job in todo}
         self.side_refs: dict[str, ray.ObjectRef] = {}  # side id -> SideOutput in the object store
@@ -176,16 +177,16 @@ class Scheduler:
 
     def _submit(self) -> None:
         """Everything the schedule says can start now."""
-        for key in self.schedule.datasets_to_prepare():
-            done, self.datasets[key] = self.calls.prepare(key, self.plan.datasets[key])
-            self._fly(done, Flight("prepare", key))
+        for dataset in self.schedule.datasets_to_prepare():
+            self._prepare(dataset, None)
         for cell, error in self.schedule.blocked_cells():
             self.on_cell(cell, Failure(error), 0)
             self.progress.done("cell", cell.id, failed=True)
         self.pool.resize(self.schedule.worker_demand(), self.schedule.upcoming_shapes())
         for worker in self.pool.idle():
-            side = self.schedule.next_for(worker)
-            if side is not None:
+            if (key := self.schedule.next_prepare_for(worker)) is not None:
+                self._prepare(key, worker)
+            elif (side := self.schedule.next_for(worker)) is not None:
                 served = self.cache.lists(side.lists_key)  # the same side under other vectors
                 ref = self.calls.side(worker, side, self.datasets[side.dataset_key], served)
                 self._fly(ref, Flight("side", side.id, worker))
@@ -197,6 +198,10 @@ class Scheduler:
         held = {shape for shape in demand if self.pool.can_hold(shape)}
         for cell in self.schedule.ready_cells(held):
             self._submit_cell(cell, None)
+
+    def _prepare(self, key: str, worker: Worker | None) -> None:
+        done, self.datasets[key] = self.calls.prepare(key, self.plan.datasets[key], worker)
+        self._fly(done, Flight("prepare", key, worker))
 
     def _submit_cell(self, cell: CellJob, worker: Worker | None) -> None:
         sides = [self.side_refs[side_id] for side_id in cell.side_ids]
@@ -246,6 +251,8 @@ class Scheduler:
     def _prepare_done(self, flight: Flight, value: Any) -> None:
         if not isinstance(value, Failure):
             self.schedule.on_prepared(flight.id)
+            if flight.worker is not None:
+                flight.worker.keeps(flight.id)
             self._task("prepare", flight.id, value)
             return
         with contextlib.suppress(RayError):  # read the error, or Ray reports it as unhandled
@@ -278,9 +285,13 @@ class Scheduler:
         if failed and self.schedule.on_cell_failed(job, value):
             self.progress.retried("cell", job.id)
             return
-        self.schedule.on_cell_done(job.id)
+        record: TaskRecord | None = None if failed else getattr(value, "selected", value).task
+        seconds = None
+        if record is not None and job.search is None:  # a search's time is not a fit's
+            seconds = record.task_end - record.task_start
+        self.schedule.on_cell_done(job, seconds)
         if not failed:
-            self._task("cell", job.id, getattr(value, "selected", value).task)
+            self._task("cell", job.id, record)
         self.on_cell(job, value, self.schedule.attempts[job.id])
         self.progress.done("cell", job.id, failed=failed)
 

@@ -3,11 +3,11 @@
 `run_grid` takes a grid's plan (tune.plan.expand), skips the cells already finished in the
 output folder, loads the sides already in the cache, and schedules the rest (tune.scheduler):
 each side once, on a worker actor with its recommender's resources, and each cell's attack as
-soon as its sides exist, on a worker (a searched cell: as a task that drives its search). Everything (side cache, result rows, scores) is written by
-this driver, atomically, so the output folder lives on the driver's machine whatever the
-cluster, and a driver killed at any moment loses only the work in flight. The folder has one
-writer: a run holds its lock (dlmia.lock) from before its first write to its end, and a second
-run on it fails at once.
+soon as its sides exist, on a worker (a searched cell: as a task that drives its search).
+Everything (side cache, result rows, scores) is written by this driver, atomically, so the
+output folder lives on the driver's machine whatever the cluster, and a driver killed at any
+moment loses only the work in flight. The folder has one writer: a run holds its lock
+(dlmia.lock) from before its first write to its end, and a second run on it fails at once.
 """
 
 from __future__ import annotations

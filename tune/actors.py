@@ -6,10 +6,10 @@ by `prepare_task`, which the scheduler pins to the driver's node. The prepared d
 into the object store, and every other worker fetches it from there, so no worker node needs
 the data. A worker is an actor with a side's or a cell's resources: it prepares datasets,
 trains sides, keeping the prepared datasets it has used, so each further side of a dataset
-skips the fetch, and attacks cells
-(their side outputs: shadow, target, and a reference pool's, which Ray resolves from the object
-store). Its process imports torch and dlmia once: a cell on a worker that has built the last
-sides starts at once, where a fresh task's process would spend seconds on imports first.
+skips the fetch, and attacks cells (their side outputs: shadow, target, and a reference pool's,
+which Ray resolves from the object store). Its process imports torch and dlmia once: a cell on
+a worker that has built the last sides starts at once, where a fresh task's process would
+spend seconds on imports first.
 A cell with a search runs `search_task` instead, on the driver's node (its trial records and
 Optuna study go to the output folder there): for DL-MIA a Tune driver that holds no CPU itself
 and runs the cell's trials, each with the attack's resources, anywhere on the cluster; for an

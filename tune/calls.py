@@ -4,11 +4,11 @@
 
 `RayCalls` places them: datasets are prepared where the data files are, by a worker on a run on
 this machine alone (`prepares_on_workers`), else by a task on the driver's node, with one of its
-CPUs where it has one (a cluster's head may have none for tasks); a side is
-trained, and a cell attacked, on a worker actor (a cell of a shape no worker can be held for
-runs as a task anywhere with the attack's resources), and a searched cell's search runs as a
-task on the driver's node (its trial records and Optuna study go to the output folder there):
-CPU-less when it only drives Ray Tune, else with one of the node's CPUs where it has one.
+CPUs where it has one (a cluster's head may have none for tasks); a side is trained, and a cell
+attacked, on a worker actor (a cell of a shape no worker can be held for runs as a task
+anywhere with the attack's resources), and a searched cell's search runs as a task on the
+driver's node (its trial records and Optuna study go to the output folder there): CPU-less when
+it only drives Ray Tune, else with one of the node's CPUs where it has one.
 """
 
 from __future__ import annotations
@@ -53,12 +53,12 @@ class RayCalls:
     def __init__(self, has_gpu: bool, local: bool) -> None:
         """`local`: the run's Ray is on this machine alone (it never gains a node), so its
         workers are where the data files are."""
-        node = ray.get_runtime_context().get_node_id()
+        node, nodes = ray.get_runtime_context().get_node_id(), ray.nodes()
         self.here = NodeAffinitySchedulingStrategy(node, soft=False)
-        resources = next(n["Resources"] for n in ray.nodes() if n["NodeID"] == node)
+        resources = next(n["Resources"] for n in nodes if n["NodeID"] == node)
         self.cpus_here = 1 if resources.get("CPU", 0) >= 1 else 0
         self.has_gpu = has_gpu
-        alive = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+        alive = [n["NodeID"] for n in nodes if n["Alive"]]
         self.prepares_on_workers = local and alive == [node]
 
     def prepare(self, key: str, spec: DatasetSpec, worker: Worker | None) -> tuple[Ref, Ref]:

@@ -102,7 +102,8 @@ class Schedule:
         """The datasets to prepare now as tasks (now being prepared): needed by waiting sides,
         neither prepared nor being prepared, at most `prepare_cap` at once, and not for a
         worker to prepare (`next_prepare_for`)."""
-        chosen = [key for key in self._to_prepare() if not self._on_worker(key)]
+        on_workers = self._worker_prepares()
+        chosen = [key for key in self._to_prepare() if key not in on_workers]
         self._start("prepare", chosen)
         return chosen
 
@@ -110,8 +111,8 @@ class Schedule:
         """The dataset idle `worker` prepares next (now being prepared), or None: of the datasets
         to prepare now that a worker prepares, the first whose first waiting side has the
         worker's shape."""
-        for key in self._to_prepare():
-            if self._on_worker(key) and self._preparer(key) == worker.shape:
+        for key, shape in self._worker_prepares().items():
+            if shape == worker.shape:
                 self._start("prepare", [key])
                 return key
         return None
@@ -147,7 +148,7 @@ class Schedule:
         `cell_cap` leaves room for) and the datasets a worker prepares."""
         demand = Counter(self.shape(job) for job in self._sides_ready()[: self._side_room()])
         demand.update(self.shape(job) for job in self._ready(self._worker_cells()))
-        demand.update(self._preparer(key) for key in self._to_prepare() if self._on_worker(key))
+        demand.update(self._worker_prepares().values())
         return demand
 
     def upcoming_shapes(self) -> set[Shape]:
@@ -250,14 +251,17 @@ class Schedule:
         fresh = [k for k in needed if k not in self.prepared and k not in self.running["prepare"]]
         return fresh[: max(self.prepare_cap - len(self.running["prepare"]), 0)]
 
-    def _preparer(self, key: str) -> Shape:
-        """The shape of the worker that prepares dataset `key`: its first waiting side's."""
-        return next(self.shape(self.sides[s]) for s in self.pending
-                    if self.sides[s].dataset_key == key)  # fmt: skip
-
-    def _on_worker(self, key: str) -> bool:
-        """Whether a worker prepares dataset `key` (see the module docstring)."""
-        return self.prepare_on_workers and self._preparer(key)[1] == 0
+    def _worker_prepares(self) -> dict[str, Shape]:
+        """The datasets to prepare now that a worker prepares (see the module docstring), each
+        with the shape of that worker: its first waiting side's, without GPUs."""
+        if not self.prepare_on_workers:
+            return {}
+        keys = set(self._to_prepare())
+        first: dict[str, Shape] = {}
+        for job in (self.sides[s] for s in self.pending):
+            if job.dataset_key in keys:
+                first.setdefault(job.dataset_key, self.shape(job))
+        return {key: shape for key, shape in first.items() if shape[1] == 0}
 
     def _sides_ready(self) -> list[SideJob]:
         """The waiting sides whose dataset is prepared, in order."""

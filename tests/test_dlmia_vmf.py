@@ -65,6 +65,20 @@ def test_kl_is_zero_at_low_concentration_and_has_exact_gradient() -> None:
     assert torch.autograd.gradcheck(lambda k: vmf.kl_to_uniform(k, 12), (kappa,))
 
 
+def test_kl_with_one_sphere_size_per_row_is_each_rows_own_kl() -> None:
+    """Rows of kappa on spheres of different sizes (a stack of trials) in one call: bit for bit
+    each row's own call, one size or several, with the exact gradient."""
+    gen = torch.Generator().manual_seed(0)
+    kappa = torch.rand(4, 6, generator=gen, dtype=torch.float64) * 300 + 0.1  # (A, B)
+    kappa[1, 0] = 3e5  # beyond the tables: scipy directly
+    for dims in ([8, 16, 8, 32], [16, 16, 16, 16]):
+        rows = vmf.kl_to_uniform(kappa, dims)
+        for a, dim in enumerate(dims):
+            assert torch.equal(rows[a], vmf.kl_to_uniform(kappa[a], dim))
+    leaf = kappa[:, 1:].clone().requires_grad_(True)  # inside the tables: smooth to 1e-12
+    assert torch.autograd.gradcheck(lambda k: vmf.kl_to_uniform(k, [8, 16, 8, 32]), (leaf,))
+
+
 def test_uniform_sphere_area() -> None:
     assert math.exp(vmf.log_sphere_area(3)) == pytest.approx(4 * math.pi)
     assert math.exp(vmf.log_sphere_area(2)) == pytest.approx(2 * math.pi)

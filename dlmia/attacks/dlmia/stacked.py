@@ -260,18 +260,8 @@ class NetView:
         return self.dec(torch.cat([z_inv, z_spe], dim=-1))
 
     def kl_spe(self, kappa: torch.Tensor) -> torch.Tensor:
-        """(A, B) exact vMF KLs to the uniform prior, each trial at its own latent size (one
-        call per distinct size: the KL's Bessel terms are evaluated on the CPU)."""
-        rows_of: dict[int, list[int]] = {}
-        for a, config in enumerate(self.configs):
-            rows_of.setdefault(config.latent_spe, []).append(a)
-        if len(rows_of) == 1:
-            return vmf.kl_to_uniform(kappa.reshape(-1), self.configs[0].latent_spe).view_as(kappa)
-        parts, order = [], []
-        for dim, rows in rows_of.items():
-            parts.append(vmf.kl_to_uniform(kappa[rows].reshape(-1), dim).view(len(rows), -1))
-            order.extend(rows)
-        return torch.cat(parts)[torch.tensor(order).argsort()]
+        """(A, B) exact vMF KLs to the uniform prior, each trial at its own latent size."""
+        return vmf.kl_to_uniform(kappa, [config.latent_spe for config in self.configs])
 
     def logits(
         self, raw: torch.Tensor, inv: torch.Tensor, spe: torch.Tensor, norm: torch.Tensor

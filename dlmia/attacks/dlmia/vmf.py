@@ -35,30 +35,53 @@ MAX_BLOCKS = 5  # at most 20 candidates: Wood's acceptance is >= 0.67, so all fa
 def _numpy_terms(kappa: torch.Tensor, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """kappa as float64 numpy, A_m(kappa) and log C_m(kappa) (see the module doc), no gradient."""
     k = kappa.detach().double().cpu().numpy()
+    return (k, *_terms(k, dim))
+
+
+def _terms(k: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """A_m(k) and log C_m(k) for float64 concentrations k."""
     order = dim / 2 - 1
     ratio, log_iv = ratio_and_log_iv(order, k)
     log_c = order * np.log(k) - (order + 1) * math.log(2 * math.pi) - log_iv
-    return k, ratio, log_c
+    return ratio, log_c
 
 
 class _KLToUniform(torch.autograd.Function):
     """KL(vMF(., kappa) || U(S^{m-1})) and its exact derivative dKL/dk = k (1 - A^2) - (m - 1) A.
 
     (From d/dk log I_v = A + v/k and A'(k) = 1 - A^2 - (m - 1) A / k.) Evaluated in float64 on the
-    CPU from scipy's values, tabulated (bessel.py); the transfer is one (B,) array each way.
+    CPU from scipy's values, tabulated (bessel.py); the transfer is one array each way, whatever
+    the number of sphere sizes (`dims`: one m, or one per row of kappa).
     """
 
     @staticmethod
-    def forward(ctx: Any, kappa: torch.Tensor, dim: int) -> torch.Tensor:
-        k, ratio, log_c = _numpy_terms(kappa, dim)
-        kl = k * ratio + log_c + log_sphere_area(dim)
-        ctx.save_for_backward(torch.from_numpy(k * (1 - ratio**2) - (dim - 1) * ratio).to(kappa))
+    def forward(ctx: Any, kappa: torch.Tensor, dims: int | tuple[int, ...]) -> torch.Tensor:
+        k = kappa.detach().double().cpu().numpy()
+        kl, slope = np.empty_like(k), np.empty_like(k)
+        for dim, rows in _rows_by_dim(dims):
+            kl[rows], slope[rows] = _kl_and_slope(k[rows], dim)
+        ctx.save_for_backward(torch.from_numpy(slope).to(kappa))
         return torch.from_numpy(kl).to(kappa)
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
         (slope,) = ctx.saved_tensors
         return grad_output * slope, None
+
+
+def _rows_by_dim(dims: int | tuple[int, ...]) -> list[tuple[int, Any]]:
+    """(m, the rows of kappa on S^{m-1}) per distinct m: every row for one m."""
+    if isinstance(dims, int) or len(set(dims)) == 1:
+        return [(dims if isinstance(dims, int) else dims[0], slice(None))]
+    per_row = np.asarray(dims)
+    return [(dim, np.flatnonzero(per_row == dim)) for dim in dict.fromkeys(dims)]
+
+
+def _kl_and_slope(k: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """KL to the uniform on S^{dim-1} at concentrations k (float64), and its k-derivative."""
+    ratio, log_c = _terms(k, dim)
+    kl = k * ratio + log_c + log_sphere_area(dim)
+    return kl, k * (1 - ratio**2) - (dim - 1) * ratio
 
 
 def mean_resultant_length(kappa: torch.Tensor, dim: int) -> torch.Tensor:
@@ -78,17 +101,17 @@ def log_sphere_area(dim: int) -> float:
     return math.log(2.0) + dim / 2 * math.log(math.pi) - math.lgamma(dim / 2)
 
 
-def kl_to_uniform(kappa: torch.Tensor, dim: int) -> torch.Tensor:
+def kl_to_uniform(kappa: torch.Tensor, dim: int | Sequence[int]) -> torch.Tensor:
     """Exact KL(vMF(., kappa) || Uniform(S^{dim-1})) per sample (mu-free), differentiable.
 
     Args:
-        kappa: (B,) concentrations > 0.
-        dim: the ambient dimension m (the sphere is S^{m-1}).
+        kappa: (B,) concentrations > 0; (A, B) with one dim per row.
+        dim: the ambient dimension m (the sphere is S^{m-1}), or (A,) of them, one per row.
 
     Returns:
-        (B,) KL divergences in nats (>= 0).
+        KL divergences in nats (>= 0), like kappa.
     """
-    return _KLToUniform.apply(kappa, dim)
+    return _KLToUniform.apply(kappa, dim if isinstance(dim, int) else tuple(dim))
 
 
 def wood_b(kappa: torch.Tensor, m1: float | torch.Tensor) -> torch.Tensor:

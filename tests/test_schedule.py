@@ -296,9 +296,32 @@ def test_upcoming_shapes_are_those_of_sides_and_cells_that_wait_for_other_work()
         job = plan.next_for(FakeWorker(shape=shape))
         assert job is not None
         plan.on_side_built(job.id)
-    assert plan.upcoming_shapes() == {(4.0, 0.0)}  # x, now ready
-    assert plan.next_cell_for(FakeWorker(shape=(4.0, 0.0))) is not None
-    assert plan.upcoming_shapes() == set()
+    assert plan.upcoming_shapes() == set()  # x is ready: in demand, not waiting
+    assert plan.worker_demand() == {(4.0, 0.0): 1}
+
+
+def test_no_worker_is_kept_for_cells_that_wait_only_for_the_cell_cap() -> None:
+    """The searched sequential grid stalled with every CPU idle: searches held the cell cap
+    and their trials waited for CPUs, which idle workers kept for the cells behind that cap
+    held. A cell that waits only for the cap keeps no worker; one that waits for a side does."""
+    sides = [side("s", "A"), side("t", "A"), side("u", "A")]
+    cells = [cell("searched", "s", "t", searched=True), cell("x", "s", "t"), cell("y", "s", "u")]
+    plan = schedule(sides, cells, cap=1)
+    for key in plan.datasets_to_prepare():
+        plan.on_prepared(key)
+    for _ in range(2):  # s and t
+        job = plan.next_for(FakeWorker())
+        assert job is not None
+        plan.on_side_built(job.id)
+    assert [c.id for c in plan.ready_cells([ONE_CPU])] == ["searched"]  # x stays for a worker
+    assert plan.next_cell_for(FakeWorker()) is None  # the cap is the search's
+    assert plan.worker_demand() == {ONE_CPU: 1}  # u, whose cell y waits for it
+    job = plan.next_for(FakeWorker())
+    assert job is not None and job.id == "u"
+    plan.on_side_built("u")
+    assert plan.worker_demand() == {} and plan.upcoming_shapes() == set()  # x, y: the cap
+    plan.on_cell_done(cells[0])
+    assert plan.worker_demand() == {ONE_CPU: 1}
 
 
 def test_a_worker_takes_the_ready_cell_expected_to_run_longest() -> None:

@@ -24,10 +24,11 @@ fakes (tests/test_schedule.py):
   imports done, so the cell starts at once), sides first; one runs as a task only where no
   worker of its shape can be held. Workers are wanted (`worker_demand`) for the waiting sides
   of prepared datasets and for these ready cells, so a worker whose last side is built goes
-  straight on to cells. A worker takes the ready cell expected to run longest (the mean time
-  of its attack's finished cells; an attack not yet timed first, the plan's order among
-  equals): the run then ends on short cells, not on a long one beside an idle CPU. Cells
-  run as tasks go in the plan's order;
+  straight on to cells; an idle worker whose cells wait for sides is kept, not one whose cells
+  wait only for the cell cap (which searches waiting for its CPU may hold). A worker takes the
+  ready cell expected to run longest (the mean time of its attack's finished cells; an attack
+  not yet timed first, the plan's order among equals): the run then ends on short cells, not
+  on a long one beside an idle CPU. Cells run as tasks go in the plan's order;
 - a call that raised is tried again up to `max_retries` times, unless it failed on bad input.
 """
 
@@ -153,9 +154,11 @@ class Schedule:
 
     def upcoming_shapes(self) -> set[Shape]:
         """The shapes of the work that waits for other work (a side for its dataset, a cell for
-        its sides): a worker of one of them will have work later."""
-        later = [self.sides[s] for s in self.pending] + self._worker_cells()
-        return {self.shape(job) for job in later}
+        its sides): a worker of one of them will have work later. Not a ready cell that waits
+        only for the cell cap: the cells holding the cap may be searches whose trials wait for
+        the CPU an idle worker would keep, and the run would stall with every CPU idle."""
+        cells = [job for job in self._worker_cells() if not self._sides_built(job)]
+        return {self.shape(self.sides[s]) for s in self.pending} | {self.shape(j) for j in cells}
 
     # --- sides --------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from dlmia import config as cfg
+from dlmia.allocator import keep_freed_memory
 from dlmia.attacks import ATTACKS, attack_config, make_attack
 from dlmia.attacks.base import PoolRequest, References, TargetView
 from dlmia.data.histories import IntArray
@@ -199,6 +200,7 @@ def score_target(
     """The target users' member probabilities and what the attack reported, without metrics:
     no target label is read here (an audit without labels stops here)."""
     started = time.perf_counter()
+    keep_freed_memory()
     attack = make_attack(attack_name, attack_settings, device=device, seed=seed)
     attack.fit(shadow.vectors, shadow.labels, target.vectors)
     scores = attack.predict_proba(target.vectors, side_view(target, references))

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from dlmia.allocator import keep_freed_memory
 from dlmia.data.filtering import FilterConfig, kcore
 from dlmia.data.histories import Histories
 from dlmia.data.loaders import Columns
@@ -268,6 +269,7 @@ def build_side(
     the side cache); the recommender is then not trained again, only the vectors are new.
     """
     check_k(data, spec)
+    keep_freed_memory()
     if served is not None:
         return vectorise(data, spec, served, reused=True)
     return vectorise(data, spec, serve_lists(data, spec), reused=False)

@@ -21,6 +21,7 @@ import numpy.typing as npt
 import torch
 
 from dlmia import config as cfg
+from dlmia.allocator import keep_freed_memory
 from dlmia.attacks.base import (
     Attack,
     FloatArray,
@@ -100,8 +101,11 @@ def cpu_threads(count: int, device: torch.device) -> Iterator[None]:
     DL-MIA's tensors are tiny (batches of ~128 x 100): extra threads only add synchronisation,
     and on a loaded machine they oversubscribe the cores (20x slower measured on 2 busy cores).
     A fixed count also keeps CPU results bit-identical whatever the caller's thread setting.
+    On CPU it also keeps freed memory in the process for the next step (dlmia.allocator).
     """
     previous = torch.get_num_threads()
+    if device.type == "cpu":
+        keep_freed_memory()
     if count and device.type == "cpu":
         torch.set_num_threads(min(count, os.cpu_count() or 1))
     try:

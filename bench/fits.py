@@ -68,15 +68,13 @@ def measure_group(cell: Path, size: int) -> dict[str, Any]:
     """A group of `size` trials fitted side by side on the saved cell (see the module doc)."""
     import torch
 
-    from dlmia.attacks.dlmia import DLMIAAttack, DLMIAConfig
+    from dlmia.attacks.dlmia import DLMIAAttack
     from dlmia.attacks.dlmia.side_by_side import fit_side_by_side
 
     torch.set_num_threads(1)
     data = np.load(cell)
     shadow, labels, target = data["shadow"], data["shadow_labels"], data["target"]
-    configs = [DLMIAConfig(), *(DLMIAConfig(**DLMIAAttack.searched_settings(point))
-                                for point in space_points(size - 1))]  # fmt: skip
-    attacks = [DLMIAAttack(config, device="cpu", seed=0) for config in configs]
+    attacks = [DLMIAAttack(config, device="cpu", seed=0) for config in group_settings(size)]
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     started = time.perf_counter()
     fit_side_by_side(attacks, shadow, labels, target)
@@ -90,26 +88,18 @@ def measure_group(cell: Path, size: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def space_points(count: int) -> list[dict[str, Any]]:
-    """`count` points of DL-MIA's default search space, drawn uniformly (log-uniformly for
-    loguniform entries) with a fixed seed."""
-    from dlmia.attacks.dlmia import DLMIAAttack, DLMIAConfig
+def group_settings(size: int) -> list[Any]:
+    """DL-MIA's defaults and `size` - 1 points of its default search space, drawn by Optuna's
+    random sampler with a fixed seed, as a search's trials get their settings."""
+    import optuna
 
-    rng = np.random.default_rng(0)
-    space = DLMIAAttack.search_space(DLMIAConfig())
-    points = []
-    for _ in range(count):
-        point: dict[str, Any] = {}
-        for name, spec in space.items():
-            ((kind, args),) = spec.items()
-            if kind == "choice":
-                point[name] = args[int(rng.integers(len(args)))]
-            elif kind == "uniform":
-                point[name] = float(rng.uniform(*args))
-            else:
-                point[name] = float(np.exp(rng.uniform(np.log(args[0]), np.log(args[1]))))
-        points.append(point)
-    return points
+    from tune.space import default_space, distributions, settings_of
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    space = distributions(default_space("dlmia", {}))
+    points = [{}, *(study.ask(space).params for _ in range(size - 1))]
+    return [settings_of("dlmia", point, {}) for point in points]
 
 
 def save_cell(data_root: str, path: Path) -> None:
@@ -143,20 +133,21 @@ def main() -> None:
         print(json.dumps(measure_group(args.one_group, args.group)))
         return
     trees = {"now": ROOT, **({"before": args.baseline.resolve()} if args.baseline else {})}
-    kinds = {"fit": ("--one",), **({"group": ("--one-group", "--group", str(args.group))}
-                                   if args.group else {})}  # fmt: skip
     with tempfile.TemporaryDirectory() as folder:
         cell = Path(folder) / "cell.npz"
         save_cell(str(Path(args.data_root).resolve()), cell)
+        kinds = {"fit": ("--one", str(cell)),
+                 **({"group": ("--one-group", str(cell), "--group", str(args.group))}
+                    if args.group else {})}  # fmt: skip
         runs: dict[str, dict[str, list[dict[str, Any]]]] = {
             kind: {name: [] for name in trees} for kind in kinds
         }
         for _ in range(args.repeats):
             for kind, flags in kinds.items():
                 for name, tree in trees.items():
-                    runs[kind][name].append(json_in_fresh_process(
-                        tree, __file__, *flags[:1], str(cell), *flags[1:], what=f"the {kind}"
-                    ))  # fmt: skip
+                    runs[kind][name].append(
+                        json_in_fresh_process(tree, __file__, *flags, what=f"the {kind}")
+                    )
     print(f"ML-1M itemcf -> lfm, DL-MIA defaults, medians of {args.repeats} fresh processes")
     print_table(runs["fit"], COLUMNS, "roc_auc")
     if args.group:

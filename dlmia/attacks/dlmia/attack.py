@@ -106,8 +106,8 @@ def cpu_threads(count: int, device: torch.device) -> Iterator[None]:
     previous = torch.get_num_threads()
     if device.type == "cpu":
         keep_freed_memory()
-    if count and device.type == "cpu":
-        torch.set_num_threads(min(count, os.cpu_count() or 1))
+        if count:
+            torch.set_num_threads(min(count, os.cpu_count() or 1))
     try:
         yield
     finally:

@@ -225,7 +225,7 @@ def provenance_section(frame: pd.DataFrame, summary: dict[str, Any] | None) -> s
     facts: dict[str, Any] = {"report by": f"dlmia {dlmia.__version__}"}
     if len(frame):
         for column in ("dlmia_version", "git_commit", "torch_version", "numpy_version",
-                       "python_version", "host"):  # fmt: skip
+                       "python_version", "host", "machine"):  # fmt: skip
             values = sorted(frame[column].dropna().astype(str).unique())
             facts[column] = ", ".join(values)
         settings = frame.drop_duplicates("attack")[["attack", "attack_settings"]]

@@ -28,6 +28,7 @@ import torch
 from analysis.paper import paper_table
 from dlmia.cell import ListOptions, SideChoice, attack_cell, cached_dataset, cell_config
 from dlmia.data.sources import name_or_path
+from dlmia.machine import machine
 from dlmia.sides import DatasetSpec, build_side
 from dlmia.vectors import ItemVectorConfig
 
@@ -98,7 +99,7 @@ def main() -> None:
                          "attack_seconds": result.attack_seconds})
         if seed == args.seeds[0]:
             timings = stage_timings(datasets, sides, rows)
-    print(f"\nStage timings (seed {args.seeds[0]:d})")
+    print(f"\nStage timings (seed {args.seeds[0]:d}) on {machine()}")
     print(pd.DataFrame(timings).to_string(index=False))
     print("\nAttack quality: mean ± std over seeds", args.seeds)
     print(summary(pd.DataFrame(rows)).to_string(index=False))

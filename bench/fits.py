@@ -148,7 +148,10 @@ def main() -> None:
                     runs[kind][name].append(
                         json_in_fresh_process(tree, __file__, *flags, what=f"the {kind}")
                     )
-    print(f"ML-1M itemcf -> lfm, DL-MIA defaults, medians of {args.repeats} fresh processes")
+    from dlmia.machine import machine  # here: a --baseline tree's processes may predate it
+
+    print(f"ML-1M itemcf -> lfm, DL-MIA defaults, medians of {args.repeats} fresh processes, "
+          f"on {machine()}")
     print_table(runs["fit"], COLUMNS, "roc_auc")
     if args.group:
         print(f"\n{args.group} trials side by side (the defaults and {args.group - 1} points of "

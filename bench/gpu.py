@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dlmia.cell import ListOptions, SideChoice, attack_cell, cached_dataset, cell_config  # noqa: E402
 from dlmia.data.synthetic import SyntheticConfig  # noqa: E402
+from dlmia.machine import machine  # noqa: E402
 from dlmia.sides import DatasetSpec, SideOutput, build_side  # noqa: E402
 
 NEURAL = ("ncf", "gru4rec", "caser", "bert4rec")
@@ -100,6 +101,7 @@ def main() -> None:
 def report(rows: list[dict[str, Any]], tolerance: float) -> int:
     """Print the table; return how many GPU numbers disagree with the CPU's."""
     cpu = {row["model"]: row for row in rows if row["setting"] == "cpu"}
+    print(f"# on {machine()}")
     print(f"{'model':<14} {'setting':<9} {'seconds':>8} {'x CPU':>6} {'ROC AUC':>8} agrees")
     failed = 0
     for row in rows:

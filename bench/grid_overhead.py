@@ -32,6 +32,7 @@ import yaml
 from threadpoolctl import threadpool_limits
 
 from dlmia.cell import attack_cell
+from dlmia.machine import machine
 from dlmia.sides import build_side, prepare_dataset
 from tune.cluster import start_local_ray
 from tune.grid import parse_grid
@@ -160,7 +161,7 @@ def main() -> None:
     raw = subset(raw, args.datasets, args.recommenders, args.attacks)
     plan = expand(parse_grid(raw, source=args.grid), args.data_root)
     name, n_sides, n_cells = plan.grid.name, len(plan.sides), len(plan.cells)
-    print(f"grid {name}: {n_sides} sides, {n_cells} cells, {args.cpus} CPUs")
+    print(f"grid {name}: {n_sides} sides, {n_cells} cells, {args.cpus} CPUs of {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp) / "ray"
         summary, startup = run_on_ray(plan, args.cpus, out)

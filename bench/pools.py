@@ -160,9 +160,11 @@ def main() -> None:
               args.device, "--policy", args.policy, "--k", str(args.k), "--seed",
               str(args.seed)]  # fmt: skip
     threads = {"pool": args.threads, "separate": args.separate_threads or args.threads}
+    from dlmia.machine import machine  # here: a --baseline tree's processes may predate it
+
     print(f"# {args.dataset}, online pools, policy {args.policy}, k {args.k}, seed {args.seed}, "
           f"device {args.device}; torch threads: separate fits {threads['separate']}, "
-          f"pool {threads['pool']}")  # fmt: skip
+          f"pool {threads['pool']}; on {machine()}")  # fmt: skip
     print("".join(f"{c:>14}" for c in COLUMNS), flush=True)
     with tempfile.TemporaryDirectory() as folder:
         for kind in args.kinds:

@@ -48,6 +48,7 @@ from dlmia.config import parse_assignments  # noqa: E402
 from dlmia.data.filtering import kcore  # noqa: E402
 from dlmia.data.histories import Histories  # noqa: E402
 from dlmia.data.sources import default_filter, load_dataset  # noqa: E402
+from dlmia.machine import machine  # noqa: E402
 from dlmia.recommenders import RECOMMENDERS, make_recommender  # noqa: E402
 from dlmia.recommenders.neural import NeuralRecommender, ranking_metrics  # noqa: E402
 from dlmia.seeding import numpy_rng  # noqa: E402
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     logging.basicConfig(level=level, format="%(message)s")
     histories = load(args.data, args.users, args.seed)
     print(f"ml-1m: {histories.n_users} users, {histories.n_items} items, "
-          f"{len(histories.items)} interactions; {torch.get_num_threads()} threads")
+          f"{len(histories.items)} interactions; {torch.get_num_threads()} threads of {machine()}")
     settings = settings_by_model(args.set)
     rows = [bench(name, histories, settings.get(name, {}), args) for name in args.models]
     table = pd.DataFrame(rows).set_index("model")

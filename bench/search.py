@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.figures import pyplot, save_figure  # noqa: E402
 from dlmia.cell import ListOptions, SideChoice, cached_dataset, cell_config  # noqa: E402
+from dlmia.machine import machine  # noqa: E402
 from dlmia.selection import SelectionConfig, objective  # noqa: E402
 from dlmia.sides import DatasetSpec, SideOutput, build_side  # noqa: E402
 from dlmia.vectors import VECTOR_FIT_ON, ItemVectorConfig  # noqa: E402
@@ -147,7 +148,7 @@ def print_throughput(table: pd.DataFrame, cpus: int) -> None:
                for name in ("selected", "defaults", "shadow-only", "oracle")},
         })  # fmt: skip
     summary = pd.DataFrame(rows)
-    print(f"\nthroughput on {cpus} CPUs, and the picks' mean target ROC AUC:\n"
+    print(f"\nthroughput on {cpus} CPUs of {machine()}, and the picks' mean target ROC AUC:\n"
           f"{summary.round(4).to_string(index=False)}")
     if len(summary) > 1:
         base = summary.iloc[0]

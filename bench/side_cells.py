@@ -84,6 +84,9 @@ def main() -> None:
                 rows.append({"cell": cell, "code": code, "seed": seed, **row})
                 print(json.dumps(rows[-1]), flush=True)
     frame = pd.DataFrame(rows)
+    from dlmia.machine import machine  # here: a --baseline tree's processes may predate it
+
+    print(f"# on {machine()}")
     print(frame.round(3).to_string(index=False))
     means = frame.groupby(["cell", "code"])[["target_epoch", *ATTACKS]].agg(["mean", "std"])
     print("\nmean and standard deviation over seeds", args.seeds)

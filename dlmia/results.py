@@ -24,6 +24,7 @@ import dlmia
 from dlmia.cell import CellConfig
 from dlmia.io import write_parquet
 from dlmia.layout import CELL_RESULT, CELL_SCORES
+from dlmia.machine import machine
 from dlmia.records import CellResult, SearchSummary, SideInfo
 from dlmia.schema import ATTACK_METRICS, CRITERIA
 
@@ -75,6 +76,7 @@ def result_row(config: CellConfig, result: CellResult, status: str = "ok") -> di
         "attack_settings": json.dumps(result.attack_settings, default=str, sort_keys=True),
         "details": json.dumps(details(result), default=str),
         "host": platform.node(),
+        "machine": machine(),  # the CPU kind decides a result's last digits (dlmia.machine)
         **versions(),
     }
     return row

@@ -80,7 +80,8 @@ _SIDE_FACTS: dict[str, str] = {
     for role in ("shadow", "target")
 }  # fmt: skip
 _PROVENANCE: dict[str, str] = dict.fromkeys(
-    ("host", "dlmia_version", "git_commit", "torch_version", "numpy_version", "python_version"),
+    ("host", "machine", "dlmia_version", "git_commit", "torch_version", "numpy_version",
+     "python_version"),
     NAME,
 )
 

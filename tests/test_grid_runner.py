@@ -24,6 +24,7 @@ import yaml
 from dlmia.attacks import ATTACKS
 from dlmia.cell import run_cell
 from dlmia.cli import main as cli_main
+from dlmia.machine import machine
 from dlmia.schema import RESULTS, undeclared
 from tune.cache import SideCache
 from tune.faults import FAULTS_ENV
@@ -101,6 +102,7 @@ def test_end_to_end_writes_every_cell_once_and_resumes_from_disk(tmp_path: Path)
     assert frame["roc_auc"].between(0, 1).all()
     for column in ("shadow_side_id", "target_side_id", "cell_key", "git_commit", "host", "config"):
         assert column in frame
+    assert (frame["machine"] == machine()).all()
     scores = pd.read_parquet(out / "scores" / f"{plan.cells[0].id}.parquet")
     assert list(scores.columns) == ["user", "label", "score"]
     assert len(scores) == frame.set_index("cell_id").loc[plan.cells[0].id, "n_target"]

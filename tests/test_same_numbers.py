@@ -3,7 +3,11 @@ searched, on the tiny synthetic data) gives the result rows and trials pinned in
 `tests/data/same_numbers.json`, which the code before the issue-26 redesign wrote.
 
 The search runs one trial at a time with no ASHA stop (grace_epochs past the horizon), so which
-trials finish does not depend on timing. To pin new numbers after a change that is meant to move
+trials finish does not depend on timing. Continuous numbers agree to a relative 1e-6, not
+bit for bit: MKL and oneDNN choose their float32 kernels by CPU kind (dlmia.machine), so the same
+seed gives networks whose outputs differ in their last bits on another CPU (an AMD EPYC moved the
+losses and objectives here by ~1e-8 relative, and no ROC AUC, rank or pick); a change to the
+method moves them by far more. To pin new numbers after a change that is meant to move
 them: `python -m tests.test_same_numbers OUT_DIR` writes the file again (say why in the commit).
 """
 
@@ -28,6 +32,7 @@ ROW_COLUMNS = ("roc_auc", "roc_auc_low", "roc_auc_high", "balanced_accuracy", "t
                "n_shadow", "n_target", "trial", "n_trials", "objective")
 TRIAL_COLUMNS = ("study_trial", "state", "objective", "shadow_val_loss", "roc_auc",
                  "param.lambda_align", "param.lr", "selected", "shadow_pick", "oracle_pick")
+REL_TOL = 1e-6  # agreement of continuous numbers across CPU kinds (module doc)
 
 
 def demo_like_grid() -> dict[str, Any]:
@@ -71,6 +76,21 @@ def measure(out: Path) -> dict[str, Any]:
     }
 
 
+def agree(got: Any, want: Any) -> bool:
+    """Floats within `REL_TOL` (NaN equals NaN); everything else (counts, states, flags, None)
+    exactly, type included."""
+    if isinstance(got, float) and isinstance(want, float):
+        both_nan = math.isnan(got) and math.isnan(want)
+        return both_nan or math.isclose(got, want, rel_tol=REL_TOL, abs_tol=1e-9)
+    return type(got) is type(want) and bool(got == want)
+
+
+def disagreements(got: dict[str, Any], want: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The entries where `got` and `want` do not `agree`, as (got, want)."""
+    pairs = {key: (got.get(key), want.get(key)) for key in sorted(set(got) | set(want))}
+    return {key: pair for key, pair in pairs.items() if not agree(*pair)}
+
+
 def run(out: Path) -> dict[str, Any]:
     summary = run_grid(expand(parse_grid(demo_like_grid())), out=out, progress=QUIET)
     assert summary.exit_code == 0, summary.line()
@@ -83,12 +103,12 @@ def test_the_demo_like_grid_gives_the_pinned_numbers(tmp_path: Path) -> None:
     measured = run(tmp_path / "out")
     assert sorted(measured["results"]) == sorted(pinned["results"])
     for cell, row in pinned["results"].items():
-        assert measured["results"][cell] == pytest.approx(row, abs=1e-9, nan_ok=True), cell
+        assert not disagreements(measured["results"][cell], row), cell
     assert sorted(measured["trials"]) == sorted(pinned["trials"])
     for cell, trials in pinned["trials"].items():
         assert len(measured["trials"][cell]) == len(trials)
         for got, want in zip(measured["trials"][cell], trials):
-            assert got == pytest.approx(want, abs=1e-9, nan_ok=True), cell
+            assert not disagreements(got, want), cell
 
 
 if __name__ == "__main__":

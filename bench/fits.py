@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fresh import json_in_fresh_process
+from fresh import json_in_fresh_process, machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("first_fit_s", "fit_s", "vae_s", "heads_s", "joint_s", "criteria_s")
@@ -148,10 +148,8 @@ def main() -> None:
                     runs[kind][name].append(
                         json_in_fresh_process(tree, __file__, *flags, what=f"the {kind}")
                     )
-    from dlmia.machine import machine  # here: a --baseline tree's processes may predate it
-
     print(f"ML-1M itemcf -> lfm, DL-MIA defaults, medians of {args.repeats} fresh processes, "
-          f"on {machine()}")
+          f"on {machine_line()}")
     print_table(runs["fit"], COLUMNS, "roc_auc")
     if args.group:
         print(f"\n{args.group} trials side by side (the defaults and {args.group - 1} points of "

@@ -26,6 +26,15 @@ def json_in_fresh_process(tree: Path, script: str, *args: str, what: str) -> dic
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+def machine_line() -> str:
+    """This machine in one line (`dlmia.machine`), for the parent's table. Imported here, not at
+    a bench's top: the fresh processes run the same script on a `--baseline` tree, whose dlmia
+    may predate that module."""
+    from dlmia.machine import machine
+
+    return machine()
+
+
 def side_facts(info: Any) -> dict[str, Any]:
     """A side's info as one flat dict, whichever tree built it: a `dlmia.records.SideInfo`
     (its served facts merged in), or the plain dict of trees before that record existed."""

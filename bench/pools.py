@@ -33,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fresh import json_in_fresh_process  # noqa: E402
+from fresh import json_in_fresh_process, machine_line  # noqa: E402
 
 KINDS = ("itemcf", "lfm", "ncf", "gru4rec")
 COLUMNS = ("kind", "R", "pool", "separate_s", "pool_s", "x_faster", "separate_mb", "pool_mb",
@@ -160,11 +160,9 @@ def main() -> None:
               args.device, "--policy", args.policy, "--k", str(args.k), "--seed",
               str(args.seed)]  # fmt: skip
     threads = {"pool": args.threads, "separate": args.separate_threads or args.threads}
-    from dlmia.machine import machine  # here: a --baseline tree's processes may predate it
-
     print(f"# {args.dataset}, online pools, policy {args.policy}, k {args.k}, seed {args.seed}, "
           f"device {args.device}; torch threads: separate fits {threads['separate']}, "
-          f"pool {threads['pool']}; on {machine()}")  # fmt: skip
+          f"pool {threads['pool']}; on {machine_line()}")  # fmt: skip
     print("".join(f"{c:>14}" for c in COLUMNS), flush=True)
     with tempfile.TemporaryDirectory() as folder:
         for kind in args.kinds:

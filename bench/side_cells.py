@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from fresh import json_in_fresh_process, side_facts
+from fresh import json_in_fresh_process, machine_line, side_facts
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTACKS = ("norm", "biased", "dlmia")
@@ -84,9 +84,7 @@ def main() -> None:
                 rows.append({"cell": cell, "code": code, "seed": seed, **row})
                 print(json.dumps(rows[-1]), flush=True)
     frame = pd.DataFrame(rows)
-    from dlmia.machine import machine  # here: a --baseline tree's processes may predate it
-
-    print(f"# on {machine()}")
+    print(f"# on {machine_line()}")
     print(frame.round(3).to_string(index=False))
     means = frame.groupby(["cell", "code"])[["target_epoch", *ATTACKS]].agg(["mean", "std"])
     print("\nmean and standard deviation over seeds", args.seeds)

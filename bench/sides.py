@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fresh import json_in_fresh_process, side_facts
+from fresh import json_in_fresh_process, machine_line, side_facts
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDES = (
@@ -78,9 +78,7 @@ def main() -> None:
         print(json.dumps(measure(*args.one, data_root)))
         return
     chosen = [s for s in SIDES if not args.only or set(s) & set(args.only)]
-    from dlmia.machine import machine  # here: a --baseline tree's processes may predate it
-
-    print(f"# on {machine()}")
+    print(f"# on {machine_line()}")
     print(f"{'dataset':<21} {'model':<9} {'code':<8} {'items':>7} "
           + " ".join(f"{c:>12}" for c in COLUMNS))
     for dataset, recommender in chosen:

@@ -9,15 +9,23 @@ seed the sides' best epochs and HR@10, the training-free `norm` score and the Bi
 ROC AUCs, each built by this tree's code and, with `--baseline TREE`, by TREE's (another
 checkout, e.g. `git worktree add /tmp/before HEAD~1`), every cell and seed in a fresh process.
 
+A cell is `DATASET:RECOMMENDER` (shadow and target alike) or `SHADOW->TARGET`, each of those
+`DATASET:RECOMMENDER`, for a cross cell. `--threads N` trains the sides with N torch threads: the
+same model and data summed in another float order, which shows how far a cell rests on the
+rounding of its sides' training (a side of a CPU kind whose kernels round differently is such a
+perturbation too).
+
     .venv/bin/python bench/side_cells.py --cells amazon-beauty:gru4rec --baseline /tmp/before
     .venv/bin/python bench/side_cells.py --cells ml-1m:caser amazon-beauty:caser --seeds 0 1 2
     .venv/bin/python bench/side_cells.py --cells amazon-beauty:gru4rec --set patience=10
+    .venv/bin/python bench/side_cells.py --cells 'amazon-beauty:bert4rec->ml-1m:caser' --threads 2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +36,35 @@ ROOT = Path(__file__).resolve().parents[1]
 ATTACKS = ("norm", "biased", "dlmia")
 
 
-def measure(dataset: str, recommender: str, seed: int, data_root: str,
-            settings: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
-    """Build the cell's two sides here and attack it; its sides' facts and ROC AUCs."""
+def sides_of(cell: str) -> tuple[str, str]:
+    """The (shadow, target) `DATASET:RECOMMENDER` pair that `cell` names."""
+    shadow, _, target = cell.partition("->")
+    target = target or shadow
+    if any(side.count(":") != 1 for side in (shadow, target)):
+        raise ValueError(f"cell {cell!r}: write DATASET:RECOMMENDER or SHADOW->TARGET")
+    return shadow, target
+
+
+def measure(cell: str, seed: int, data_root: str, settings: dict[str, Any],
+            threads: int) -> dict[str, Any]:  # fmt: skip
+    """Build the cell's two sides here (with `threads` torch threads) and attack it (with one);
+    its sides' facts and ROC AUCs."""
     import torch
 
     from dlmia.cell import ListOptions, SideChoice, attack_cell, cached_dataset, cell_config
     from dlmia.sides import DatasetSpec, build_side
 
+    def choice(side: str) -> SideChoice:
+        dataset, recommender = side.split(":")
+        return SideChoice(DatasetSpec(name=dataset, data_root=data_root), recommender, settings)
+
+    shadow_side, target_side = sides_of(cell)
+    config = cell_config(choice(shadow_side), choice(target_side), "biased", {}, ListOptions(),
+                         seed=seed, device="cpu")  # fmt: skip
+    torch.set_num_threads(threads)
+    shadow, target = (build_side(cached_dataset(spec.dataset), spec)
+                      for spec in (config.shadow, config.target))  # fmt: skip
     torch.set_num_threads(1)
-    choice = SideChoice(DatasetSpec(name=dataset, data_root=data_root), recommender, settings)
-    config = cell_config(choice, choice, "biased", {}, ListOptions(), seed=seed, device="cpu")
-    data = cached_dataset(config.target.dataset)
-    shadow, target = build_side(data, config.shadow), build_side(data, config.target)
     row: dict[str, Any] = {}
     for role, side in (("shadow", shadow), ("target", target)):
         facts = side_facts(side.info)
@@ -56,8 +80,11 @@ def measure(dataset: str, recommender: str, seed: int, data_root: str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--cells", nargs="+", default=[], help="DATASET:RECOMMENDER ...")
+    parser.add_argument("--cells", nargs="+", default=[],
+                        help="DATASET:RECOMMENDER or SHADOW->TARGET, each DATASET:RECOMMENDER")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads training a side")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=1, help="cells measured at once")
     parser.add_argument("--baseline", type=Path, help="a checkout with the code to compare to")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="recommender setting of this tree's sides (repeatable)")  # fmt: skip
@@ -66,25 +93,33 @@ def main() -> None:
     data_root = str(Path(args.data_root).resolve())
     settings = {k: json.loads(v) for k, _, v in (a.partition("=") for a in args.set)}
     if args.one:
-        dataset, recommender, seed = args.one.split(":")
-        print(json.dumps(measure(dataset, recommender, int(seed), data_root, settings)))
+        cell, _, seed = args.one.rpartition("@")
+        print(json.dumps(measure(cell, int(seed), data_root, settings, args.threads)))
         return
     if not args.cells:
         parser.error("--cells: name at least one DATASET:RECOMMENDER")
-    trees = {"now": ROOT, **({"before": args.baseline.resolve()} if args.baseline else {})}
-    rows = []
     for cell in args.cells:
-        for seed in args.seeds:
-            for code, tree in trees.items():
-                extra = [f"--set={a}" for a in args.set] if code == "now" else []
-                row = json_in_fresh_process(
-                    tree, __file__, "--one", f"{cell}:{seed}", "--data-root", data_root, *extra,
-                    what=f"{cell} seed {seed}",
-                )  # fmt: skip
-                rows.append({"cell": cell, "code": code, "seed": seed, **row})
-                print(json.dumps(rows[-1]), flush=True)
+        try:
+            sides_of(cell)
+        except ValueError as error:
+            parser.error(str(error))
+    trees = {"now": ROOT, **({"before": args.baseline.resolve()} if args.baseline else {})}
+    runs = [(cell, seed, code) for cell in args.cells for seed in args.seeds for code in trees]
+
+    def run(cell: str, seed: int, code: str) -> dict[str, Any]:
+        extra = [f"--set={a}" for a in args.set] if code == "now" else []
+        row = json_in_fresh_process(
+            trees[code], __file__, "--one", f"{cell}@{seed}", "--data-root", data_root,
+            f"--threads={args.threads}", *extra, what=f"{cell} seed {seed}",
+        )  # fmt: skip
+        row = {"cell": cell, "code": code, "seed": seed, **row}
+        print(json.dumps(row), flush=True)
+        return row
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        rows = list(pool.map(lambda run_args: run(*run_args), runs))
     frame = pd.DataFrame(rows)
-    print(f"# on {machine_line()}")
+    print(f"# on {machine_line()}; sides trained with {args.threads} torch thread(s)")
     print(frame.round(3).to_string(index=False))
     means = frame.groupby(["cell", "code"])[["target_epoch", *ATTACKS]].agg(["mean", "std"])
     print("\nmean and standard deviation over seeds", args.seeds)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import re
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from tests.records import side_info
 from tune.cache import SideCache
 from tune.faults import Faults
 from tune.grid import grid_dict, load_grid, locate_grid, packaged_grids, parse_grid
-from tune.plan import data_fingerprint, expand
+from tune.plan import data_fingerprint, expand, file_digest
 from tune.progress import Progress
 
 GRIDS = sorted((Path(__file__).resolve().parents[1] / "grids").glob("*.yaml"))
@@ -202,6 +203,21 @@ def test_path_datasets_resolve_under_the_data_root(tmp_path: Path) -> None:
     before = next(iter(plan.sides.values())).key
     (tmp_path / "sub" / "ratings.csv").write_text("user,item\n1,2\n1,3\n")  # new content, new key
     assert next(iter(expand(parse_grid(raw), data_root=tmp_path).sides.values())).key != before
+
+
+def test_side_keys_follow_the_data_files_bytes_not_their_times(tmp_path: Path) -> None:
+    raw = tiny()
+    raw["datasets"]["syn"] = {"path": "ratings.csv"}
+    keys = []
+    for root, text, mtime_ns in ((tmp_path / "a", "user,item\n1,2\n", 10**18),
+                                 (tmp_path / "b", "user,item\n1,2\n", 2 * 10**18),  # a copy
+                                 (tmp_path / "b", "user,item\n1,3\n", 2 * 10**18)):  # an edit
+        root.mkdir(exist_ok=True)
+        (root / "ratings.csv").write_text(text)
+        os.utime(root / "ratings.csv", ns=(mtime_ns, mtime_ns))  # same size and time: bytes differ
+        file_digest.cache_clear()  # as in a new process (within one, a write's ctime tells)
+        keys.append(next(iter(expand(parse_grid(raw), data_root=root).sides.values())).key)
+    assert keys[0] == keys[1] != keys[2]
 
 
 def test_grid_columns_are_part_of_the_dataset_and_its_side_keys(tmp_path: Path) -> None:

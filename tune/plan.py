@@ -1,7 +1,7 @@
 """A grid expanded into work: sides (trained once each) and cells (one per pair, attack and seed).
 
 Every side and cell carries a content key (sha256) over everything that decides its output:
-the dataset's settings and a cheap fingerprint of its file, the role, recommender, settings,
+the dataset's settings and a hash of its file, the role, recommender, settings,
 seed, k, non-member policy and the version of the code that builds sides. The side cache is
 addressed by that key, so a rerun, or another grid with the same side, reuses it; a finished
 cell is skipped only when its stored key matches.
@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 import dlmia
@@ -221,11 +222,13 @@ def spec_identity(spec: DatasetSpec | SideSpec) -> dict[str, Any]:
 
 
 def data_fingerprint(spec: DatasetSpec) -> str:
-    """A cheap fingerprint of the dataset's file (`DatasetSpec.file`, the loader's lookup): its
-    name, zip member, size and modification time.
+    """The fingerprint of the dataset's file (`DatasetSpec.file`, the loader's lookup): its name,
+    zip member and a hash of its bytes.
 
-    Synthetic data is fully described by its settings. A file that cannot be found fingerprints
-    as missing; `tune.runner.check_data` then reports it before any work.
+    The bytes, not the modification time: data copied again (a new checkout, a cluster's file
+    sync) keeps its sides and finished cells. Synthetic data is fully described by its settings.
+    A file that cannot be found, is not a regular file or cannot be read fingerprints as such:
+    `tune.runner.check_data` then reports it before any work.
     """
     try:
         file = spec.file()
@@ -234,8 +237,23 @@ def data_fingerprint(spec: DatasetSpec) -> str:
     if file is None:
         return "synthetic"
     stat = file.path.stat()
+    version = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    if not S_ISREG(stat.st_mode):  # a FIFO or device is never read here: the loader refuses it
+        return "not a regular file"
+    try:
+        content = file_digest(file.path.resolve(), version)
+    except OSError:
+        return "unreadable"
     member = f":{file.member}" if file.member else ""
-    return f"{file.path.name}{member}:{stat.st_size}:{stat.st_mtime_ns}"
+    return f"{file.path.name}{member}:{content}"
+
+
+@lru_cache(maxsize=64)
+def file_digest(path: Path, version: tuple[int, ...]) -> str:
+    """sha256 of the file at `path`, read once per process for each version (its size and
+    times: a write changes its change time even where its modification time is set back)."""
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 @lru_cache(maxsize=1)

@@ -220,6 +220,22 @@ def test_side_keys_follow_the_data_files_bytes_not_their_times(tmp_path: Path) -
     assert keys[0] == keys[1] != keys[2]
 
 
+def test_a_data_file_that_cannot_be_read_is_left_to_the_data_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "ratings.csv").write_text("user,item\n1,2\n")
+    spec = DatasetSpec(name="", path="ratings.csv", data_root=str(tmp_path))
+
+    def unreadable(path: Path, version: tuple[int, ...]) -> str:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("tune.plan.file_digest", unreadable)
+    assert data_fingerprint(spec) == "unreadable"
+    (tmp_path / "ratings.csv").unlink()
+    os.mkfifo(tmp_path / "ratings.csv")  # never opened: opening a FIFO waits for a writer
+    assert data_fingerprint(spec) == "not a regular file"
+
+
 def test_grid_columns_are_part_of_the_dataset_and_its_side_keys(tmp_path: Path) -> None:
     raw = tiny()
     (tmp_path / "r.tsv").write_text("u1\ti1\t5\t100\n")

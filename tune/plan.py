@@ -237,9 +237,9 @@ def data_fingerprint(spec: DatasetSpec) -> str:
     if file is None:
         return "synthetic"
     stat = file.path.stat()
-    version = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
     if not S_ISREG(stat.st_mode):  # a FIFO or device is never read here: the loader refuses it
         return "not a regular file"
+    version = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
     try:
         content = file_digest(file.path.resolve(), version)
     except OSError:

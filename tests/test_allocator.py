@@ -19,8 +19,10 @@ def _page_faults() -> int:
 
 def test_a_stacked_step_reuses_its_kernel_buffers_without_page_faults() -> None:
     """The stacked MMD of 12 trials (forward and backward, the step that motivated it) makes
-    and frees several 3 MiB kernels per step; with freed memory kept, steps after the first
-    fault in less than one kernel's pages between them (glibc's defaults: ~1,500 a step)."""
+    and frees several 3 MiB kernels per step; with freed memory kept, ten steps after the warm-up
+    fault in fewer pages than two kernels (~500 here; glibc's defaults: ~6,200). Two, not one:
+    the heap may still grow by one kernel once after the warm-up (seen as a full suite's first
+    test: 768 pages in five steps, exactly one kernel, where five steps usually take ~250)."""
     if not keep_freed_memory():
         pytest.skip("the C library here has no mallopt (not glibc)")
     latents = torch.randn(12, 256, 32, generator=torch.Generator().manual_seed(0))
@@ -33,9 +35,9 @@ def test_a_stacked_step_reuses_its_kernel_buffers_without_page_faults() -> None:
     for _ in range(3):  # the heap grows to the step's high-water mark
         step()
     before = _page_faults()
-    for _ in range(5):
+    for _ in range(10):
         step()
-    assert _page_faults() - before < PAGES_OF_ONE_KERNEL
+    assert _page_faults() - before < 2 * PAGES_OF_ONE_KERNEL
 
 
 def test_keeping_freed_memory_is_set_once_per_process() -> None:

@@ -25,7 +25,7 @@ from tests.records import side_info
 from tune.cache import SideCache
 from tune.faults import Faults
 from tune.grid import grid_dict, load_grid, locate_grid, packaged_grids, parse_grid
-from tune.plan import data_fingerprint, expand, file_digest
+from tune.plan import data_file_digest, data_fingerprint, expand
 from tune.progress import Progress
 
 GRIDS = sorted((Path(__file__).resolve().parents[1] / "grids").glob("*.yaml"))
@@ -215,7 +215,7 @@ def test_side_keys_follow_the_data_files_bytes_not_their_times(tmp_path: Path) -
         root.mkdir(exist_ok=True)
         (root / "ratings.csv").write_text(text)
         os.utime(root / "ratings.csv", ns=(mtime_ns, mtime_ns))  # same size and time: bytes differ
-        file_digest.cache_clear()  # as in a new process (within one, a write's ctime tells)
+        data_file_digest.cache_clear()  # as in a new process (within one, a write's ctime tells)
         keys.append(next(iter(expand(parse_grid(raw), data_root=root).sides.values())).key)
     assert keys[0] == keys[1] != keys[2]
 
@@ -229,7 +229,7 @@ def test_a_data_file_that_cannot_be_read_is_left_to_the_data_check(
     def unreadable(path: Path, version: tuple[int, ...]) -> str:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr("tune.plan.file_digest", unreadable)
+    monkeypatch.setattr("tune.plan.data_file_digest", unreadable)
     assert data_fingerprint(spec) == "unreadable"
     (tmp_path / "ratings.csv").unlink()
     os.mkfifo(tmp_path / "ratings.csv")  # never opened: opening a FIFO waits for a writer

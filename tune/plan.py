@@ -24,6 +24,7 @@ from dlmia.attacks.base import PoolRequest
 from dlmia.cell import CellConfig, ListOptions, SideChoice, cell_config
 from dlmia.errors import ConfigError, DlmiaError
 from dlmia.sides import DatasetSpec, SideSpec
+from tune.cache import file_digest
 from tune.grid import AttackEntry, Grid, Resources
 from tune.search import SearchConfig
 from tune.space import largest_pool
@@ -241,7 +242,7 @@ def data_fingerprint(spec: DatasetSpec) -> str:
         return "not a regular file"
     version = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
     try:
-        content = file_digest(file.path.resolve(), version)
+        content = data_file_digest(file.path.resolve(), version)
     except OSError:
         return "unreadable"
     member = f":{file.member}" if file.member else ""
@@ -249,11 +250,10 @@ def data_fingerprint(spec: DatasetSpec) -> str:
 
 
 @lru_cache(maxsize=64)
-def file_digest(path: Path, version: tuple[int, ...]) -> str:
-    """sha256 of the file at `path`, read once per process for each version (its size and
-    times: a write changes its change time even where its modification time is set back)."""
-    with path.open("rb") as stream:
-        return hashlib.file_digest(stream, "sha256").hexdigest()
+def data_file_digest(path: Path, version: tuple[int, ...]) -> str:
+    """`tune.cache.file_digest` of a data file, read once per process for each version (its size
+    and times: a write changes its change time even where its modification time is set back)."""
+    return file_digest(path)
 
 
 @lru_cache(maxsize=1)

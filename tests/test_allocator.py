@@ -19,10 +19,13 @@ def _page_faults() -> int:
 
 def test_a_stacked_step_reuses_its_kernel_buffers_without_page_faults() -> None:
     """The stacked MMD of 12 trials (forward and backward, the step that motivated it) makes
-    and frees several 3 MiB kernels per step; with freed memory kept, ten steps after the warm-up
-    fault in fewer pages than two kernels (~500 here; glibc's defaults: ~6,200). Two, not one:
-    the heap may still grow by one kernel once after the warm-up (seen as a full suite's first
-    test: 768 pages in five steps, exactly one kernel, where five steps usually take ~250)."""
+    and frees several 3 MiB kernels per step; with freed memory kept, the quietest of three
+    windows of ten steps after the warm-up faults in fewer pages than one kernel (measured here:
+    0-96; glibc's defaults: ~10,000 in every window).
+
+    Not every window: the heap may still grow after the warm-up, by a kernel or two (the
+    suite's first test saw 768 and 1,536 pages in one window, each once in about a dozen runs),
+    so the claim is the steady state."""
     if not keep_freed_memory():
         pytest.skip("the C library here has no mallopt (not glibc)")
     latents = torch.randn(12, 256, 32, generator=torch.Generator().manual_seed(0))
@@ -34,10 +37,13 @@ def test_a_stacked_step_reuses_its_kernel_buffers_without_page_faults() -> None:
 
     for _ in range(3):  # the heap grows to the step's high-water mark
         step()
-    before = _page_faults()
-    for _ in range(10):
-        step()
-    assert _page_faults() - before < 2 * PAGES_OF_ONE_KERNEL
+    windows = []
+    for _ in range(3):
+        before = _page_faults()
+        for _ in range(10):
+            step()
+        windows.append(_page_faults() - before)
+    assert min(windows) < PAGES_OF_ONE_KERNEL, windows
 
 
 def test_keeping_freed_memory_is_set_once_per_process() -> None:

@@ -26,6 +26,7 @@ from analysis.figures import pyplot
 from analysis.paper import label
 from analysis.results import load_results, result_files
 from analysis.roc import roc_figure
+from analysis.side_quality import shown_table, side_quality_table, weak_side_warnings
 from dlmia.errors import DlmiaError
 from dlmia.io import atomic_write
 from dlmia.layout import AUDIT_FILE, RESULTS_DIR, SCORES_DIR
@@ -59,6 +60,7 @@ def write_html(out_dir: str | Path) -> Path:
         data_section(summary, frame),
         attacks_section(frame) if len(frame) else unlabelled_section(out, summary),
         baselines_section(frame) if len(frame) else "",
+        quality_section(frame) if len(frame) else "",
         roc_section(frame, out) if len(frame) else "",
         exposure_section(frame, out, summary),
         provenance_section(frame, summary),
@@ -147,6 +149,20 @@ def baselines_section(frame: pd.DataFrame) -> str:
             "free. An attack's contribution is its margin over the best of them.")  # fmt: skip
     table = table_html(pd.DataFrame(rows)) if rows else "<p>No baseline ran beside them.</p>"
     return f"<h2>Against the training-free baselines</h2>{table}<p class=note>{note}</p>"
+
+
+def quality_section(frame: pd.DataFrame) -> str:
+    """Each side's recommender beside popularity, a warning per side that did not beat it."""
+    table = side_quality_table(frame)
+    if table.empty:
+        return ""
+    warnings = "".join(f"<p class=warn>{escape(sentence)}</p>"
+                       for sentence in weak_side_warnings(table))  # fmt: skip
+    note = ("HR@10: the share of a side's non-members whose next item is in the top 10 the "
+            "side's recommender gives them; popularity's, counted over the same members, is the "
+            "floor. A shadow no better than popularity teaches an attack little that carries.")
+    return (f"<h2>Recommenders against popularity</h2>{table_html(shown_table(table))}"
+            f"{warnings}<p class=note>{note}</p>")  # fmt: skip
 
 
 def reading(margin: float, best: pd.Series) -> str:

@@ -1,8 +1,8 @@
 """`dlmia analyze`: a results folder's per-cell table, paper comparison, heatmaps and ROC curves.
 
 Everything is written under `OUT/analysis/`: `comparison.csv` (every number, unrounded),
-`comparison.md` (the same table, formatted), `heatmap_<panel>_<metric>.png` and, for chosen
-cells, `roc_<selector>.png`.
+`comparison.md` (the same table, formatted), `side_quality.csv` (each side's recommender HR@10
+beside popularity's), `heatmap_<panel>_<metric>.png` and, for chosen cells, `roc_<selector>.png`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from analysis.paper import compare_with_paper, label
 from analysis.results import load_results, load_trials
 from analysis.roc import select_rows, write_roc
 from analysis.search import ORACLE_NOTE, PICKS, search_table, write_search_plots
+from analysis.side_quality import side_quality_lines, side_quality_table
 from dlmia.io import atomic_write
 from dlmia.layout import ANALYSIS_DIR
 
@@ -55,9 +56,14 @@ def summarize(out_dir: str | Path, *, roc: Sequence[str] = (), echo: bool = True
         *write_heatmaps(frame, folder),
         *(write_roc(frame, out, selector, folder) for selector in roc),
     ]
+    sides = side_quality_table(frame)
+    if not sides.empty:
+        paths.append(atomic_write(folder / "side_quality.csv",
+                                  lambda tmp: sides.to_csv(tmp, index=False)))  # fmt: skip
     searches = search_lines(out, folder, paths)
     failures = failure_lines(frame)
-    tail = [*searches, *failures, "", "wrote:", *(f"  {path}" for path in paths)]
+    tail = [*side_quality_lines(sides), *searches, *failures, "", "wrote:",
+            *(f"  {path}" for path in paths)]  # fmt: skip
     report = "\n".join([shown.to_string(index=False), note, *tail])
     if echo:
         _print(report, shown, note, tail)

@@ -70,6 +70,7 @@ def measure(cell: str, seed: int, data_root: str, settings: dict[str, Any],
         facts = side_facts(side.info)
         row[f"{role}_epoch"] = facts.get("best_epoch", float("nan"))
         row[f"{role}_hr10"] = facts["recommender_hr_at_10"]
+        row[f"{role}_pop_hr10"] = facts.get("popularity_hr_at_10", float("nan"))  # older trees
         row[f"{role}_fit_s"] = facts["fit_seconds"]
     for attack in ATTACKS:
         result = attack_cell(shadow, target, attack, {}, seed, "cpu")

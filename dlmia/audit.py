@@ -307,6 +307,7 @@ def summary(
         "dataset_spec": cfg.as_dict(data.spec),
         "attacks": list(config.attacks), "seconds": seconds,
         "shadow_hr_at_10": shadow.info.served.recommender_hr_at_10,
+        "shadow_popularity_hr_at_10": shadow.info.served.popularity_hr_at_10,
     }  # fmt: skip
 
 

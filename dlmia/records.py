@@ -10,6 +10,7 @@ seconds, a search its summary). Only an attack's own details stay free-form
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,9 @@ class ServedInfo:
     validation_seconds: float = 0.0  # neural models: early stopping's evaluations
     epochs_run: int = 0  # neural models: epochs early stopping ran
     best_epoch: int = 0  # ... and the epoch whose weights serve
+    # HR@10 of popularity (counted over the same members' training items) on the same
+    # non-members: the floor the recommender must beat (NaN: not measured, e.g. an audit's lists)
+    popularity_hr_at_10: float = math.nan
 
 
 @dataclass(frozen=True)

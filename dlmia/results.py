@@ -99,13 +99,16 @@ def vectors_fit_on(config: CellConfig) -> str:
 
 
 def side_columns(shadow: SideInfo | None, target: SideInfo | None) -> dict[str, Any]:
-    """Each side's zero vectors and item-vector coverage (None where a side has no info)."""
+    """Each side's zero vectors, item-vector coverage and recommender quality beside popularity's
+    (None where a side has no info)."""
     columns: dict[str, Any] = {}
     for role, side in (("shadow", shadow), ("target", target)):
         columns |= {
             f"{role}_zero_vectors": side.n_zero_vectors if side else None,
             f"{role}_history_coverage": side.history_coverage if side else None,
             f"{role}_list_coverage": side.list_coverage if side else None,
+            f"{role}_hr_at_10": side.served.recommender_hr_at_10 if side else None,
+            f"{role}_popularity_hr_at_10": side.served.popularity_hr_at_10 if side else None,
         }
     return columns
 

@@ -76,6 +76,7 @@ _SIDE_FACTS: dict[str, str] = {
     f"{role}_{fact}": dtype
     for fact, dtype in (
         ("zero_vectors", INT), ("history_coverage", FLOAT), ("list_coverage", FLOAT),
+        ("hr_at_10", FLOAT), ("popularity_hr_at_10", FLOAT),
     )
     for role in ("shadow", "target")
 }  # fmt: skip

@@ -44,6 +44,7 @@ from dlmia.errors import ConfigError, DataError
 from dlmia.nonmember import Policy, nonmember_lists
 from dlmia.recommenders import make_recommender, recommender_class
 from dlmia.recommenders.known import KnownItems
+from dlmia.recommenders.popularity import Popularity
 from dlmia.records import ServedInfo, SideInfo
 from dlmia.seeding import derive_seed
 from dlmia.statistics import ListView, list_statistics
@@ -346,7 +347,7 @@ def serve_lists(
     fitted = fitted or fit_side(data, spec)
     recommender, model = fitted.recommender, fitted.recommender.model
     started = time.perf_counter()
-    _, users, labels = side_users(data.parts, spec)
+    members, users, labels = side_users(data.parts, spec)
     visible = recommender.training_prefix(data.histories.rows(users))  # what the adversary sees
     inside = labels == 1
     lists = np.empty((len(users), spec.k), dtype=np.int32)  # (n_users, k)
@@ -364,10 +365,14 @@ def serve_lists(
             exclude_seen=spec.exclude_seen,
         ).numpy()
     listed = time.perf_counter()
+    nonmembers = data.histories.rows(users[~inside])
+    popularity = KnownItems(Popularity(device="cpu")).fit(  # the floor, on what the model saw
+        recommender.training_prefix(data.histories.rows(members))
+    )
     info = ServedInfo(
         n_members=int(inside.sum()),
         n_nonmembers=int((~inside).sum()),
-        recommender_hr_at_10=holdout_hit_rate(recommender, data.histories.rows(users[~inside])),
+        recommender_hr_at_10=holdout_hit_rate(recommender, nonmembers),
         fit_seconds=fitted.fit_seconds,
         recommend_seconds=listed - started,
         recommender_settings=dataclasses.asdict(recommender.config),
@@ -375,6 +380,7 @@ def serve_lists(
         validation_seconds=sum(epoch.eval_s for epoch in getattr(model, "log", [])),
         epochs_run=len(getattr(model, "log", [])),
         best_epoch=getattr(model, "best_epoch", 0),
+        popularity_hr_at_10=holdout_hit_rate(popularity, nonmembers),
     )
     return ServedLists(users, labels, lists, info)
 

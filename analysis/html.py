@@ -160,7 +160,8 @@ def quality_section(frame: pd.DataFrame) -> str:
                        for sentence in weak_side_warnings(table))  # fmt: skip
     note = ("HR@10: the share of a side's non-members whose next item is in the top 10 the "
             "side's recommender gives them; popularity's, counted over the same members, is the "
-            "floor. A shadow no better than popularity teaches an attack little that carries.")
+            "floor; 'both 0': too sparse to tell. A shadow no better than popularity may serve "
+            "its members lists like its non-members', and then its cells rest on chance.")
     return (f"<h2>Recommenders against popularity</h2>{table_html(shown_table(table))}"
             f"{warnings}<p class=note>{note}</p>")  # fmt: skip
 

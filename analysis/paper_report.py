@@ -12,12 +12,12 @@ of a side's list entries without a vector: on Digital Music, most of the members
 the non-members' popular items all have one, which reverses the norm signal), *policy* (ours is
 above the paper and a training-free baseline already reaches 0.9 ROC AUC: the popular lists give
 members away), *shadow* (on some seed the shadow's recommender was no better than popularity by
-HR@10: the attack learnt from members and non-members it could hardly tell apart, so what carries
-to the target is chance; analysis/side_quality.py), *protocol* (a cross-dataset cell: our
-user-level split leaves the two item spaces unaligned and shares no user, while the paper's
-general family split each user's interactions between shadow and target), *settings* (DL-MIA
-below the paper: ours runs at fixed default settings where the paper tuned each cell), else
-*unexplained*.
+HR@10: its members' lists may differ little from its non-members', and then what the attack
+learns there carries to the target by chance; analysis/side_quality.py), *protocol* (a
+cross-dataset cell: our user-level split leaves the two item spaces unaligned and shares no
+user, while the paper's general family split each user's interactions between shadow and
+target), *settings* (DL-MIA below the paper: ours runs at fixed default settings where the paper
+tuned each cell), else *unexplained*.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import pandas as pd
 from analysis.heatmaps import write_heatmaps
 from analysis.paper import FAMILIES, family_of, label, paper_table
 from analysis.results import load_results
+from analysis.side_quality import at_or_below_popularity
 from dlmia.io import atomic_write
 from dlmia.schema import SIDE_COLUMNS
 
@@ -84,9 +85,9 @@ def cell_table(frame: pd.DataFrame) -> pd.DataFrame:
         )
         wide = stats if wide is None else wide.join(stats, how="outer")
     assert wide is not None
-    frame["shadow_at_or_below_popularity"] = (
-        frame["shadow_hr_at_10"] <= frame["shadow_popularity_hr_at_10"]
-    ).fillna(False)
+    frame["shadow_at_or_below_popularity"] = at_or_below_popularity(
+        frame["shadow_hr_at_10"], frame["shadow_popularity_hr_at_10"]
+    )
     sides = frame.groupby(keys).agg(
         shadow_list_coverage=("shadow_list_coverage", "mean"),
         target_list_coverage=("target_list_coverage", "mean"),

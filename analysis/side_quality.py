@@ -1,16 +1,19 @@
 """How well each side's recommender recommends, beside popularity: the floor it must beat.
 
 Every side reports the HR@10 of its recommender on its non-members' next item and, on the same
-users, the HR@10 of popularity counted over the same members (`dlmia.sides.serve_lists`). A side
-whose recommender is no better than popularity serves its members lists much like anyone's:
+users, the HR@10 of popularity counted over the same members (`dlmia.sides.serve_lists`). Per
+side and seed the table says whether the recommender beat popularity, did not (popularity found
+some next items, the recommender no more), or could not be told (neither found any: on Amazon
+Digital Music, ~1.3 interactions per item, both are 0).
 
-- as a **target**, it leaks little by construction, so a low ROC AUC there says little about
-  the attack;
-- as a **shadow**, it shows the attack members and non-members it can hardly tell apart, so
-  what the attack learns there carries to a target by chance: the cells it shadows can land far
-  apart across seeds (measured: Amazon Beauty BERT4Rec, HR@10 0.012-0.023 against popularity's
-  0.015, shadowing ML-1M Caser gave DL-MIA 0.015-0.978 ROC AUC over five seeds;
-  bench/results/side_cells/beauty-bert4rec-cross.txt).
+Why it matters for a **shadow**: a recommender no better than popularity may serve its members
+lists much like everyone's, and then the attack learns from members and non-members it can
+hardly tell apart, so what carries to a target is chance. Measured: Amazon Beauty BERT4Rec (HR@10
+0.012-0.023, popularity 0.015) shadowing ML-1M Caser gave DL-MIA 0.015-0.978 ROC AUC over five
+seeds, where a Beauty Caser shadow (~1.8x popularity) gave 0.973 +- 0.010
+(bench/results/side_cells/beauty-bert4rec-cross.txt). It is a warning, not a verdict: under the
+paper's policy non-members get the popular list, so a recommender that finds few next items but
+lists other items than the popular ones still sets its members apart (Digital Music's cells).
 
 The table is per side (role, dataset, recommender), one seed's side counted once however many
 cells share it.
@@ -24,13 +27,19 @@ from analysis.paper import label
 
 ROLES = ("shadow", "target")
 COLUMNS = ("role", "dataset", "recommender", "seeds", "hr_at_10", "popularity_hr_at_10",
-           "seeds_at_or_below_popularity")  # fmt: skip
+           "seeds_at_or_below_popularity", "seeds_unmeasured")  # fmt: skip
+
+
+def at_or_below_popularity(hr: pd.Series, popularity: pd.Series) -> pd.Series:
+    """Per row: popularity found some next items and the recommender no more."""
+    return (hr <= popularity) & (popularity > 0)
 
 
 def side_quality_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Per side of the finished rows of a results frame: the seeds measured, the mean HR@10 of
-    its recommender and of popularity, and how many seeds' recommender did not beat popularity.
-    Sides without the measurement (results written before it existed) are left out."""
+    its recommender and of popularity, how many seeds' recommender did not beat popularity, and
+    on how many neither found a next item. Sides without the measurement (results written
+    before it existed) are left out."""
     finished = frame[frame["status"] == "ok"]
     parts = []
     for role in ROLES:
@@ -42,12 +51,15 @@ def side_quality_table(frame: pd.DataFrame) -> pd.DataFrame:
     sides = pd.concat(parts, ignore_index=True)
     if sides.empty:
         return pd.DataFrame(columns=list(COLUMNS))
-    sides["at_or_below"] = sides["hr_at_10"] <= sides["popularity_hr_at_10"]
+    hr, popularity = sides["hr_at_10"], sides["popularity_hr_at_10"]
+    sides["at_or_below"] = at_or_below_popularity(hr, popularity)
+    sides["unmeasured"] = (hr == 0) & (popularity == 0)
     table = sides.groupby(["role", "dataset", "recommender"], sort=False).agg(
         seeds=("seed", "nunique"),
         hr_at_10=("hr_at_10", "mean"),
         popularity_hr_at_10=("popularity_hr_at_10", "mean"),
         seeds_at_or_below_popularity=("at_or_below", "sum"),
+        seeds_unmeasured=("unmeasured", "sum"),
     )
     return table.reset_index()[list(COLUMNS)]
 
@@ -62,23 +74,20 @@ def shown_table(table: pd.DataFrame) -> pd.DataFrame:
         "HR@10": table["hr_at_10"].map("{:.3f}".format),
         "popularity HR@10": table["popularity_hr_at_10"].map("{:.3f}".format),
         "seeds <= popularity": table["seeds_at_or_below_popularity"].astype(str),
+        "seeds both 0": table["seeds_unmeasured"].astype(str),
     })  # fmt: skip
 
 
 def weak_side_warnings(table: pd.DataFrame) -> list[str]:
-    """One sentence per side that did not beat popularity on some seed: what that means for
-    its role (the module doc)."""
-    sentences = []
-    for row in table[table["seeds_at_or_below_popularity"] > 0].itertuples(index=False):
-        side = f"{row.role} {label(str(row.dataset))}:{label(str(row.recommender))}"
-        meaning = (
-            "the cells it shadows rest on chance and can land far apart across seeds"
-            if row.role == "shadow"
-            else "its members' lists look like anyone's, so it leaks little by construction"
-        )
-        sentences.append(f"{side} recommends no better than popularity on "
-                         f"{row.seeds_at_or_below_popularity} of {row.seeds} seed(s): {meaning}")
-    return sentences
+    """One sentence per shadow that did not beat popularity on some seed (the module doc)."""
+    weak = table[(table["role"] == "shadow") & (table["seeds_at_or_below_popularity"] > 0)]
+    return [
+        f"shadow {label(str(row.dataset))}:{label(str(row.recommender))} recommends no better "
+        f"than popularity on {row.seeds_at_or_below_popularity} of {row.seeds} seed(s): its "
+        "members' lists may differ little from its non-members', and then what an attack learns "
+        "there carries to a target by chance (compare its cells across seeds)"
+        for row in weak.itertuples(index=False)
+    ]
 
 
 def side_quality_lines(table: pd.DataFrame) -> list[str]:

@@ -58,16 +58,18 @@ def test_result_rows_carry_each_sides_hit_rates() -> None:
 def write_cells(out: Path, weak_seeds: set[int], with_rates: bool = True) -> None:
     """Two seeds of the CELLS grid and ML-1M LFM -> ML-1M ItemCF (so the ML-1M LFM shadow
     serves two cells), dlmia only; the ML-1M LFM side's recommender is at popularity's HR@10 on
-    `weak_seeds`, every other side three times above it."""
+    `weak_seeds`, the Digital Music NCF side's and popularity's are both 0 (too sparse to tell),
+    every other side's three times popularity's."""
     for seed in (0, 1):
         for shadow, target in [*CELLS, (("ml-1m", "lfm"), ("ml-1m", "itemcf"))]:
             scores = fake_scores(0.3, seed=seed)
             row = fake_row("g", shadow, target, "dlmia", seed, scores)
             for role, side in (("shadow", shadow), ("target", target)):
                 weak = side == ("ml-1m", "lfm") and seed in weak_seeds
+                sparse = side == ("amazon-digital-music", "ncf")
                 if with_rates:
-                    row[f"{role}_popularity_hr_at_10"] = 0.05
-                    row[f"{role}_hr_at_10"] = 0.05 if weak else 0.15
+                    row[f"{role}_popularity_hr_at_10"] = 0.0 if sparse else 0.05
+                    row[f"{role}_hr_at_10"] = 0.0 if sparse else 0.05 if weak else 0.15
             write_result(out, row, scores)
 
 
@@ -79,13 +81,18 @@ def test_the_table_counts_a_side_once_per_seed_and_warns_on_a_weak_one(tmp_path:
     # two cells, two seeds: its one weak seed counts once
     assert shadow_lfm[["seeds", "seeds_at_or_below_popularity"]].values.tolist() == [[2, 1]]
     assert shadow_lfm["hr_at_10"].item() == pytest.approx(0.10)  # mean of 0.05 and 0.15
+    target_lfm = table[(table["role"] == "target") & (table["recommender"] == "lfm")]
+    assert target_lfm["seeds_at_or_below_popularity"].item() == 1
+    music = table[table["dataset"] == "amazon-digital-music"]
+    assert music["seeds_unmeasured"].tolist() == [2, 2]  # both 0: not counted as weak
+    assert music["seeds_at_or_below_popularity"].tolist() == [0, 0]
     lines = side_quality_lines(table)
     warnings = [line for line in lines if line.startswith("warning:")]
-    assert len(warnings) == 2  # the ML-1M LFM side in both roles, nothing else
-    shadow_warning = next(line for line in warnings if " shadow " in line)
-    assert "1 of 2 seed(s)" in shadow_warning and "rest on chance" in shadow_warning
-    target_warning = next(line for line in warnings if " target " in line)
-    assert "leaks little by construction" in target_warning
+    assert len(warnings) == 1  # shadows only: a weak target is in the table
+    assert warnings[0].startswith(
+        "warning: shadow ML-1M:LFM recommends no better than popularity on 1 of 2 seed(s)"
+    )
+    assert "carries to a target by chance" in warnings[0]
 
 
 def test_results_without_the_measurement_have_no_side_table(tmp_path: Path) -> None:
@@ -110,7 +117,7 @@ def test_the_paper_report_names_a_weak_shadow(tmp_path: Path) -> None:
             "shadow: its recommender is no better than popularity on some seed "
             "(mean HR@10 0.100 against 0.050)"
         )
-    assert reasons["ncf", "lfm"].startswith("protocol:")  # Music NCF -> ML-1M LFM
+    assert reasons["ncf", "lfm"].startswith("protocol:")  # Music NCF (both 0) -> ML-1M LFM
     assert reasons["itemcf", "itemcf"].startswith("settings:")
 
 
@@ -120,7 +127,7 @@ def test_the_html_report_shows_the_sides_and_warns(tmp_path: Path) -> None:
     write_cells(tmp_path, weak_seeds={0})
     section = quality_section(load_results(tmp_path))
     assert section.startswith("<h2>Recommenders against popularity</h2><table>")
-    assert section.count("<p class=warn>") == 2
+    assert section.count("<p class=warn>") == 1
     assert "shadow ML-1M:LFM recommends no better than popularity on 1 of 2 seed(s)" in section
     write_cells(tmp_path / "old", weak_seeds=set(), with_rates=False)
     assert quality_section(load_results(tmp_path / "old")) == ""

@@ -64,12 +64,16 @@ def side_quality_table(frame: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()[list(COLUMNS)]
 
 
+def side_name(role: object, dataset: object, recommender: object) -> str:
+    """A side as a reader sees it: `shadow ML-1M:LFM`."""
+    return f"{role} {label(str(dataset))}:{label(str(recommender))}"
+
+
 def shown_table(table: pd.DataFrame) -> pd.DataFrame:
     """The table for a reader: one row per side, numbers as short strings."""
     sides = zip(table["role"], table["dataset"], table["recommender"], strict=True)
     return pd.DataFrame({
-        "side": [f"{role} {label(dataset)}:{label(recommender)}"
-                 for role, dataset, recommender in sides],
+        "side": [side_name(*side) for side in sides],
         "seeds": table["seeds"].astype(str),
         "HR@10": table["hr_at_10"].map("{:.3f}".format),
         "popularity HR@10": table["popularity_hr_at_10"].map("{:.3f}".format),
@@ -82,8 +86,8 @@ def weak_side_warnings(table: pd.DataFrame) -> list[str]:
     """One sentence per shadow that did not beat popularity on some seed (the module doc)."""
     weak = table[(table["role"] == "shadow") & (table["seeds_at_or_below_popularity"] > 0)]
     return [
-        f"shadow {label(str(row.dataset))}:{label(str(row.recommender))} recommends no better "
-        f"than popularity on {row.seeds_at_or_below_popularity} of {row.seeds} seed(s): its "
+        f"{side_name(row.role, row.dataset, row.recommender)} recommends no better than "
+        f"popularity on {row.seeds_at_or_below_popularity} of {row.seeds} seed(s): its "
         "members' lists may differ little from its non-members', and then what an attack learns "
         "there carries to a target by chance (compare its cells across seeds)"
         for row in weak.itertuples(index=False)
